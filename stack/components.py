@@ -1,0 +1,123 @@
+"""The AppHost: every process of the local stack, its dependencies and health, on one screen.
+
+Adding a service is one entry, e.g.
+
+    python_service("product", "services.product.main", port=50051,
+                   depends_on=["postgres-primary", "postgres-replica"]),
+
+An entry whose Python module does not exist yet is skipped with a message, so `make up`
+works while the services are still being written. Order here is display order; start order
+comes from depends_on (independent parts start in parallel).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Mapping, Sequence
+
+from stack import ferretdb, gateway, kafka, postgres
+from stack.model import Component, GrpcHealth, HealthCheck, Http, port, state_dir
+
+
+def _missing_module(module: str) -> str | None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    return None if found else f"module {module} not written yet"
+
+
+def python_process(
+    name: str,
+    module: str,
+    health: HealthCheck,
+    depends_on: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    info: str | None = None,
+    start_timeout: float = 30,
+) -> Component:
+    """Any `python -m module` process of ours (registry, sinks, tools)."""
+    return Component(
+        name=name,
+        command=lambda: [sys.executable, "-m", module, *args],
+        health=health,
+        depends_on=depends_on,
+        env=dict(env or {}),
+        skip_reason=lambda: _missing_module(module),
+        info=(lambda: info) if info else None,
+        start_timeout=start_timeout,
+    )
+
+
+def python_service(
+    name: str,
+    module: str,
+    port: int,
+    depends_on: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Component:
+    """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>."""
+    return python_process(
+        name,
+        module,
+        GrpcHealth(port),
+        depends_on,
+        env,
+        info=f"grpc 127.0.0.1:{port}",
+    )
+
+
+SMTP_PORT = port("SHOPMESH_SMTP_PORT", 1025)
+SMTP_HTTP_PORT = port("SHOPMESH_SMTP_HTTP_PORT", 1080)
+
+
+def smtp_sink() -> Component:
+    return Component(
+        name="smtp-sink",
+        command=lambda: [
+            sys.executable, "-m", "stack.smtp_sink",
+            "--smtp-port", str(SMTP_PORT), "--http-port", str(SMTP_HTTP_PORT),
+            "--dir", str(state_dir() / "mail"),
+        ],  # fmt: skip
+        health=Http(f"http://127.0.0.1:{SMTP_HTTP_PORT}/health"),
+        info=lambda: f"smtp 127.0.0.1:{SMTP_PORT} http://127.0.0.1:{SMTP_HTTP_PORT}/messages",
+    )
+
+
+PG = ["postgres-primary", "postgres-replica"]
+
+COMPONENTS: list[Component] = [
+    # --- infrastructure
+    *postgres.components(),
+    *kafka.components(),
+    *ferretdb.components(),
+    smtp_sink(),
+    # --- platform
+    python_process(
+        "registry",
+        "registry.main",
+        Http(f"http://127.0.0.1:{port('REGISTRY_PORT', 8085)}/subjects"),
+        depends_on=["postgres-primary"],
+        info="http://127.0.0.1:8085",
+    ),
+    # --- services
+    python_service("auth", "services.auth.main", 50055, depends_on=PG),
+    python_service("user", "services.user.main", 50052, depends_on=[*PG, "kafka", "registry"]),
+    python_service("product", "services.product.main", 50051, depends_on=PG),
+    python_service(
+        "order",
+        "services.order.main",
+        50053,
+        depends_on=["ferretdb", "kafka", "registry", "user", "product"],
+    ),
+    python_service(
+        "notification",
+        "services.notification.main",
+        50054,
+        depends_on=[*PG, "kafka", "registry", "smtp-sink"],
+    ),
+    # --- edge and observability
+    *gateway.components(),
+]

