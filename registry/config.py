@@ -1,0 +1,37 @@
+"""Registry configuration, parsed once from the environment (REGISTRY_* variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "postgresql://shopmesh:shopmesh@127.0.0.1:5432/registry"
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8085
+    # Where CLI subcommands (register, check) find a running registry.
+    url: str = "http://127.0.0.1:8085"
+    schemas_dir: str = "schemas/avro"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> RegistryConfig:
+        env = dict(os.environ) if env is None else env
+        raw_port = env.get("REGISTRY_PORT", "8085")
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise SystemExit(f"REGISTRY_PORT must be an integer, got {raw_port!r}") from None
+        if not 0 < port < 65536:
+            raise SystemExit(f"REGISTRY_PORT out of range: {port}")
+        host = env.get("REGISTRY_HOST", "127.0.0.1")
+        return cls(
+            database_url=env.get("REGISTRY_DATABASE_URL", DEFAULT_DATABASE_URL),
+            host=host,
+            port=port,
+            url=env.get("REGISTRY_URL", f"http://{host}:{port}"),
+            schemas_dir=env.get("REGISTRY_SCHEMAS_DIR", "schemas/avro"),
+        )
