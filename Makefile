@@ -1,0 +1,47 @@
+# Shopmesh: every entry point a developer needs. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+BUF := node_modules/.bin/buf
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: help install up down status logs test test-unit gen gen-check lint bench soak
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install:  ## install Python and Node tooling (idempotent, cached)
+	@$(PYTHON) tools/install.py
+
+up: install  ## install on first run, start the whole stack, load demo data, print URLs
+	@$(PYTHON) -m stack up
+
+down:  ## stop everything `make up` started
+	@$(PYTHON) -m stack down
+
+status:  ## health of every part of the stack
+	@$(PYTHON) -m stack status
+
+logs:  ## tail one part's log: make logs NAME=kafka
+	@$(PYTHON) -m stack logs $(NAME)
+
+gen: install  ## regenerate gen/ (Python, TS, events, descriptor set) and the mesh output
+	@$(PYTHON) tools/gen.py
+
+gen-check: gen  ## fail when the committed generated code is stale
+	@git add -N gen mesh/out 2>/dev/null; git diff --exit-code --stat -- gen mesh/out || \
+	  (echo "generated code is stale: run 'make gen' and commit gen/ and mesh/out/" && exit 1)
+
+lint: install  ## ruff, buf lint, buf breaking, generated-code freshness, Avro compatibility
+	@$(PYTHON) tools/lint.py
+
+test: install  ## all tests (starts the real servers they need)
+	@$(PYTHON) -m pytest -q
+
+test-unit:  ## unit tests only, no servers
+	@$(PYTHON) -m pytest -q tests/unit
+
+bench: install  ## benchmarks; results to bench/results/
+	@$(PYTHON) -m bench
+
+soak: install  ## long reliability run (bounded)
+	@SHOPMESH_SOAK=1 $(PYTHON) -m pytest -q -m soak tests/reliability
