@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from stack import ferretdb, gateway, kafka, postgres
 from stack.model import Component, GrpcHealth, HealthCheck, Http, port, state_dir
@@ -73,16 +74,19 @@ SMTP_PORT = port("SHOPMESH_SMTP_PORT", 1025)
 SMTP_HTTP_PORT = port("SHOPMESH_SMTP_HTTP_PORT", 1080)
 
 
-def smtp_sink() -> Component:
+def smtp_sink(
+    smtp_port: int = SMTP_PORT, http_port: int = SMTP_HTTP_PORT, mail_dir: Path | None = None
+) -> Component:
+    """The SMTP sink; ports and dir are parameters so tests can run a private instance."""
     return Component(
         name="smtp-sink",
         command=lambda: [
-            sys.executable, "-m", "stack.smtp_sink",
-            "--smtp-port", str(SMTP_PORT), "--http-port", str(SMTP_HTTP_PORT),
-            "--dir", str(state_dir() / "mail"),
-        ],  # fmt: skip
-        health=Http(f"http://127.0.0.1:{SMTP_HTTP_PORT}/health"),
-        info=lambda: f"smtp 127.0.0.1:{SMTP_PORT} http://127.0.0.1:{SMTP_HTTP_PORT}/messages",
+            *(sys.executable, "-m", "stack.smtp_sink"),
+            *("--smtp-port", str(smtp_port), "--http-port", str(http_port)),
+            *("--dir", str(mail_dir or state_dir() / "mail")),
+        ],
+        health=Http(f"http://127.0.0.1:{http_port}/health"),
+        info=lambda: f"smtp 127.0.0.1:{smtp_port} http://127.0.0.1:{http_port}/messages",
     )
 
 

@@ -43,6 +43,12 @@ def envoy_binary() -> Path:
     return Path(spec.origin).parent / "envoy"
 
 
+HCM = (
+    "type.googleapis.com/"
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
+
+
 def _envoy_config() -> Path:
     generated = MESH_OUT / "envoy" / "envoy.yaml"
     if generated.exists():
@@ -62,7 +68,7 @@ static_resources:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          "@type": {HCM}
           stat_prefix: placeholder
           route_config:
             virtual_hosts:
@@ -72,7 +78,7 @@ static_resources:
               - match: {{prefix: "/"}}
                 direct_response:
                   status: 503
-                  body: {{inline_string: "mesh config not generated yet (mesh/out/envoy/envoy.yaml)\\n"}}
+                  body: {{inline_string: "mesh/out/envoy/envoy.yaml not generated yet\\n"}}
           http_filters:
           - name: envoy.filters.http.router
             typed_config:

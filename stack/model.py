@@ -12,6 +12,7 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,13 @@ class GrpcHealth(HealthCheck):
             finally:
                 channel.close()
 
-        return asyncio.run(check())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(check())
+        # Called from async code (a test): run the probe on its own loop in a thread.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, check()).result()
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def _server_argv(data: Path, p: int) -> list[str]:
         str(PG_BIN / "postgres"), "-D", str(data),
         "-c", f"port={p}",
         "-c", "listen_addresses=127.0.0.1",
-        "-c", "unix_socket_directories=",  # TCP only: socket paths under a deep clone can exceed 107 bytes
+        # TCP only: a socket path under a deep CI clone can exceed the 107-byte limit.
+        "-c", "unix_socket_directories=",
         "-c", "wal_level=replica",
         "-c", "max_wal_senders=10",
         "-c", "max_replication_slots=10",

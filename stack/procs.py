@@ -6,6 +6,7 @@ for ours and `down` can never signal a stranger's process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,10 +136,8 @@ class ProcessTable:
             time.sleep(0.1)
         if rec.alive() or rec.group_members():
             # Graceful stop timed out (or children lingered): kill the whole group.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(rec.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and (rec.alive() or rec.group_members()):
                 _reap(rec.pid)

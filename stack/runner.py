@@ -263,7 +263,7 @@ class Stack:
 
     def down(self, only: Iterable[str] | None = None) -> None:
         # A subset stops exactly the named parts, never their dependencies others may use.
-        comps = list(self.components)
+        comps = self.select(None)  # dependency order; stopped in reverse
         if only:
             names = {c.name for c in self.select(only)}
             comps = [c for c in comps if c.name in names and _named(c.name, only)]
@@ -296,7 +296,9 @@ def _named(name: str, only: Iterable[str]) -> bool:
 
 
 def _hint(comp: Component) -> str:
-    return f"see `python -m stack logs {comp.name}`; a stale data dir can be wiped under {state_dir()}"
+    return (
+        f"see `python -m stack logs {comp.name}`; a stale data dir can be wiped under {state_dir()}"
+    )
 
 
 def apt_install(packages: list[str], log: Path) -> None:
@@ -316,9 +318,7 @@ def apt_install(packages: list[str], log: Path) -> None:
         probe = subprocess.run(
             ["apt-cache", "policy", *packages], capture_output=True, text=True, check=False
         )
-        if "Candidate: (none)" in probe.stdout or probe.stdout.count("Candidate:") < len(
-            packages
-        ):
+        if "Candidate: (none)" in probe.stdout or probe.stdout.count("Candidate:") < len(packages):
             run_cmd(["apt-get", "update"], "apt", log, env=env)
         run_cmd(
             ["apt-get", "install", "-y", "--no-install-recommends", *packages], "apt", log, env=env

@@ -64,9 +64,15 @@ def _summary(path: Path) -> dict:
 
 
 def make_app(directory: Path) -> web.Application:
+    def read_all() -> list[dict]:
+        return [_summary(p) for p in sorted(directory.glob("*.eml"))]
+
+    def delete_all() -> None:
+        for p in directory.glob("*.eml"):
+            p.unlink(missing_ok=True)
+
     async def list_messages(request: web.Request) -> web.Response:
-        files = sorted(directory.glob("*.eml"))
-        items = [_summary(p) for p in files]
+        items = await asyncio.to_thread(read_all)
         to = request.query.get("to")
         if to:
             items = [m for m in items if to in m["to"]]
@@ -79,8 +85,7 @@ def make_app(directory: Path) -> web.Application:
         return web.FileResponse(path, headers={"Content-Type": "message/rfc822"})
 
     async def clear(request: web.Request) -> web.Response:
-        for p in directory.glob("*.eml"):
-            p.unlink(missing_ok=True)
+        await asyncio.to_thread(delete_all)
         return web.json_response({"deleted": True})
 
     async def health(request: web.Request) -> web.Response:
@@ -95,7 +100,6 @@ def make_app(directory: Path) -> web.Application:
 
 
 async def serve(directory: Path, smtp_port: int, http_port: int, host: str = "127.0.0.1") -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     handler = MaildirHandler(directory)
     smtp_server = await loop.create_server(
@@ -120,6 +124,7 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=1080)
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(args.dir.resolve(), args.smtp_port, args.http_port))
 
 

@@ -1,0 +1,46 @@
+"""Envoy, NGINX and Prometheus started by the stack runner."""
+
+import re
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def edge(stack):
+    return stack.require("nginx", "prometheus")
+
+
+def test_envoy_admin_answers(edge):
+    resp = httpx.get(f"{edge.envoy_admin_url}/ready", timeout=5)
+    assert (resp.status_code, resp.text.strip()) == (200, "LIVE")
+    stats = httpx.get(f"{edge.envoy_admin_url}/stats/prometheus", timeout=5)
+    assert re.search(r"^envoy_server_live(\{\})? 1$", stats.text, re.M)
+
+
+def test_nginx_serves_the_frontend_or_placeholder(edge):
+    resp = httpx.get(f"{edge.nginx_url}/", timeout=5)
+    assert resp.status_code == 200
+    assert "<title>" in resp.text.lower() or "<!doctype html>" in resp.text.lower()
+
+
+def test_nginx_proxies_api_to_envoy(edge):
+    before = _envoy_requests(edge)
+    resp = httpx.get(f"{edge.nginx_url}/api/v1/products", timeout=5)
+    assert resp.status_code != 502, "NGINX could not reach Envoy"
+    assert _envoy_requests(edge) > before, "request did not pass through Envoy"
+
+
+def _envoy_requests(edge) -> int:
+    text = httpx.get(f"{edge.envoy_admin_url}/stats?filter=downstream_rq_total$", timeout=5).text
+    return sum(
+        int(line.rsplit(":", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("http.") and "admin" not in line
+    )
+
+
+def test_prometheus_is_ready(edge):
+    assert httpx.get(f"{edge.prometheus_url}/-/ready", timeout=5).status_code == 200
