@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import subprocess
@@ -35,7 +36,11 @@ def _serve(cfg: RegistryConfig, memory: bool) -> int:
     from registry.store_pg import PostgresStore
 
     async def build() -> web.Application:
-        store = MemoryStore() if memory else await PostgresStore.connect(cfg.database_url)
+        store = (
+            MemoryStore()
+            if memory
+            else await PostgresStore.connect(cfg.database_url, schema=cfg.database_schema)
+        )
         return make_app(Registry(store))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -166,12 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     git.add_argument("--base", default=None, help="git revision (default origin/main or HEAD)")
     git.add_argument("--level", default="BACKWARD", help="compatibility level (default BACKWARD)")
     args = parser.parse_args(argv)
-    cfg = RegistryConfig(
-        cfg.database_url,
-        cfg.host,
-        getattr(args, "port", cfg.port),
-        args.url.rstrip("/"),
-        args.schemas,
+    cfg = dataclasses.replace(
+        cfg,
+        port=getattr(args, "port", cfg.port),
+        url=args.url.rstrip("/"),
+        schemas_dir=args.schemas,
     )
 
     if args.command == "serve":

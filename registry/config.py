@@ -11,6 +11,8 @@ DEFAULT_DATABASE_URL = "postgresql://shopmesh:shopmesh@127.0.0.1:5432/registry"
 @dataclass(frozen=True)
 class RegistryConfig:
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL schema (namespace) for the tables; tests use a throwaway one.
+    database_schema: str = "public"
     host: str = "127.0.0.1"
     port: int = 8085
     # Where CLI subcommands (register, check) find a running registry.
@@ -30,6 +32,7 @@ class RegistryConfig:
         host = env.get("REGISTRY_HOST", "127.0.0.1")
         return cls(
             database_url=env.get("REGISTRY_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_schema=env.get("REGISTRY_DATABASE_SCHEMA", "public"),
             host=host,
             port=port,
             url=env.get("REGISTRY_URL", f"http://{host}:{port}"),

@@ -94,11 +94,11 @@ class MemoryStore:
         return sorted(live.items())
 
     async def referenced_by(self, subject: str, version: int) -> list[int]:
+        live = {v.schema_id for v in self._versions.values() if not v.deleted}
         return sorted(
             s.id
             for s in self._schemas.values()
-            if any(r[1] == subject and r[2] == version for r in s.references)
-            and any(not v.deleted for v in await self.versions_of_schema(s.id))
+            if s.id in live and any(r[1] == subject and r[2] == version for r in s.references)
         )
 
     async def get_setting(self, kind: str, subject: str | None) -> str | None:

@@ -77,15 +77,24 @@ class PostgresStore:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> PostgresStore:
+    async def connect(
+        cls, url: str, *, schema: str = "public", min_size: int = 2, max_size: int = 10
+    ) -> PostgresStore:
+        """Open a pool on `url`, tables in PostgreSQL schema `schema` (tests isolate by it)."""
         dsn = asyncpg_dsn(url)
         try:
             await ensure_database(dsn)
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                server_settings={"search_path": schema},
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"Error connecting to the registry database: {exc}") from exc
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(_DDL)
         return cls(pool)
 
