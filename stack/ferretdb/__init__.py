@@ -17,7 +17,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from stack.model import CACHE_DIR, Component, Step, Tcp, port, state_dir
+from stack.model import CACHE_DIR, Component, Custom, Step, port, state_dir
 from stack.runner import StackError, run_cmd
 
 VERSION = "v1.24.2"
@@ -70,6 +70,17 @@ def _prepare() -> None:
     (_dir() / "sqlite").mkdir(parents=True, exist_ok=True)
 
 
+def _ping() -> bool:
+    """A real wire-protocol round trip: FerretDB accepts TCP before its backend is ready."""
+    from pymongo import MongoClient
+
+    client = MongoClient(mongo_url(), serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+    try:
+        return client.admin.command("ping").get("ok") == 1.0
+    finally:
+        client.close()
+
+
 def components() -> list[Component]:
     return [
         Component(
@@ -84,7 +95,7 @@ def components() -> list[Component]:
                 "--debug-addr=-",
                 "--log-level=warn",
             ],
-            health=Tcp(mongo_port()),
+            health=Custom(_ping, f"mongo ping on :{mongo_port()}"),
             requires=[Step(f"go build FerretDB {VERSION}", BINARY.exists, _build)],
             prepare=_prepare,
             info=mongo_url,
