@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -121,18 +122,29 @@ async def check_against(
     return problems
 
 
-def _default_base() -> str:
-    has_origin = (
-        subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "origin/main"], capture_output=True
-        ).returncode
-        == 0
-    )
-    return "origin/main" if has_origin else "HEAD"
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def default_base() -> str:
+    """The last landed revision, chosen like tools/lint.py's buf breaking base.
+
+    SHOPMESH_BREAKING_BASE wins; else the merge base with origin/main when this checkout is
+    ahead of it; else HEAD~1 (CI runs on a clean clone whose HEAD is the submission).
+    """
+    explicit = os.environ.get("SHOPMESH_BREAKING_BASE")
+    if explicit:
+        return explicit
+    head = _git("rev-parse", "HEAD")
+    upstream = _git("merge-base", "HEAD", "origin/main")
+    if upstream and upstream != head:
+        return upstream
+    return _git("rev-parse", "HEAD~1") or "HEAD"
 
 
 def _check_against_git(cfg: RegistryConfig, base_rev: str | None, level: Level) -> int:
-    base_rev = base_rev or _default_base()
+    base_rev = base_rev or default_base()
     try:
         current = load_dir(cfg.schemas_dir)
     except ValueError as exc:
@@ -168,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("register", help="register schemas/avro with a running registry")
     sub.add_parser("check", help="check schemas/avro against a running registry")
     git = sub.add_parser("check-against-git", help="check against the schemas at a git revision")
-    git.add_argument("--base", default=None, help="git revision (default origin/main or HEAD)")
+    git.add_argument(
+        "--base", default=None, help="git revision (default: last landed, see default_base)"
+    )
     git.add_argument("--level", default="BACKWARD", help="compatibility level (default BACKWARD)")
     args = parser.parse_args(argv)
     cfg = dataclasses.replace(

@@ -13,12 +13,13 @@ comes from depends_on (independent parts start in parallel).
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stack import ferretdb, gateway, kafka, postgres
-from stack.model import Component, GrpcHealth, HealthCheck, Http, port, state_dir
+from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
 
 
 def _missing_module(module: str) -> str | None:
@@ -38,6 +39,7 @@ def python_process(
     args: Sequence[str] = (),
     info: str | None = None,
     start_timeout: float = 30,
+    post_start: Callable[[], None] | None = None,
 ) -> Component:
     """Any `python -m module` process of ours (registry, sinks, tools)."""
     return Component(
@@ -49,6 +51,7 @@ def python_process(
         skip_reason=lambda: _missing_module(module),
         info=(lambda: info) if info else None,
         start_timeout=start_timeout,
+        post_start=post_start,
     )
 
 
@@ -90,6 +93,20 @@ def smtp_sink(
     )
 
 
+REGISTRY_PORT = port("REGISTRY_PORT", 8085)
+
+
+def register_schemas() -> None:
+    """Register schemas/avro with the registry (idempotent: same schema, same id)."""
+    url = f"http://127.0.0.1:{REGISTRY_PORT}"
+    done = subprocess.run(
+        [sys.executable, "-m", "registry", "--url", url, "register"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"schema registration failed: {done.stderr.strip() or done.stdout}")
+
+
 PG = ["postgres-primary", "postgres-replica"]
 
 COMPONENTS: list[Component] = [
@@ -102,9 +119,10 @@ COMPONENTS: list[Component] = [
     python_process(
         "registry",
         "registry.main",
-        Http(f"http://127.0.0.1:{port('REGISTRY_PORT', 8085)}/subjects"),
+        Http(f"http://127.0.0.1:{REGISTRY_PORT}/"),
         depends_on=["postgres-primary"],
-        info="http://127.0.0.1:8085",
+        info=f"http://127.0.0.1:{REGISTRY_PORT}",
+        post_start=register_schemas,
     ),
     # --- services
     python_service("auth", "services.auth.main", 50055, depends_on=PG),
