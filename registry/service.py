@@ -151,6 +151,16 @@ class Registry:
     async def register(
         self, subject: str, body: dict[str, Any], *, normalize: bool = False
     ) -> dict[str, Any]:
+        # Fast path without the subject lock: producers re-register the same schema on every
+        # start, and an already live (subject, schema) pair never changes its answer.
+        async with self.store.read() as tx:
+            mode = await self._require_writable(tx, subject)
+            parsed = await self._parse(tx, body, normalize)
+            existing_id = await tx.schema_id_by_fingerprint(parsed.fingerprint)
+            if existing_id is not None and mode != "IMPORT":
+                for row in await tx.versions(subject):
+                    if row.schema_id == existing_id and not row.deleted:
+                        return {"id": existing_id, "version": row.version}
         async with self.store.write(subject) as tx:
             mode = await self._require_writable(tx, subject)
             parsed = await self._parse(tx, body, normalize)
