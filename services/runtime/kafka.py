@@ -1,0 +1,386 @@
+"""Kafka for every service: aiokafka transport plus Avro serde against our schema registry.
+
+Records are Avro in the Confluent wire format (magic byte + schema id), serialized by
+confluent-kafka's AsyncAvroSerializer with TopicRecordNameStrategy subjects
+(`<topic>-<record full name>`), so one topic carries several event types. The key is the
+aggregate id (UTF-8). Headers carry the event id and the W3C trace context (`traceparent`,
+`tracestate`) so consumers dedupe and continue the trace without decoding the value.
+
+Producers are idempotent with acks=all: a broker retry never duplicates a record, and an
+acknowledged record survives a leader change. Delivery stays at least once end to end
+(an outbox relay may republish after a crash), so consumers dedupe by event id.
+
+    serde = AvroSerde(cfg.registry_url)
+    async with EventProducer(cfg, serde) as producer:
+        meta = await producer.publish("shop.orders.v1", event, key=order_id,
+                                      event_id=str(event.event_id), trace=trace)
+    async with EventConsumer(cfg, serde, ["shop.orders.v1"], group_id="notification") as c:
+        async for ev in c:        # ConsumedEvent: name, value (dict), event_id, trace, ...
+            ...; await c.commit(ev)
+
+Imports aiokafka and confluent_kafka; the domain layers never import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
+from confluent_kafka.schema_registry import (
+    AsyncSchemaRegistryClient,
+    topic_record_subject_name_strategy,
+)
+from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer, AsyncAvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+HEADER_EVENT_ID = "event_id"
+HEADER_EVENT_TYPE = "event_type"  # record full name, so routers need not decode the value
+HEADER_TRACEPARENT = "traceparent"
+HEADER_TRACESTATE = "tracestate"
+HEADER_CONTENT_TYPE = "content-type"
+CONTENT_TYPE_AVRO = b"application/vnd.confluent.avro"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where Kafka and the registry are. Services embed it and fill it from their own
+    prefix with `KafkaConfig.from_env("ORDER")` (ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    registry_url: str = "http://127.0.0.1:8085"
+    client_id: str = "shopmesh"
+    # CI registers schemas from schemas/avro; producers only look their ids up, so a schema
+    # that was never checked for compatibility cannot reach a topic.
+    auto_register: bool = False
+    request_timeout_ms: int = 15000
+    linger_ms: int = 5
+
+    @classmethod
+    def from_env(cls, prefix: str, environ: Mapping[str, str] | None = None) -> KafkaConfig:
+        env = os.environ if environ is None else environ
+        d = cls()
+        try:
+            return cls(
+                bootstrap_servers=env.get(f"{prefix}_KAFKA_BOOTSTRAP", d.bootstrap_servers),
+                registry_url=env.get(f"{prefix}_REGISTRY_URL", d.registry_url),
+                client_id=env.get(f"{prefix}_KAFKA_CLIENT_ID", prefix.lower()),
+                auto_register=env.get(f"{prefix}_KAFKA_AUTO_REGISTER", "false").lower()
+                in ("1", "true", "yes"),
+                request_timeout_ms=int(
+                    env.get(f"{prefix}_KAFKA_REQUEST_TIMEOUT_MS", d.request_timeout_ms)
+                ),
+                linger_ms=int(env.get(f"{prefix}_KAFKA_LINGER_MS", d.linger_ms)),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{prefix}_KAFKA_*: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """W3C trace context as carried in headers (and stored with outbox events)."""
+
+    traceparent: str
+    tracestate: str = ""
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        out = [(HEADER_TRACEPARENT, self.traceparent.encode())]
+        if self.tracestate:
+            out.append((HEADER_TRACESTATE, self.tracestate.encode()))
+        return out
+
+
+def _record_name(record: Any) -> str:
+    meta = getattr(record, "Meta", None)
+    namespace = getattr(meta, "namespace", "")
+    name = type(record).__name__
+    return f"{namespace}.{name}" if namespace else name
+
+
+def _event_types() -> tuple[dict[str, str], dict[str, type]]:
+    """Schemas and generated classes of shop.events.v1 by record full name."""
+    from shop.events import v1
+
+    classes = {
+        name: getattr(v1, name.rpartition(".")[2])
+        for name in v1.SCHEMAS
+        if hasattr(v1, name.rpartition(".")[2])
+    }
+    return dict(v1.SCHEMAS), classes
+
+
+class AvroSerde:
+    """Confluent-wire Avro for our event types; one per process (caches schema ids)."""
+
+    def __init__(
+        self,
+        registry_url: str,
+        *,
+        auto_register: bool = False,
+        schemas: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client = AsyncSchemaRegistryClient({"url": registry_url})
+        default_schemas, self._classes = _event_types()
+        self._schemas = dict(schemas or default_schemas)
+        self._auto_register = auto_register
+        self._serializers: dict[str, AsyncAvroSerializer] = {}
+        self._deserializer: AsyncAvroDeserializer | None = None
+        self._names_by_id: dict[int, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def _serializer(self, record_name: str) -> AsyncAvroSerializer:
+        ser = self._serializers.get(record_name)
+        if ser is None:
+            async with self._lock:
+                ser = self._serializers.get(record_name)
+                if ser is None:
+                    ser = await AsyncAvroSerializer(
+                        self.client,
+                        self._schemas[record_name],
+                        conf={
+                            "auto.register.schemas": self._auto_register,
+                            "subject.name.strategy": topic_record_subject_name_strategy,
+                        },
+                    )
+                    self._serializers[record_name] = ser
+        return ser
+
+    async def encode(self, topic: str, record: Any, record_name: str | None = None) -> bytes:
+        """Serialize a generated event (AvroModel) or a plain dict (then name the record)."""
+        if isinstance(record, Mapping):
+            if record_name is None:
+                raise ValueError("record_name is required for a dict record")
+            value = dict(record)
+        else:
+            record_name = record_name or _record_name(record)
+            value = record.to_dict()
+        ser = await self._serializer(record_name)
+        data = await ser(value, SerializationContext(topic, MessageField.VALUE))
+        assert data is not None
+        return data
+
+    async def decode(self, topic: str, data: bytes) -> tuple[str, dict[str, Any]]:
+        """(record full name, value) with the writer's schema, looked up by id."""
+        if len(data) < 5 or data[0] != 0:
+            raise ValueError("not Confluent wire format (missing magic byte)")
+        if self._deserializer is None:
+            self._deserializer = await AsyncAvroDeserializer(self.client)
+        schema_id = struct.unpack(">I", data[1:5])[0]
+        name = self._names_by_id.get(schema_id)
+        if name is None:
+            schema = await self.client.get_schema(schema_id)
+            name = _schema_full_name(schema.schema_str)
+            self._names_by_id[schema_id] = name
+        value = await self._deserializer(data, SerializationContext(topic, MessageField.VALUE))
+        return name, value
+
+    def model(self, name: str, value: Mapping[str, Any]) -> Any:
+        """The generated dataclass (shop.events.v1) for a decoded value."""
+        return self._classes[name].parse_obj(dict(value))
+
+
+def _schema_full_name(schema_str: str) -> str:
+    import json
+
+    data = json.loads(schema_str)
+    name = data.get("name", "")
+    ns = data.get("namespace")
+    return name if "." in name or not ns else f"{ns}.{name}"
+
+
+def _headers(
+    event_id: str | None,
+    record_name: str | None,
+    trace: TraceContext | None,
+    extra: Mapping[str, str | bytes] | None,
+) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = [(HEADER_CONTENT_TYPE, CONTENT_TYPE_AVRO)]
+    if event_id:
+        out.append((HEADER_EVENT_ID, event_id.encode()))
+    if record_name:
+        out.append((HEADER_EVENT_TYPE, record_name.encode()))
+    if trace is not None and trace.traceparent:
+        out.extend(trace.headers())
+    for k, v in (extra or {}).items():
+        out.append((k, v if isinstance(v, bytes) else v.encode()))
+    return out
+
+
+class EventProducer:
+    """Idempotent (acks=all) producer of Avro events; start/stop or `async with`."""
+
+    def __init__(self, config: KafkaConfig, serde: AvroSerde, **producer_options: Any) -> None:
+        self.config = config
+        self.serde = serde
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=config.linger_ms,
+            request_timeout_ms=config.request_timeout_ms,
+            **producer_options,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> EventProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def send(
+        self,
+        topic: str,
+        record: Any,
+        *,
+        key: str,
+        event_id: str,
+        trace: TraceContext | None = None,
+        record_name: str | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Enqueue one event; returns the delivery future (await it for the broker ack).
+        Sends to one key keep their order (idempotent producer, same partition)."""
+        name = record_name or (None if isinstance(record, Mapping) else _record_name(record))
+        value = await self.serde.encode(topic, record, name)
+        return await self._producer.send(
+            topic,
+            value=value,
+            key=key.encode(),
+            headers=_headers(event_id, name, trace, headers),
+        )
+
+    async def publish(self, topic: str, record: Any, **kwargs: Any) -> RecordMetadata:
+        """Send one event and wait for acks=all."""
+        return await (await self.send(topic, record, **kwargs))
+
+    async def send_raw(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> asyncio.Future[RecordMetadata]:
+        """Forward an already-encoded record (retry topics, DLQ, replay) unchanged."""
+        return await self._producer.send(topic, value=value, key=key, headers=list(headers))
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    """One record as read. `error` is set (and name/value empty) when the value could not
+    be decoded, so the consumer can dead-letter it instead of crashing."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    name: str
+    value: dict[str, Any]
+    event_id: str | None
+    trace: TraceContext | None
+    headers: dict[str, bytes]
+    raw: bytes
+    timestamp_ms: int
+    error: Exception | None = field(default=None, compare=False)
+
+
+class EventConsumer:
+    """Consumer-group reader that decodes Avro; offsets are committed explicitly after the
+    work is done (at-least-once)."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        serde: AvroSerde,
+        topics: Iterable[str],
+        group_id: str | None,
+        *,
+        auto_offset_reset: str = "earliest",
+        **consumer_options: Any,
+    ) -> None:
+        self.serde = serde
+        self.topics = list(topics)
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.client_id,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            isolation_level="read_committed",
+            **consumer_options,
+        )
+
+    @property
+    def raw(self) -> AIOKafkaConsumer:
+        """The aiokafka consumer, for seek/assignment/pause."""
+        return self._consumer
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> EventConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _decode(self, msg: Any) -> ConsumedEvent:
+        headers = {k: v for k, v in (msg.headers or ())}
+        tp = headers.get(HEADER_TRACEPARENT)
+        trace = (
+            TraceContext(tp.decode(), headers.get(HEADER_TRACESTATE, b"").decode()) if tp else None
+        )
+        event_id = headers.get(HEADER_EVENT_ID)
+        name, value, error = "", {}, None
+        try:
+            name, value = await self.serde.decode(msg.topic, msg.value)
+        except Exception as exc:  # poison record: surfaced, not raised
+            error = exc
+        return ConsumedEvent(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key.decode() if msg.key is not None else None,
+            name=name,
+            value=value,
+            event_id=event_id.decode() if event_id else None,
+            trace=trace,
+            headers=headers,
+            raw=msg.value,
+            timestamp_ms=msg.timestamp,
+            error=error,
+        )
+
+    async def getmany(self, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedEvent]:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [await self._decode(m) for msgs in batches.values() for m in msgs]
+
+    async def __aiter__(self) -> AsyncIterator[ConsumedEvent]:
+        async for msg in self._consumer:
+            yield await self._decode(msg)
+
+    async def commit(self, event: ConsumedEvent | None = None) -> None:
+        """Commit past `event` (its partition only), or everything consumed so far."""
+        if event is None:
+            await self._consumer.commit()
+        else:
+            tp = TopicPartition(event.topic, event.partition)
+            await self._consumer.commit({tp: event.offset + 1})
