@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,18 +52,35 @@ def _breaking_base() -> str:
 
 
 def breaking() -> None:
+    """buf breaking against an image of the base commit's schemas.
+
+    The base tree is exported to a temp dir next to today's vendored protos (they are
+    not committed), built into an image, and compared with the working tree.
+    """
     base = _breaking_base()
     if not base or not git("ls-tree", "-d", base, "schemas/proto"):
         print("lint: buf breaking skipped: the base commit has no schemas/proto yet")
         return
-    run(
-        f"buf breaking against {base[:10]}",
-        BUF,
-        "breaking",
-        "schemas/proto",
-        "--against",
-        f".git#ref={base},subdir=schemas/proto",
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "archive", base, "buf.yaml", "schemas/proto"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.copytree(ROOT / ".build" / "proto-vendor", Path(tmp) / ".build" / "proto-vendor")
+        image = str(Path(tmp) / "base.binpb")
+        run(f"buf build of {base[:10]}", BUF, "build", f"{tmp}/schemas/proto", "-o", image)
+        run(
+            f"buf breaking against {base[:10]}",
+            BUF,
+            "breaking",
+            "schemas/proto",
+            "--against",
+            image,
+        )
 
 
 def main() -> None:
