@@ -41,6 +41,18 @@ class PidRecord:
     def alive(self) -> bool:
         return _start_ticks(self.pid) == self.start_ticks and not _is_zombie(self.pid)
 
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole process group (leader and children)."""
+        total = 0
+        for pid in {self.pid, *self.group_members()}:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
     def group_members(self) -> list[int]:
         """Live pids still in our process group (children that outlived the leader)."""
         members = []

@@ -280,6 +280,7 @@ class Stack:
 
     def status(self) -> bool:
         all_ok = True
+        total_rss = 0
         for c in self.components:
             rec = self.procs.running(c.name)
             reason = c.skip_reason()
@@ -293,7 +294,10 @@ class Stack:
             all_ok &= healthy
             info = f"  {c.info()}" if c.info else ""
             mark = "ok" if healthy else "BAD"
-            say(f"  {mark:<3} {c.name:<20} pid {rec.pid:<7} {c.health.description}{info}")
+            rss = rec.rss_bytes()
+            total_rss += rss
+            say(f"  {mark:<3} {c.name:<20} pid {rec.pid:<7} {rss >> 20:>4} MiB{info}")
+        say(f"  total RSS {total_rss >> 20} MiB (state {self.state})")
         return all_ok
 
 
