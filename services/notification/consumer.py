@@ -1,0 +1,378 @@
+"""Kafka side of the notification service: the main consumer, the retry stages, the DLQ.
+
+Stage 0 reads the event topics (group `<group>`); stage N reads `<topic>.retry.N` (group
+`<group>.retry.N`) and runs a record only once `x-retry-due-ms` has passed: until then
+that partition is paused and the consumer keeps serving the others, so a waiting record
+never blocks anything but the records behind it in the same retry partition (which are
+due even later). Partitions of one poll are processed concurrently, records of one
+partition in order. Offsets are committed (manual commit) only after every record up to
+them was sent and logged, forwarded to a retry topic, or dead-lettered, each acked by
+Kafka (acks=all): a crash anywhere redelivers, the notification log drops the duplicate.
+
+Record routing on failure (domain errors decide):
+  TransientError -> <topic>.retry.(N+1), or the DLQ after the last stage ("retries-exhausted")
+  PermanentError -> <topic>.dlq at once
+  anything else  -> treated as transient (a bug must not block a partition, nor lose mail)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+from aiokafka import TopicPartition
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.notification.domain import (
+    DependencyUnavailableError,
+    NotificationError,
+    PermanentError,
+    TransientError,
+    UndecodableEventError,
+    UnknownSchemaError,
+)
+from services.notification.events import to_domain
+from services.notification.service import Notifier, Outcome
+from services.runtime.kafka import ConsumedEvent, EventConsumer, EventProducer
+
+log = logging.getLogger(__name__)
+
+# Headers we add. Retry bookkeeping travels with the record, so any instance can continue.
+H_ATTEMPT = "x-retry-attempt"  # failed attempts so far
+H_DUE = "x-retry-due-ms"  # epoch ms before which the retry stage must not run it
+H_LAST_ERROR = "x-retry-last-error"
+H_ORIGIN_TOPIC = "x-origin-topic"
+H_ORIGIN_PARTITION = "x-origin-partition"
+H_ORIGIN_OFFSET = "x-origin-offset"
+H_DLQ_REASON = "x-dlq-reason"
+H_DLQ_ERROR = "x-dlq-error"  # one line, no stack trace
+H_DLQ_ATTEMPTS = "x-dlq-attempts"
+H_DLQ_SOURCE_TOPIC = "x-dlq-source-topic"
+H_DLQ_SOURCE_PARTITION = "x-dlq-source-partition"
+H_DLQ_SOURCE_OFFSET = "x-dlq-source-offset"
+H_DLQ_TIMESTAMP = "x-dlq-timestamp-ms"
+OUR_HEADERS = (H_ATTEMPT, H_DUE, H_LAST_ERROR, "x-origin-", "x-dlq-", "x-replayed-")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class NotificationMetrics:
+    """Counters by topic (the base event topic) and kind; registered on the service registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.consumed = Counter(
+            "notification_events_consumed", "records read", ["topic", "stage", "kind"], registry=r
+        )
+        self.sent = Counter(
+            "notification_emails_sent", "emails sent", ["topic", "kind"], registry=r
+        )
+        self.duplicates = Counter(
+            "notification_duplicates", "events already notified (redelivery, replay)", ["topic"],
+            registry=r,
+        )  # fmt: skip
+        self.retried = Counter(
+            "notification_events_retried", "records sent to a retry stage", ["topic", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.dead_lettered = Counter(
+            "notification_events_dead_lettered", "records sent to the DLQ", ["topic", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.lag = Gauge(
+            "notification_consumer_lag", "records behind the end of the log", ["topic", "stage"],
+            registry=r,
+        )  # fmt: skip
+        self.send_seconds = Histogram(
+            "notification_send_seconds", "claim + render + SMTP + log, per email", ["kind"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.event_to_email_seconds = Histogram(
+            "notification_event_to_email_seconds", "record timestamp to email sent", ["topic"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Event topics and their derived retry and dead-letter topics."""
+
+    topics: tuple[str, ...]
+    retry_delays_s: tuple[float, ...]
+
+    @property
+    def stages(self) -> int:
+        return len(self.retry_delays_s)
+
+    def retry_topic(self, base: str, stage: int) -> str:
+        return f"{base}.retry.{stage}"
+
+    def dlq_topic(self, base: str) -> str:
+        return f"{base}.dlq"
+
+    def stage_topics(self, stage: int) -> list[str]:
+        if stage == 0:
+            return list(self.topics)
+        return [self.retry_topic(t, stage) for t in self.topics]
+
+    def base_of(self, topic: str) -> str:
+        for base in self.topics:
+            if topic == base or topic.startswith(base + ".retry."):
+                return base
+        return topic
+
+    def all_topics(self) -> list[str]:
+        out = [t for s in range(self.stages + 1) for t in self.stage_topics(s)]
+        return out + [self.dlq_topic(t) for t in self.topics]
+
+
+def _text(headers: Mapping[str, bytes], name: str, default: str = "") -> str:
+    raw = headers.get(name)
+    return raw.decode(errors="replace") if raw is not None else default
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:300]
+
+
+def classify_decode_error(exc: Exception) -> NotificationError:
+    """Why a record did not decode: poison (permanent) or the registry is away (transient)."""
+    if isinstance(exc, SchemaRegistryError):
+        if exc.http_status_code == 404:
+            return UnknownSchemaError(f"schema not in registry: {exc.error_message}")
+        if exc.http_status_code >= 500 or exc.http_status_code <= 0:
+            return DependencyUnavailableError(f"registry: HTTP {exc.http_status_code}")
+        return UnknownSchemaError(f"registry refused: HTTP {exc.http_status_code}")
+    if isinstance(exc, httpx.HTTPError | OSError | TimeoutError):
+        return DependencyUnavailableError(f"registry unreachable: {type(exc).__name__}")
+    return UndecodableEventError(f"undecodable value: {type(exc).__name__}: {exc}")
+
+
+class Pipeline:
+    """What happens to one record: notify, or forward to a retry stage or the DLQ."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        producer: EventProducer,
+        topology: Topology,
+        metrics: NotificationMetrics,
+    ) -> None:
+        self.notifier = notifier
+        self.producer = producer
+        self.topology = topology
+        self.metrics = metrics
+
+    async def process(self, ev: ConsumedEvent, stage: int) -> None:
+        base = self.topology.base_of(ev.topic)
+        attempts = int(_text(ev.headers, H_ATTEMPT, "0") or 0) + 1
+        self.metrics.consumed.labels(base, str(stage), ev.name or "undecodable").inc()
+        started = time.perf_counter()
+        try:
+            if ev.error is not None:
+                raise classify_decode_error(ev.error)
+            event = to_domain(ev.name, ev.value)
+            if event is None:
+                return  # a record type this service does not act on
+            outcome = await self.notifier.handle(event)
+        except PermanentError as exc:
+            await self.dead_letter(ev, base, exc.reason, str(exc), attempts)
+            return
+        except TransientError as exc:
+            await self.retry_or_give_up(ev, base, stage, attempts, exc.reason, str(exc))
+            return
+        except Exception as exc:  # a bug or an unmapped adapter error: retry, then DLQ
+            log.exception("unexpected error processing %s@%s", ev.topic, ev.offset)
+            await self.retry_or_give_up(
+                ev, base, stage, attempts, "internal-error", f"{type(exc).__name__}: {exc}"
+            )
+            return
+        if outcome is Outcome.SENT:
+            kind = ev.name.rpartition(".")[2]
+            self.metrics.sent.labels(base, kind).inc()
+            self.metrics.send_seconds.labels(kind).observe(time.perf_counter() - started)
+            if ev.timestamp_ms > 0:
+                age = max(0.0, time.time() - ev.timestamp_ms / 1000)
+                self.metrics.event_to_email_seconds.labels(base).observe(age)
+        elif outcome is Outcome.DUPLICATE:
+            self.metrics.duplicates.labels(base).inc()
+
+    def _carried(self, ev: ConsumedEvent) -> list[tuple[str, bytes]]:
+        """The record's own headers (event id, trace context...) without our bookkeeping."""
+        return [(k, v) for k, v in ev.headers.items() if not k.startswith(OUR_HEADERS)]
+
+    def _origin(self, ev: ConsumedEvent) -> tuple[str, str, str]:
+        if H_ORIGIN_TOPIC in ev.headers:
+            return (
+                _text(ev.headers, H_ORIGIN_TOPIC),
+                _text(ev.headers, H_ORIGIN_PARTITION),
+                _text(ev.headers, H_ORIGIN_OFFSET),
+            )
+        return ev.topic, str(ev.partition), str(ev.offset)
+
+    async def retry_or_give_up(
+        self, ev: ConsumedEvent, base: str, stage: int, attempts: int, reason: str, error: str
+    ) -> None:
+        if stage >= self.topology.stages:
+            await self.dead_letter(ev, base, "retries-exhausted", f"{reason}: {error}", attempts)
+            return
+        nxt = stage + 1
+        due_ms = int((time.time() + self.topology.retry_delays_s[nxt - 1]) * 1000)
+        topic, partition, offset = self._origin(ev)
+        headers = [
+            *self._carried(ev),
+            (H_ATTEMPT, str(attempts).encode()),
+            (H_DUE, str(due_ms).encode()),
+            (H_LAST_ERROR, _one_line(f"{reason}: {error}").encode()),
+            (H_ORIGIN_TOPIC, topic.encode()),
+            (H_ORIGIN_PARTITION, partition.encode()),
+            (H_ORIGIN_OFFSET, offset.encode()),
+        ]
+        await self._forward(self.topology.retry_topic(base, nxt), ev, headers)
+        self.metrics.retried.labels(base, reason).inc()
+        log.info(
+            "retry scheduled",
+            extra={"fields": {"topic": ev.topic, "offset": ev.offset, "stage": nxt,
+                              "reason": reason, "event_id": ev.event_id}},
+        )  # fmt: skip
+
+    async def dead_letter(
+        self, ev: ConsumedEvent, base: str, reason: str, error: str, attempts: int
+    ) -> None:
+        topic, partition, offset = self._origin(ev)
+        headers = [
+            *self._carried(ev),
+            (H_DLQ_REASON, reason.encode()),
+            (H_DLQ_ERROR, _one_line(error).encode()),
+            (H_DLQ_ATTEMPTS, str(attempts).encode()),
+            (H_DLQ_SOURCE_TOPIC, topic.encode()),
+            (H_DLQ_SOURCE_PARTITION, partition.encode()),
+            (H_DLQ_SOURCE_OFFSET, offset.encode()),
+            (H_DLQ_TIMESTAMP, str(int(time.time() * 1000)).encode()),
+        ]
+        await self._forward(self.topology.dlq_topic(base), ev, headers)
+        self.metrics.dead_lettered.labels(base, reason).inc()
+        log.warning(
+            "dead-lettered",
+            extra={"fields": {"topic": ev.topic, "offset": ev.offset, "reason": reason,
+                              "error": _one_line(error), "event_id": ev.event_id}},
+        )  # fmt: skip
+
+    async def _forward(
+        self, topic: str, ev: ConsumedEvent, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        key = ev.key.encode() if ev.key is not None else None
+        ack = await self.producer.send_raw(topic, ev.raw, key=key, headers=headers)
+        await ack  # the source offset is committed only once Kafka has this copy
+
+
+class StageWorker:
+    """One consumer group reading one stage; `delay_s` > 0 makes it a retry stage."""
+
+    def __init__(
+        self,
+        stage: int,
+        consumer: EventConsumer,
+        pipeline: Pipeline,
+        *,
+        max_batch: int = 200,
+        idle_poll_ms: int = 500,
+    ) -> None:
+        self.stage = stage
+        self.consumer = consumer
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self.idle_poll_ms = idle_poll_ms
+        self._resume_at: dict[TopicPartition, float] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _resume_due(self) -> int:
+        """Resume partitions whose waiting record is due; ms until the next one is."""
+        now = time.time()
+        for tp, at in list(self._resume_at.items()):
+            if at <= now:
+                del self._resume_at[tp]
+                if tp in self.consumer.raw.assignment():
+                    self.consumer.raw.resume(tp)
+        if not self._resume_at:
+            return self.idle_poll_ms
+        return max(1, min(self.idle_poll_ms, int((min(self._resume_at.values()) - now) * 1000)))
+
+    async def run(self) -> None:
+        raw = self.consumer.raw
+        backoff = 0.5
+        while not self._stopping.is_set():
+            timeout = self._resume_due()
+            try:
+                batch = await self.consumer.getmany(timeout_ms=timeout, max_records=self.max_batch)
+            except Exception:
+                log.exception("poll failed (stage %s)", self.stage)
+                await asyncio.sleep(backoff)
+                continue
+            self.ready.set()
+            if not batch:
+                self._update_lag()
+                continue
+            by_tp: dict[TopicPartition, list[ConsumedEvent]] = defaultdict(list)
+            for ev in batch:
+                by_tp[TopicPartition(ev.topic, ev.partition)].append(ev)
+            results = await asyncio.gather(*(self._partition(tp, evs) for tp, evs in by_tp.items()))
+            commit = {tp: nxt for tp, nxt, _ in results if nxt is not None}
+            if commit:
+                try:
+                    await raw.commit(commit)
+                    self._positions.update(commit)
+                except Exception:
+                    # Not committed: these records come again and the log drops them.
+                    log.exception("commit failed (stage %s)", self.stage)
+            self._update_lag()
+            if not all(ok for _, _, ok in results):
+                await asyncio.sleep(backoff)
+
+    async def _partition(
+        self, tp: TopicPartition, events: Iterable[ConsumedEvent]
+    ) -> tuple[TopicPartition, int | None, bool]:
+        """Process in order: (tp, next offset to commit or None, False if routing failed)."""
+        nxt: int | None = None
+        raw = self.consumer.raw
+        for ev in events:
+            if self.stage > 0:
+                due = int(_text(ev.headers, H_DUE, "0") or 0) / 1000
+                if due > time.time():
+                    # Not yet: park the partition at this record, serve the others meanwhile.
+                    raw.seek(tp, ev.offset)
+                    raw.pause(tp)
+                    self._resume_at[tp] = due
+                    break
+            try:
+                await self.pipeline.process(ev, self.stage)
+            except Exception:
+                # Kafka refused the retry/DLQ copy: keep the record, try it again shortly.
+                log.exception("could not route %s:%s@%s", ev.topic, ev.partition, ev.offset)
+                raw.seek(tp, ev.offset)
+                return tp, nxt, False
+            nxt = ev.offset + 1
+        return tp, nxt, True
+
+    def _update_lag(self) -> None:
+        """Lag = high watermark - next offset we will commit, summed per topic."""
+        raw = self.consumer.raw
+        lag: dict[str, int] = defaultdict(int)
+        for tp in raw.assignment():
+            high, pos = raw.highwater(tp), self._positions.get(tp)
+            if high is not None and pos is not None:
+                lag[tp.topic] += max(0, high - pos)
+        for topic, value in lag.items():
+            base = self.pipeline.topology.base_of(topic)
+            self.pipeline.metrics.lag.labels(base, str(self.stage)).set(value)

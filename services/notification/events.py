@@ -1,0 +1,78 @@
+"""Decoded Avro records (shop.events.v1, as dicts from the registry serde) -> domain events.
+
+The adapter between the wire schema and the domain: the core never sees Avro types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from services.notification.domain import (
+    Event,
+    Money,
+    OrderLine,
+    OrderPlaced,
+    OrderStatus,
+    OrderStatusChanged,
+    UndecodableEventError,
+    UserRegistered,
+)
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _money(m: Mapping[str, Any]) -> Money:
+    return Money(str(m["currency_code"]), int(m["units"]), int(m.get("nanos", 0)))
+
+
+def _status(value: Any) -> OrderStatus:
+    try:
+        return OrderStatus(str(getattr(value, "value", value)))
+    except ValueError:
+        return OrderStatus.UNKNOWN  # a symbol newer than this consumer: no email for it
+
+
+def to_domain(name: str, v: Mapping[str, Any]) -> Event | None:
+    """The domain event for a record, or None for record types we do not act on."""
+    try:
+        match name:
+            case "shop.events.v1.OrderPlaced":
+                return OrderPlaced(
+                    event_id=str(v["event_id"]),
+                    occurred_at=_time(v["occurred_at"]),
+                    order_id=v["order_id"],
+                    user_id=v["user_id"],
+                    lines=tuple(
+                        OrderLine(ln["product_name"], int(ln["quantity"]), _money(ln["unit_price"]))
+                        for ln in v["lines"]
+                    ),
+                    total=_money(v["total"]),
+                    shipping_city=v.get("shipping_city", ""),
+                )
+            case "shop.events.v1.OrderStatusChanged":
+                return OrderStatusChanged(
+                    event_id=str(v["event_id"]),
+                    occurred_at=_time(v["occurred_at"]),
+                    order_id=v["order_id"],
+                    user_id=v["user_id"],
+                    previous_status=_status(v["previous_status"]),
+                    status=_status(v["status"]),
+                    reason=v.get("reason"),
+                )
+            case "shop.events.v1.UserRegistered":
+                return UserRegistered(
+                    event_id=str(v["event_id"]),
+                    occurred_at=_time(v["occurred_at"]),
+                    user_id=v["user_id"],
+                    email=v["email"],
+                    display_name=v["display_name"],
+                )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UndecodableEventError(f"{name}: malformed value ({type(exc).__name__})") from None
+    return None
