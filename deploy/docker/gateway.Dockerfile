@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1.7
+# Gateway image: the React storefront built with Vite, served by NGINX, which also
+# proxies /api (gRPC-Web and REST) to Envoy. Listens on 8080 as an unprivileged user.
+#   docker build -f deploy/docker/gateway.Dockerfile -t shopmesh/gateway .
+
+ARG NODE_IMAGE=node:22.12.0-bookworm-slim
+ARG NGINX_IMAGE=nginxinc/nginx-unprivileged:1.27.3-alpine
+
+# ---- build: the frontend imports the generated Connect-ES clients from ../gen/ts.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY gen/ts /src/gen/ts
+COPY frontend/ ./
+RUN npm run build
+
+# ---- runtime: static files and one server block; no node, no sources.
+FROM ${NGINX_IMAGE} AS gateway
+COPY deploy/nginx/gateway.conf /etc/nginx/conf.d/default.conf
+COPY --from=build /src/frontend/dist /usr/share/nginx/html
+USER 101:101
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/healthz"]
