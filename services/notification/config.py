@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.runtime.config import ConfigError, check_port, load, setting
+from services.runtime.db import DatabaseConfig
+from services.runtime.kafka import KafkaConfig
+from services.runtime.server import ServerConfig
 
 PREFIX = "NOTIFICATION"
 
 
 @dataclass(frozen=True)
 class NotificationConfig:
-    grpc_host: str = setting("127.0.0.1", help="gRPC listen address")
-    grpc_port: int = setting(50054, help="gRPC port")
-    metrics_port: int = setting(9154, help="Prometheus /metrics port (0 = off)")
-    db_primary_dsn: str = setting(
-        "postgresql+asyncpg://shopmesh:shopmesh@127.0.0.1:5432/notification",
-        help="notification log, primary",
-    )
-    db_replica_dsn: str = setting(
-        "postgresql+asyncpg://shopmesh:shopmesh@127.0.0.1:5433/notification",
-        help="notification log, replica (ListNotifications reads)",
-    )
-    kafka_bootstrap: str = setting("127.0.0.1:9092", help="Kafka bootstrap servers")
-    registry_url: str = setting("http://127.0.0.1:8085", help="schema registry")
+    """Service-specific settings. Server (NOTIFICATION_GRPC_PORT, _METRICS_PORT, _LOG_LEVEL),
+    database (NOTIFICATION_DB_*) and Kafka (NOTIFICATION_KAFKA_BOOTSTRAP, _REGISTRY_URL)
+    settings are the runtime's shared dataclasses, filled from the same prefix."""
+
     topics: tuple[str, ...] = setting(
         ("shop.orders.v1", "shop.users.v1"),
         help="event topics consumed; <topic>.retry.N and <topic>.dlq are derived",
@@ -34,6 +29,7 @@ class NotificationConfig:
         (5.0, 30.0), help="delay of each retry stage; its length is the number of stages"
     )
     max_batch: int = setting(200, help="records per poll")
+    session_timeout_ms: int = setting(10000, help="consumer group session timeout")
     smtp_host: str = setting("127.0.0.1", help="SMTP server")
     smtp_port: int = setting(1025, help="SMTP port")
     smtp_sender: str = setting("Shopmesh <no-reply@shopmesh.local>", help="From header")
@@ -43,24 +39,32 @@ class NotificationConfig:
         "notification.shopmesh.local", help="right-hand side of the deterministic Message-ID"
     )
     stale_claim_s: float = setting(
-        120.0, help="a 'sending' claim older than this is taken over (its worker died)"
+        120.0, help="a sending claim older than this is taken over (its worker died)"
     )
     user_addr: str = setting("127.0.0.1:50052", help="user service gRPC address")
     order_addr: str = setting("127.0.0.1:50053", help="order service gRPC address")
     rpc_timeout_s: float = setting(3.0, help="deadline of GetUser / GetOrder")
-    log_level: str = setting("INFO")
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    db: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
+    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotificationConfig:
         cfg = load(cls, PREFIX, environ)
-        for name in ("grpc_port", "smtp_port"):
-            check_port(f"{PREFIX}_{name.upper()}", getattr(cfg, name))
-        if cfg.metrics_port:
-            check_port(f"{PREFIX}_METRICS_PORT", cfg.metrics_port)
+        check_port(f"{PREFIX}_SMTP_PORT", cfg.smtp_port)
         if not cfg.topics:
             raise ConfigError(f"{PREFIX}_TOPICS: at least one topic")
         if not cfg.retry_delays_s or any(d < 0 for d in cfg.retry_delays_s):
             raise ConfigError(f"{PREFIX}_RETRY_DELAYS_S: one or more non-negative delays")
         if cfg.max_batch < 1 or cfg.smtp_pool < 1:
             raise ConfigError(f"{PREFIX}_MAX_BATCH and {PREFIX}_SMTP_POOL must be >= 1")
-        return cfg
+        try:
+            kafka = KafkaConfig.from_env(PREFIX, environ)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return dataclasses.replace(
+            cfg,
+            server=ServerConfig.from_env(PREFIX, environ, name="notification", grpc_port=50054),
+            db=DatabaseConfig.from_env(f"{PREFIX}_DB", environ, name="notification"),
+            kafka=dataclasses.replace(kafka, client_id=kafka.client_id or "notification"),
+        )

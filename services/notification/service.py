@@ -1,11 +1,14 @@
 """The notification use case: one event in, at most one email out (in effect).
 
-Stdlib, domain and ports only. The consumer (consumer.py) decides what a raised error means
-for the Kafka record (retry topic or dead-letter topic); this module only raises.
+Imports the stdlib, domain, ports and the runtime's (stdlib-only) error types. The consumer
+(consumer.py) decides what a raised error means for the Kafka record (retry topic or
+dead-letter topic); this module only raises.
 """
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,9 +20,9 @@ from services.notification.domain import (
     Email,
     Event,
     Kind,
+    LogEntry,
     NotificationError,
     OrderPlaced,
-    OrderStatus,
     OrderStatusChanged,
     OrderSummary,
     PermanentError,
@@ -32,6 +35,7 @@ from services.notification.domain import (
     subject_for,
 )
 from services.notification.ports import Mailer, NotificationLog, OrderBook, Renderer, UserDirectory
+from services.runtime.errors import InvalidArgument
 
 
 class Outcome(StrEnum):
@@ -122,4 +126,32 @@ class Notifier:
         return None
 
 
-__all__ = ["Notifier", "OrderStatus", "Outcome"]
+# ---------------------------------------------------------------- reading the log
+
+DEFAULT_PAGE_SIZE = 20
+
+
+def encode_cursor(entry: LogEntry) -> str:
+    assert entry.created_at is not None
+    raw = f"{entry.created_at.isoformat()}|{entry.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        at, _, entry_id = raw.partition("|")
+        return datetime.fromisoformat(at), str(uuid.UUID(entry_id))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "not a token from a previous response") from None
+
+
+async def list_notifications(
+    log: NotificationLog, user_id: str, page_size: int, page_token: str
+) -> tuple[list[LogEntry], str]:
+    """One page of a user's notifications, newest first, and the next page's token."""
+    size = page_size or DEFAULT_PAGE_SIZE
+    before = decode_cursor(page_token) if page_token else None
+    rows = await log.list_for_user(user_id, size + 1, before)
+    page = rows[:size]
+    return page, encode_cursor(page[-1]) if len(rows) > size else ""
