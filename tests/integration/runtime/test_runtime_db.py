@@ -1,0 +1,145 @@
+"""The read/write router against the real PostgreSQL primary and streaming replica."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from services.runtime import context
+from services.runtime.db import Database, DatabaseConfig
+from services.runtime.metrics import Metrics
+
+pytestmark = pytest.mark.stack
+
+DB = "product"  # any app database works; the test keeps to its own schema
+SCHEMA = "runtime_router_test"
+
+
+@pytest.fixture(scope="module")
+async def db(stack):
+    stack.require("postgres-primary", "postgres-replica")
+    cfg = DatabaseConfig.from_env("RT_TEST_DB", {}, name=DB, replica_wait_ms=200)
+    database = Database(cfg, Metrics("rt-db-test"), service="rt-db-test")
+    await database.open()
+    async with database.unit_of_work().write() as conn:
+        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        await conn.execute(
+            text(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.kv (k text PRIMARY KEY, v int NOT NULL)")
+        )
+    await database.check_replica()
+    yield database
+    await database.close()
+
+
+def reads(database: Database, target: str, reason: str) -> float:
+    return database.metrics.db_reads.labels(target, reason)._value.get()
+
+
+async def test_reads_are_served_by_the_replica(db):
+    before = reads(db, "replica", "replica")
+    async with db.unit_of_work().read() as conn:
+        in_recovery = (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one()
+        app = (await conn.execute(text("SELECT current_setting('application_name')"))).scalar()
+    assert in_recovery is True
+    assert app == "rt-db-test:replica"
+    assert reads(db, "replica", "replica") == before + 1
+
+
+async def test_writes_never_go_to_the_replica(db):
+    async with db.unit_of_work().write() as conn:
+        assert (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one() is False
+
+
+async def test_write_rolls_back_on_error(db):
+    key = uuid.uuid4().hex
+    uow = db.unit_of_work()
+    with pytest.raises(RuntimeError):
+        async with uow.write() as conn:
+            await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 1)"), {"k": key})
+            raise RuntimeError("abort")
+    async with db.unit_of_work().read() as conn:
+        row = await conn.execute(text(f"SELECT v FROM {SCHEMA}.kv WHERE k = :k"), {"k": key})
+        assert row.first() is None
+
+
+async def test_read_your_writes_right_after_each_update(db):
+    key = uuid.uuid4().hex
+    for value in range(20):
+        uow = db.unit_of_work()
+        async with uow.write() as conn:
+            await conn.execute(
+                text(
+                    f"INSERT INTO {SCHEMA}.kv VALUES (:k, :v) "
+                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                ),
+                {"k": key, "v": value},
+            )
+        assert uow.last_lsn > 0
+        async with uow.read() as conn:
+            got = (
+                await conn.execute(text(f"SELECT v FROM {SCHEMA}.kv WHERE k = :k"), {"k": key})
+            ).scalar_one()
+        assert got == value
+
+
+async def test_caller_lsn_from_request_context_is_honoured(db, stack):
+    """A new unit of work (next request) reads its caller's write even with replay paused."""
+    key = uuid.uuid4().hex
+    writer = db.unit_of_work()
+    admin = await asyncpg.connect(stack.pg_admin_dsn(DB, replica=True))
+    try:
+        await admin.execute("SELECT pg_wal_replay_pause()")
+        async with writer.write() as conn:
+            await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 7)"), {"k": key})
+        behind = reads(db, "primary", "replica_behind")
+        ctx = context.RequestContext(min_lsn=writer.last_lsn)
+
+        async def next_request() -> int | None:
+            context.bind(ctx)
+            async with db.unit_of_work().read() as conn:
+                row = await conn.execute(
+                    text(f"SELECT v FROM {SCHEMA}.kv WHERE k = :k"), {"k": key}
+                )
+                return row.scalar()
+
+        assert await asyncio.create_task(next_request()) == 7
+        assert reads(db, "primary", "replica_behind") == behind + 1
+        # Without the LSN the replica answers (stale: that is what the LSN is for).
+        async with db.unit_of_work().read() as conn:
+            row = await conn.execute(text(f"SELECT v FROM {SCHEMA}.kv WHERE k = :k"), {"k": key})
+            assert row.scalar() is None
+    finally:
+        await admin.execute("SELECT pg_wal_replay_resume()")
+        await admin.close()
+
+
+async def test_reads_keep_working_with_the_replica_stopped(db, stack):
+    key = uuid.uuid4().hex
+    async with db.unit_of_work().write() as conn:
+        await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 3)"), {"k": key})
+    stack.stop("postgres-replica")
+    try:
+        fallback = sum(
+            reads(db, "primary", r) for r in ("replica_error", "replica_down", "replica_behind")
+        )
+        for _ in range(5):
+            async with db.unit_of_work().read() as conn:
+                row = await conn.execute(
+                    text(f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv WHERE k = :k"),
+                    {"k": key},
+                )
+                assert tuple(row.one()) == (3, False)
+        after = sum(
+            reads(db, "primary", r) for r in ("replica_error", "replica_down", "replica_behind")
+        )
+        assert after == fallback + 5
+        assert await db.check_replica() is False
+    finally:
+        stack.start("postgres-replica")
+    assert await db.check_replica() is True
+    async with db.unit_of_work().read() as conn:
+        assert (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one() is True
