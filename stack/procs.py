@@ -99,6 +99,7 @@ class ProcessTable:
         cwd: Path | None = None,
         user: str | None = None,
     ) -> PidRecord:
+        _reap_all()  # a zombie child of ours may still own a port or a lock file
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path(name).open("ab")
@@ -165,9 +166,11 @@ class ProcessTable:
             return False
         os.killpg(rec.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and rec.alive():
+        while time.monotonic() < deadline and (rec.alive() or rec.group_members()):
             _reap(rec.pid)
             time.sleep(0.05)
+        # If we are the parent, reap now: a zombie postmaster still "holds" postmaster.pid.
+        _reap(rec.pid)
         return True
 
 
@@ -178,6 +181,11 @@ def _reap(pid: int) -> None:
     proc = _CHILDREN.get(pid)
     if proc is not None and proc.poll() is not None:
         _CHILDREN.pop(pid, None)
+
+
+def _reap_all() -> None:
+    for pid in list(_CHILDREN):
+        _reap(pid)
 
 
 def tail(path: Path, lines: int = 25) -> str:

@@ -133,7 +133,11 @@ def _prepare() -> None:
 def _admin():  # confluent-kafka is a project dependency; import lazily (slow import)
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap_servers(), "socket.timeout.ms": 3000})
+    # log_level 0: a probe that outlives a broker crash must not flood stderr with
+    # reconnect errors (the reliability suite kills Kafka on purpose).
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers(), "socket.timeout.ms": 3000, "log_level": 0}
+    )
 
 
 def _metadata_ok() -> bool:
