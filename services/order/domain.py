@@ -1,0 +1,425 @@
+"""Order aggregate, value objects, commands, events and errors.
+
+Imports only the stdlib and the runtime's error bases (which are stdlib only). The order is
+the unit of consistency: every change is one document write that also carries the events it
+emits, so state and events can never disagree (ARCHITECTURE §2, transactional outbox).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+
+from services.runtime.errors import (
+    Conflict,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+
+MAX_LINES = 50
+MAX_QUANTITY = 100
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+NANOS = 1_000_000_000
+
+
+# ---------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in one currency, as units + nanos (same sign), like shop.common.v1.Money."""
+
+    currency_code: str
+    units: int
+    nanos: int = 0
+
+    @classmethod
+    def from_nanos(cls, currency_code: str, total: int) -> Money:
+        units = int(total / NANOS)  # truncate toward zero so nanos keep the sign of units
+        return cls(currency_code, units, total - units * NANOS)
+
+    @property
+    def total_nanos(self) -> int:
+        return self.units * NANOS + self.nanos
+
+    def times(self, quantity: int) -> Money:
+        return Money.from_nanos(self.currency_code, self.total_nanos * quantity)
+
+
+@dataclass(frozen=True)
+class Address:
+    recipient_name: str
+    line1: str
+    city: str
+    postal_code: str
+    country_code: str
+    line2: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """W3C trace context of the request, stored with its events so consumers continue it."""
+
+    traceparent: str
+    tracestate: str = ""
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """What the shopper asks for: a product and a quantity. No price: prices come from the
+    catalog at reservation time, never from the client."""
+
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """A reserved line at the catalog price it was sold at."""
+
+    product_id: str
+    product_name: str
+    quantity: int
+    unit_price: Money
+
+    @property
+    def line_total(self) -> Money:
+        return self.unit_price.times(self.quantity)
+
+
+class OrderStatus(enum.Enum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    PAID = "PAID"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    # A placement that did not complete. Kept as a tombstone (invisible to the API) until the
+    # sweeper has released its stock for good, because a racing request may still reserve.
+    FAILED = "FAILED"
+
+
+FORWARD = (OrderStatus.CONFIRMED, OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+CANCELLABLE = {OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.PAID}
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    user_id: str
+    idempotency_key: str
+    lines: tuple[LineItem, ...]
+    shipping_address: Address | None
+    trace: Trace | None = None
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    order_id: str
+    reason: str = ""
+    trace: Trace | None = None
+
+
+@dataclass(frozen=True)
+class UpdateOrderStatus:
+    order_id: str
+    status: OrderStatus
+    trace: Trace | None = None
+
+
+@dataclass(frozen=True)
+class ListOrders:
+    user_id: str
+    page_size: int = 0
+    page_token: str = ""
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    event_id: str
+    occurred_at: dt.datetime
+    order_id: str
+    user_id: str
+    lines: tuple[OrderLine, ...]
+    total: Money
+    shipping_city: str
+    shipping_country_code: str
+    trace: Trace | None = None
+
+
+@dataclass(frozen=True)
+class OrderStatusChanged:
+    event_id: str
+    occurred_at: dt.datetime
+    order_id: str
+    user_id: str
+    previous_status: OrderStatus
+    status: OrderStatus
+    reason: str | None = None
+    trace: Trace | None = None
+
+
+Event = OrderPlaced | OrderStatusChanged
+
+
+# ---------------------------------------------------------------- errors
+
+
+class OrderNotFoundError(NotFound):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} not found")
+
+
+class UserNotFoundError(NotFound):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} not found")
+
+
+class UnknownProductError(InvalidArgument):
+    """A line names a product the catalog does not have (the request is wrong, not the
+    catalog's state, hence INVALID_ARGUMENT naming the line)."""
+
+    def __init__(self, field_path: str, product_id: str) -> None:
+        super().__init__(field_path, f"unknown product {product_id}")
+        self.product_id = product_id
+
+
+class OutOfStockError(FailedPrecondition):
+    def __init__(self, product_id: str = "", detail: str = "") -> None:
+        super().__init__(detail or f"not enough stock for product {product_id}".strip())
+        self.product_id = product_id
+
+
+class InvalidTransitionError(FailedPrecondition):
+    def __init__(self, current: OrderStatus, wanted: OrderStatus) -> None:
+        super().__init__(f"order is {current.value}, cannot become {wanted.value}")
+
+
+class IdempotencyKeyReusedError(InvalidArgument):
+    def __init__(self) -> None:
+        super().__init__(
+            "idempotency_key", "already used by this user for a different order request"
+        )
+
+
+class PlacementAbandonedError(Conflict):
+    """The placement lost to a cancel or the sweeper; retrying with a new key may succeed."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} was abandoned while being placed")
+
+
+class CatalogUnavailableError(Unavailable):
+    pass
+
+
+class UserServiceUnavailableError(Unavailable):
+    pass
+
+
+class MixedCurrencyError(FailedPrecondition):
+    def __init__(self) -> None:
+        super().__init__("products of one order must share one currency")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_place_order(cmd: PlaceOrder) -> tuple[LineItem, ...]:
+    """Every rule the schema states, checked again at the core (defence in depth: unit tests
+    and non-gRPC callers get the same answers). Returns the lines merged by product, since
+    a reservation holds one line per product."""
+    bad: list[FieldViolation] = []
+    if not _ID.match(cmd.user_id):
+        bad.append(FieldViolation("user_id", "must be 1-64 characters [A-Za-z0-9_-]"))
+    if not _KEY.match(cmd.idempotency_key):
+        bad.append(FieldViolation("idempotency_key", "must be 8-128 characters [A-Za-z0-9_.:-]"))
+    if not cmd.lines:
+        bad.append(FieldViolation("lines", "at least one line is required"))
+    elif len(cmd.lines) > MAX_LINES:
+        bad.append(FieldViolation("lines", f"at most {MAX_LINES} lines"))
+    for i, line in enumerate(cmd.lines[: MAX_LINES + 1]):
+        if not _ID.match(line.product_id):
+            bad.append(FieldViolation(f"lines[{i}].product_id", "must be 1-64 [A-Za-z0-9_-]"))
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            bad.append(FieldViolation(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}"))
+    a = cmd.shipping_address
+    if a is None:
+        bad.append(FieldViolation("shipping_address", "is required"))
+    else:
+        for name in ("recipient_name", "line1", "city", "postal_code"):
+            if not getattr(a, name).strip():
+                bad.append(FieldViolation(f"shipping_address.{name}", "is required"))
+        if not _COUNTRY.match(a.country_code):
+            bad.append(FieldViolation("shipping_address.country_code", "must be ISO 3166 alpha-2"))
+    if bad:
+        raise InvalidArgument.many(bad)
+    merged: dict[str, int] = {}
+    for line in cmd.lines:
+        merged[line.product_id] = merged.get(line.product_id, 0) + line.quantity
+    return tuple(LineItem(p, q) for p, q in merged.items())
+
+
+def request_fingerprint(cmd: PlaceOrder) -> str:
+    """Hash of what the request asks for, so a reused key with a different request is
+    refused instead of silently returning an unrelated order."""
+    body = {
+        "lines": sorted((li.product_id, li.quantity) for li in cmd.lines),
+        "address": None if cmd.shipping_address is None else vars(cmd.shipping_address),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_order_id() -> str:
+    # Random, not derived from the key: a failed attempt's id is never reused, so a late
+    # compensation (ReleaseStock by order id) can only hit the attempt it belongs to.
+    return uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------- the aggregate
+
+
+@dataclass
+class Order:
+    id: str
+    user_id: str
+    idempotency_key: str
+    request_hash: str
+    status: OrderStatus
+    items: tuple[LineItem, ...]
+    shipping_address: Address
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    lines: tuple[OrderLine, ...] = ()
+    total: Money | None = None
+    cancel_reason: str = ""
+    # Set in the same write that cancels or fails an order whose stock may be reserved;
+    # cleared once ReleaseStock succeeded. The sweeper retries what a crash left behind.
+    release_pending: bool = False
+    version: int = 0
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, order_id: str, cmd: PlaceOrder, items: tuple[LineItem, ...], now: dt.datetime
+    ) -> Order:
+        assert cmd.shipping_address is not None
+        return cls(
+            id=order_id,
+            user_id=cmd.user_id,
+            idempotency_key=cmd.idempotency_key,
+            request_hash=request_fingerprint(cmd),
+            status=OrderStatus.PENDING,
+            items=items,
+            shipping_address=cmd.shipping_address,
+            created_at=now,
+            updated_at=now,
+        )
+
+    @property
+    def visible(self) -> bool:
+        """FAILED placements are tombstones, never shown through the API."""
+        return self.status is not OrderStatus.FAILED
+
+    def confirm(self, reserved: list[OrderLine], now: dt.datetime, trace: Trace | None) -> None:
+        """PENDING -> CONFIRMED at the reserved catalog prices; emits OrderPlaced."""
+        if self.status is not OrderStatus.PENDING:
+            raise InvalidTransitionError(self.status, OrderStatus.CONFIRMED)
+        currencies = {r.unit_price.currency_code for r in reserved}
+        if len(currencies) != 1:
+            raise MixedCurrencyError()
+        self.lines = tuple(reserved)
+        (currency,) = currencies
+        self.total = Money.from_nanos(
+            currency, sum(line.line_total.total_nanos for line in self.lines)
+        )
+        self.status = OrderStatus.CONFIRMED
+        self.updated_at = now
+        self.events.append(
+            OrderPlaced(
+                event_id=new_event_id(),
+                occurred_at=now,
+                order_id=self.id,
+                user_id=self.user_id,
+                lines=self.lines,
+                total=self.total,
+                shipping_city=self.shipping_address.city,
+                shipping_country_code=self.shipping_address.country_code,
+                trace=trace,
+            )
+        )
+
+    def fail(self, now: dt.datetime) -> None:
+        """A placement that cannot complete: no event (nothing was ever announced)."""
+        if self.status is not OrderStatus.PENDING:
+            raise InvalidTransitionError(self.status, OrderStatus.FAILED)
+        self.status = OrderStatus.FAILED
+        self.release_pending = True
+        self.updated_at = now
+
+    def cancel(self, reason: str, now: dt.datetime, trace: Trace | None) -> bool:
+        """Cancel if not shipped yet; False (no change, no event) when already cancelled."""
+        if self.status is OrderStatus.CANCELLED:
+            return False
+        if self.status not in CANCELLABLE:
+            raise InvalidTransitionError(self.status, OrderStatus.CANCELLED)
+        self._change(OrderStatus.CANCELLED, now, trace, reason=reason or None)
+        self.cancel_reason = reason
+        self.release_pending = True
+        return True
+
+    def advance(self, status: OrderStatus, now: dt.datetime, trace: Trace | None) -> bool:
+        """Move forward along CONFIRMED -> PAID -> SHIPPED -> DELIVERED (steps may be skipped,
+        e.g. cash on delivery); False when it already has that status."""
+        if status is self.status:
+            return False
+        if (
+            status not in FORWARD[1:]
+            or self.status not in FORWARD
+            or FORWARD.index(status) < FORWARD.index(self.status)
+        ):
+            raise InvalidTransitionError(self.status, status)
+        self._change(status, now, trace)
+        return True
+
+    def _change(
+        self, status: OrderStatus, now: dt.datetime, trace: Trace | None, reason: str | None = None
+    ) -> None:
+        self.events.append(
+            OrderStatusChanged(
+                event_id=new_event_id(),
+                occurred_at=now,
+                order_id=self.id,
+                user_id=self.user_id,
+                previous_status=self.status,
+                status=status,
+                reason=reason,
+                trace=trace,
+            )
+        )
+        self.status = status
+        self.updated_at = now
+
+    def snapshot(self) -> Order:
+        """A copy without unsaved events (what a racing reader would load)."""
+        return replace(self, events=[])
