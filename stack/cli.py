@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `python -m stack status | head`
+        sys.stderr.close()
+        return 0
     return 2
 
 
