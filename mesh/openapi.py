@@ -1,0 +1,283 @@
+"""OpenAPI 3 for the REST surface (google.api.http rules) and its static HTML page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+
+from mesh.api import Api, Field, HttpRule, Method
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+WKT: dict[str, dict] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "example": "1.5s"},
+    "google.protobuf.FieldMask": {"type": "string", "example": "name,price"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array", "items": {}},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "additionalProperties": True,
+    },
+    "google.protobuf.StringValue": {"type": "string", "nullable": True},
+    "google.protobuf.BoolValue": {"type": "boolean", "nullable": True},
+    "google.protobuf.Int32Value": {"type": "integer", "format": "int32", "nullable": True},
+    "google.protobuf.Int64Value": {"type": "string", "format": "int64", "nullable": True},
+    "google.protobuf.DoubleValue": {"type": "number", "format": "double", "nullable": True},
+}
+
+SCALARS: dict[str, dict] = {
+    "string": {"type": "string"},
+    "bytes": {"type": "string", "format": "byte"},
+    "bool": {"type": "boolean"},
+    "int32": {"type": "integer", "format": "int32"},
+    "sint32": {"type": "integer", "format": "int32"},
+    "sfixed32": {"type": "integer", "format": "int32"},
+    "uint32": {"type": "integer", "format": "int64", "minimum": 0},
+    "fixed32": {"type": "integer", "format": "int64", "minimum": 0},
+    # proto3 JSON writes 64-bit integers as strings (JavaScript numbers lose precision).
+    "int64": {"type": "string", "format": "int64"},
+    "sint64": {"type": "string", "format": "int64"},
+    "sfixed64": {"type": "string", "format": "int64"},
+    "uint64": {"type": "string", "format": "uint64"},
+    "fixed64": {"type": "string", "format": "uint64"},
+    "float": {"type": "number", "format": "float"},
+    "double": {"type": "number", "format": "double"},
+}
+
+STATUS = {
+    "type": "object",
+    "description": "google.rpc.Status: the gRPC status code, a message and typed details "
+    "(google.rpc.BadRequest lists every invalid field).",
+    "properties": {
+        "code": {"type": "integer", "format": "int32"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": WKT["google.protobuf.Any"]},
+    },
+}
+
+ERRORS = {
+    "400": "Invalid argument (the body names each invalid field)",
+    "401": "Missing or invalid access token",
+    "403": "Not allowed",
+    "404": "Not found",
+    "409": "Conflict or already exists",
+    "429": "Rate limited",
+    "503": "Temporarily unavailable, retry later",
+}
+
+
+def _summary(comment: str) -> str:
+    first = re.split(r"(?<=\.)\s", comment, maxsplit=1)[0]
+    return first.rstrip(".")
+
+
+class _Schemas:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.out: dict[str, dict] = {}
+
+    def ref(self, type_name: str) -> dict:
+        if type_name in WKT:
+            return dict(WKT[type_name])
+        if type_name in self.api.enums:
+            e = self.api.enums[type_name]
+            self.out.setdefault(
+                type_name, {"type": "string", "enum": list(e.values), "description": e.comment}
+            )
+            return {"$ref": f"#/components/schemas/{type_name}"}
+        if type_name not in self.out:
+            self.out[type_name] = {}  # placeholder: breaks recursion
+            self.out[type_name] = self.message(type_name)
+        return {"$ref": f"#/components/schemas/{type_name}"}
+
+    def field(self, f: Field) -> dict:
+        if f.map_entry is not None:
+            _, value = f.map_entry
+            schema = {"type": "object", "additionalProperties": self.single(value)}
+        elif f.repeated:
+            schema = {"type": "array", "items": self.single(f)}
+        else:
+            schema = self.single(f)
+        if f.comment:
+            if "$ref" in schema:  # OpenAPI 3.0 ignores siblings of $ref
+                schema = {"allOf": [schema]}
+            schema["description"] = f.comment
+        return schema
+
+    def single(self, f: Field) -> dict:
+        if f.type in ("message", "enum"):
+            return self.ref(f.type_name)
+        return dict(SCALARS[f.type])
+
+    def message(self, type_name: str, skip: set[str] | None = None) -> dict:
+        msg = self.api.messages[type_name]
+        props = {f.name: self.field(f) for f in msg.fields if f.name not in (skip or set())}
+        schema: dict = {"type": "object", "properties": props}
+        if msg.comment:
+            schema["description"] = msg.comment
+        return schema
+
+
+def _query_params(schemas: _Schemas, type_name: str, skip: set[str], prefix: str = "") -> list:
+    """Non-path fields of a GET/DELETE request as query parameters (nested messages dotted,
+    as Envoy's transcoder reads them)."""
+    params = []
+    for f in schemas.api.messages[type_name].fields:
+        if f.name in skip or f.map_entry is not None:
+            continue
+        name = prefix + f.name
+        if f.type == "message" and f.type_name not in WKT:
+            if not prefix:  # one level deep is enough for filters like min_price.units
+                params += _query_params(schemas, f.type_name, set(), name + ".")
+            continue
+        schema = schemas.single(f)
+        if f.repeated:
+            schema = {"type": "array", "items": schema}
+        p = {"name": name, "in": "query", "required": False, "schema": schema}
+        if f.repeated:
+            p.update(style="form", explode=True)
+        if f.comment:
+            p["description"] = f.comment
+        params.append(p)
+    return params
+
+
+def _operation(schemas: _Schemas, m: Method, rule: HttpRule, n: int) -> dict:
+    path_params = rule.path_params
+    fields = {f.name: f for f in schemas.api.messages[m.input_type].fields}
+    params = [
+        {
+            "name": p,
+            "in": "path",
+            "required": True,
+            "schema": schemas.single(fields[p]) if p in fields else {"type": "string"},
+            **({"description": fields[p].comment} if p in fields and fields[p].comment else {}),
+        }
+        for p in path_params
+    ]
+    op: dict = {
+        "operationId": f"{m.service.rsplit('.', 1)[1]}_{m.name}" + (f"_{n}" if n else ""),
+        "summary": _summary(m.comment) or m.name,
+        "description": m.comment,
+        "tags": [m.service.split(".")[1]],
+        "x-grpc-method": m.grpc_path,
+        "x-shop-access": m.access,
+        "x-shop-idempotent": m.idempotent,
+        "x-shop-timeout-ms": m.timeout_ms,
+        "security": [] if m.access == "public" else [{"bearerAuth": []}],
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": schemas.ref(m.output_type)}},
+            },
+            **{
+                code: {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
+                    },
+                }
+                for code, text in ERRORS.items()
+                if m.access != "public" or code not in ("401", "403")
+            },
+        },
+    }
+    if rule.body == "*":
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schemas.message(m.input_type, set(path_params))}
+            },
+        }
+    elif rule.body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.field(fields[rule.body])}},
+        }
+        params += _query_params(schemas, m.input_type, {*path_params, rule.body})
+    else:
+        params += _query_params(schemas, m.input_type, set(path_params))
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def build(api: Api) -> dict:
+    schemas = _Schemas(api)
+    paths: dict[str, dict] = {}
+    for svc in api.services:
+        for m in svc.methods:
+            if not m.edge:
+                continue
+            for n, rule in enumerate(m.http):
+                path = re.sub(r"{([^}=]+)=[^}]*}", r"{\1}", rule.path)
+                paths.setdefault(path, {})[rule.verb] = _operation(schemas, m, rule, n)
+    components = {"Status": STATUS, **schemas.out}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Shopmesh API",
+            "version": "v1",
+            "description": "REST surface of the Shopmesh services, generated from the proto "
+            "schemas (google.api.http rules and shop.mesh.v1.policy). The same methods are "
+            "served as gRPC-Web under /api/<package>.<Service>/<Method>. Field names are the "
+            "proto names; 64-bit integers are strings; errors are google.rpc.Status JSON.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": s.package.split(".")[1], "description": s.comment}
+            for s in api.services
+            if any(m.edge and m.http for m in s.methods)
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def docs_html(spec: dict) -> str:
+    """A readable API page rendered at generation time: no scripts, no CDN."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    ops = []
+    for path, verbs in spec["paths"].items():
+        for verb, op in verbs.items():
+            ops.append({"path": path, "verb": verb.upper(), **op})
+    ops.sort(key=lambda o: (o["tags"][0], o["path"], o["verb"]))
+    return env.get_template("docs.html.j2").render(
+        spec=spec, ops=ops, schema_name=_schema_name, type_of=_type_of
+    )
+
+
+def _schema_name(schema: dict) -> str:
+    ref = schema.get("$ref") or (schema.get("allOf") or [{}])[0].get("$ref")
+    return ref.rsplit("/", 1)[1] if ref else ""
+
+
+def _type_of(schema: dict) -> str:
+    name = _schema_name(schema)
+    if name:
+        return name
+    if schema.get("type") == "array":
+        return f"array of {_type_of(schema.get('items', {}))}"
+    if schema.get("type") == "object" and "additionalProperties" in schema:
+        add = schema["additionalProperties"]
+        return f"map of {_type_of(add) if isinstance(add, dict) else 'any'}"
+    fmt = schema.get("format")
+    return f"{schema.get('type', 'any')}{f' ({fmt})' if fmt else ''}"
