@@ -355,8 +355,14 @@ async def serve(
     metrics: Metrics | None = None,
     auth: AuthHook | None = None,
 ) -> int:
-    """Run a service until a signal; returns the exit code."""
+    """Run a service until a signal; returns the exit code. Without an explicit `auth`, every
+    service gets the runtime's token check and schema access levels (services/runtime/auth.py)."""
     setup_logging(config.name, config.log_level)
+    if auth is None:
+        from services.runtime.auth import RuntimeAuth
+
+        auth = RuntimeAuth.from_env(config.name)
+        resources = [*resources, auth]
     app = App(config, handlers, resources, tasks, metrics=metrics, auth=auth)
     await app.run()
     return app.exit_code
