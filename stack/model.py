@@ -219,6 +219,10 @@ class Component:
     # Envoy exits when its parent process exits (parent-death signal); such a process gets a
     # waiting /bin/sh as its parent, which lives in the same process group.
     needs_parent: bool = False
+    # Generated config: a digest of what the process loaded. When it changes, `up` reloads
+    # a running process (`reload_signal` to its leader, e.g. SIGHUP for NGINX) or restarts it.
+    config_digest: Callable[[], str] | None = None
+    reload_signal: str | None = None
 
     def resolved_env(self) -> dict[str, str]:
         env = self.env() if callable(self.env) else self.env

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -201,6 +202,8 @@ class Stack:
         t0 = time.monotonic()
         procs = self.procs
         log = procs.log_path(comp.name)
+        if procs.running(comp.name) and self._config_changed(comp) and self._reload(comp):
+            return
         if procs.running(comp.name):
             if self._wait_healthy(comp, timeout=comp.start_timeout, require_ours=True):
                 self._post_start(comp)  # converge: a topic or database added since last up
@@ -220,10 +223,9 @@ class Stack:
                 raise
             except Exception as exc:
                 raise StackError(comp.name, f"prepare failed: {exc}", log) from exc
-        argv = [str(a) for a in comp.command()]
-        if comp.needs_parent:
-            argv = ["/bin/sh", "-c", '"$@" & wait $!', comp.name, *argv]
+        argv = self._argv(comp)
         procs.spawn(comp.name, argv, comp.resolved_env(), comp.cwd, comp.user)
+        self._record_config(comp)
         if not self._wait_healthy(comp, comp.start_timeout, require_ours=True):
             rec = procs.running(comp.name)
             why = "exited during startup" if rec is None else "did not become healthy"
@@ -236,6 +238,42 @@ class Stack:
         self._post_start(comp)
         info = f"  {comp.info()}" if comp.info else ""
         say(f"  started  {comp.name:<20} {time.monotonic() - t0:5.1f}s{info}")
+
+    @staticmethod
+    def _argv(comp: Component) -> list[str]:
+        argv = [str(a) for a in comp.command()]
+        if comp.needs_parent:
+            argv = ["/bin/sh", "-c", '"$@" & wait $!', comp.name, *argv]
+        return argv
+
+    def _config_path(self, comp: Component) -> Path:
+        return self.procs.run_dir / f"{comp.name}.config"
+
+    def _config_changed(self, comp: Component) -> bool:
+        if comp.config_digest is None:
+            return False
+        path = self._config_path(comp)
+        return not path.exists() or path.read_text() != comp.config_digest()
+
+    def _record_config(self, comp: Component) -> None:
+        if comp.config_digest is not None:
+            self._config_path(comp).write_text(comp.config_digest())
+
+    def _reload(self, comp: Component) -> bool:
+        """The config of a running process changed: signal it to reload in place (True), or
+        stop it so start() runs it again with the new config (False)."""
+        rec = self.procs.running(comp.name)
+        if comp.reload_signal and rec is not None and rec.argv == self._argv(comp):
+            os.kill(rec.pid, signal.Signals[comp.reload_signal])
+            self._record_config(comp)
+            if not self._wait_healthy(comp, comp.start_timeout, require_ours=True):
+                log = self.procs.log_path(comp.name)
+                raise StackError(comp.name, "not healthy after reload", log, _hint(comp))
+            say(f"  reloaded {comp.name:<20} config changed")
+            return True
+        say(f"  restart  {comp.name:<20} config changed")
+        self.stop(comp)
+        return False
 
     def _post_start(self, comp: Component) -> None:
         if comp.post_start is None:
