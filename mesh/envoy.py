@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mesh import jwt
 from mesh.api import Api, Method, Service
 
 T = "type.googleapis.com/envoy.extensions."
@@ -453,7 +454,9 @@ def build(api: Api, opt: EnvoyOptions | None = None) -> dict:
     edge = _hcm(
         "edge",
         _edge_routes(api, opt),
-        _edge_filters(api, opt),
+        # JWT checks (mesh/jwt.py): strip the client's claims header first, verify after
+        # the transcoder so REST calls are matched on their gRPC path.
+        [jwt.strip_filter(), *_edge_filters(api, opt), *jwt.edge_filters(api, opt.edge_port)],
         opt,
         typed_per_filter_config={"envoy.filters.http.cors": CORS_POLICY},
     )
@@ -469,7 +472,7 @@ def build(api: Api, opt: EnvoyOptions | None = None) -> dict:
                 _listener("edge", opt.edge_port, edge),
                 _listener("internal", opt.internal_port, internal),
             ],
-            "clusters": [_cluster(s, opt) for s in api.services],
+            "clusters": [*(_cluster(s, opt) for s in api.services), jwt.jwks_cluster(opt.edge_port)],
         },
         "overload_manager": {
             "resource_monitors": [

@@ -10,12 +10,12 @@ The JWT issuer, JWKS URI and claim names are a skeleton the auth service refines
 
 from __future__ import annotations
 
+from mesh import jwt
 from mesh.api import Api, Method, Service
 from mesh.envoy import NUM_RETRIES, RETRY_ON
 from mesh.services import K8S_NAMESPACE
 
 NS = K8S_NAMESPACE
-JWT_ISSUER = "https://shopmesh.local/auth"
 JWKS_URI = f"http://gateway.{NS}.svc.cluster.local/.well-known/jwks.json"
 ADMIN_CLAIM = "request.auth.claims[roles]"
 # Edge identities: the Istio ingress gateway and our NGINX+Envoy gateway Deployment.
@@ -192,13 +192,7 @@ def mesh_wide() -> list[dict]:
             "kind": "RequestAuthentication",
             "metadata": _meta("jwt"),
             "spec": {
-                "jwtRules": [
-                    {
-                        "issuer": JWT_ISSUER,
-                        "jwksUri": JWKS_URI,
-                        "forwardOriginalToken": True,
-                    }
-                ]
+                "jwtRules": [jwt.istio_jwt_rule(JWKS_URI)]
             },
         },
     ]

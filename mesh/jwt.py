@@ -100,10 +100,12 @@ def rbac_filter(api: Api) -> dict | None:
     if not admin:
         return None
     has_admin = {
-        "metadata": {
-            "filter": "envoy.filters.http.jwt_authn",
-            "path": [{"key": METADATA_KEY}, {"key": "roles"}],
-            "value": {"list_match": {"one_of": {"string_match": {"exact": ADMIN_ROLE}}}},
+        "sourced_metadata": {
+            "metadata_matcher": {
+                "filter": "envoy.filters.http.jwt_authn",
+                "path": [{"key": METADATA_KEY}, {"key": "roles"}],
+                "value": {"list_match": {"one_of": {"string_match": {"exact": ADMIN_ROLE}}}},
+            }
         }
     }
     return {
