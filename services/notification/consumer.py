@@ -66,7 +66,7 @@ class NotificationMetrics:
     """Counters by topic (the base event topic) and kind; registered on the service registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+        self.registry = r = registry
         self.consumed = Counter(
             "notification_events_consumed", "records read", ["topic", "stage", "kind"], registry=r
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.notification.consumer import (
     H_DLQ_SOURCE_TOPIC,
@@ -75,6 +76,20 @@ async def replay_dead_letters(
     dlqs = [topology.dlq_topic(t) for t in sources]
     if not dlqs:
         return ReplayResult(0, 0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(dlqs)
+    finally:
+        await admin.close()
+    tps = [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if t["error_code"] == 0
+        for p in t["partitions"]
+    ]
+    if not tps:
+        return ReplayResult(0, 0)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=None,
@@ -84,14 +99,6 @@ async def replay_dead_letters(
     await consumer.start()
     replayed = scanned = 0
     try:
-        await consumer.topics()  # loads metadata of every topic, so partitions_for_topic works
-        tps = [
-            TopicPartition(t, p)
-            for t in dlqs
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        if not tps:
-            return ReplayResult(0, 0)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
