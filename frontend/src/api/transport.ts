@@ -37,7 +37,12 @@ export function authInterceptor(session: AuthSession): Interceptor {
 
 export function createShopTransport(session: AuthSession, baseUrl = API_BASE_URL): Transport {
   const transport = createGrpcWebTransport({ baseUrl, interceptors: [authInterceptor(session)] });
+  wireRefresh(session, transport);
+  return transport;
+}
+
+/** Lets the session refresh through AuthService.RefreshToken on `transport`. */
+export function wireRefresh(session: AuthSession, transport: Transport): void {
   const auth = createClient(AuthService, transport);
   session.setRefresher(async (refreshToken) => (await auth.refreshToken({ refreshToken })).tokens);
-  return transport;
 }
