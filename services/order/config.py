@@ -1,0 +1,90 @@
+"""Order service configuration: one frozen dataclass, built once from the environment.
+
+| variable | default |
+|---|---|
+| ORDER_GRPC_PORT / ORDER_METRICS_PORT | 50053 / 9453 |
+| ORDER_HOST, ORDER_LOG_LEVEL, ORDER_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
+| ORDER_MONGO_URL, ORDER_MONGO_DATABASE | mongodb://127.0.0.1:27017/, order |
+| ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | 127.0.0.1:50051, 127.0.0.1:50052 (direct for now) |
+| ORDER_RESERVE_ATTEMPTS | 3 (ReserveStock is idempotent: retried on UNAVAILABLE) |
+| ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | 127.0.0.1:9092, http://127.0.0.1:8085 |
+| ORDER_RELAY_ENABLED, _BATCH, _LEASE_S, _IDLE_S (ORDER_RELAY_*) | true, 200, 30, 0.2 |
+| ORDER_SWEEP_INTERVAL_S, ORDER_PENDING_TIMEOUT_S, ORDER_TOMBSTONE_TTL_S | 10, 60, 600 |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.runtime.config import ConfigError, load, setting
+from services.runtime.kafka import KafkaConfig
+from services.runtime.server import ServerConfig
+
+
+@dataclass(frozen=True)
+class Options:
+    mongo_url: str = setting("mongodb://127.0.0.1:27017/", help="FerretDB / MongoDB URL")
+    mongo_database: str = setting("order", help="database holding orders")
+    product_addr: str = setting("127.0.0.1:50051", help="product service host:port")
+    user_addr: str = setting("127.0.0.1:50052", help="user service host:port")
+    reserve_attempts: int = setting(3, help="ReserveStock tries on UNAVAILABLE")
+    relay_enabled: bool = setting(True, help="run an outbox relay in this process")
+    relay_batch: int = setting(200, help="orders claimed per relay pass")
+    relay_lease_s: float = setting(30.0, help="claim lease; longer than a publish can take")
+    relay_idle_s: float = setting(0.2, help="relay sleep when there is nothing to publish")
+    sweep_interval_s: float = setting(10.0, help="sweeper period (0 = off)")
+    pending_timeout_s: float = setting(60.0, help="PENDING older than this is compensated")
+    tombstone_ttl_s: float = setting(600.0, help="FAILED placements kept this long")
+
+
+@dataclass(frozen=True)
+class OrderConfig:
+    server: ServerConfig
+    kafka: KafkaConfig
+    mongo_url: str
+    mongo_database: str
+    product_addr: tuple[str, int]
+    user_addr: tuple[str, int]
+    reserve_attempts: int
+    relay_enabled: bool
+    relay_batch: int
+    relay_lease_s: float
+    relay_idle_s: float
+    sweep_interval_s: float
+    pending_timeout_s: float
+    tombstone_ttl_s: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OrderConfig:
+        env = os.environ if environ is None else environ
+        o = load(Options, "ORDER", env)
+        if o.pending_timeout_s < 15:
+            # Must outlive PlaceOrder's 10 s deadline, or live requests get compensated.
+            raise ConfigError("ORDER_PENDING_TIMEOUT_S: must be at least 15")
+        return cls(
+            server=ServerConfig.from_env(
+                "ORDER", env, name="order", grpc_port=50053, metrics_port=9453
+            ),
+            kafka=KafkaConfig.from_env("ORDER", env),
+            mongo_url=o.mongo_url,
+            mongo_database=o.mongo_database,
+            product_addr=_addr("ORDER_PRODUCT_ADDR", o.product_addr),
+            user_addr=_addr("ORDER_USER_ADDR", o.user_addr),
+            reserve_attempts=max(1, o.reserve_attempts),
+            relay_enabled=o.relay_enabled,
+            relay_batch=o.relay_batch,
+            relay_lease_s=o.relay_lease_s,
+            relay_idle_s=o.relay_idle_s,
+            sweep_interval_s=o.sweep_interval_s,
+            pending_timeout_s=o.pending_timeout_s,
+            tombstone_ttl_s=o.tombstone_ttl_s,
+        )
+
+
+def _addr(var: str, value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{var}={value!r}: expected host:port")
+    return host, int(port)

@@ -1,0 +1,141 @@
+"""gRPC handlers of shop.order.v1.OrderService: request -> command -> use case -> response.
+
+No business rules and no try/except here: validation (buf.validate), errors, deadlines,
+metrics and the auth hook are the runtime server's. Ownership (a user sees only their own
+orders) belongs here once the auth principal exists: each handler has the order's user_id
+at hand (`order.user_id`, `request.user_id`) to compare with the caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.order import domain as d
+from services.order.service import OrderService
+from services.runtime import context
+from services.runtime.rpc import unary
+from shop.common.v1 import common_pb2
+from shop.order.v1 import order_pb2 as pb
+from shop.order.v1.order_grpc import OrderServiceBase
+
+
+def current_trace() -> d.Trace | None:
+    """W3C trace context for the events of this call: the call's trace id with a new span
+    id (OpenTelemetry, once wired, replaces this with the active span)."""
+    ctx = context.current()
+    if ctx is None or len(ctx.trace_id) != 32:
+        return None
+    try:
+        int(ctx.trace_id, 16)
+    except ValueError:
+        return None
+    return d.Trace(f"00-{ctx.trace_id.lower()}-{secrets.token_hex(8)}-01")
+
+
+def _money(m: d.Money | None) -> common_pb2.Money | None:
+    if m is None:
+        return None
+    return common_pb2.Money(currency_code=m.currency_code, units=m.units, nanos=m.nanos)
+
+
+def _ts(t) -> Timestamp:  # type: ignore[no-untyped-def]
+    ts = Timestamp()
+    ts.FromDatetime(t)
+    return ts
+
+
+def to_proto(o: d.Order) -> pb.Order:
+    a = o.shipping_address
+    return pb.Order(
+        id=o.id,
+        user_id=o.user_id,
+        status=pb.OrderStatus.Value(f"ORDER_STATUS_{o.status.value}"),
+        lines=[
+            pb.OrderLine(
+                product_id=line.product_id,
+                product_name=line.product_name,
+                quantity=line.quantity,
+                unit_price=_money(line.unit_price),
+                line_total=_money(line.line_total),
+            )
+            for line in o.lines
+        ],
+        total=_money(o.total),
+        shipping_address=common_pb2.Address(
+            recipient_name=a.recipient_name,
+            line1=a.line1,
+            line2=a.line2,
+            city=a.city,
+            region=a.region,
+            postal_code=a.postal_code,
+            country_code=a.country_code,
+        ),
+        create_time=_ts(o.created_at),
+        update_time=_ts(o.updated_at),
+        cancel_reason=o.cancel_reason,
+    )
+
+
+def to_command(r: pb.PlaceOrderRequest) -> d.PlaceOrder:
+    a = r.shipping_address
+    address = (
+        d.Address(
+            recipient_name=a.recipient_name,
+            line1=a.line1,
+            line2=a.line2,
+            city=a.city,
+            region=a.region,
+            postal_code=a.postal_code,
+            country_code=a.country_code,
+        )
+        if r.HasField("shipping_address")
+        else None
+    )
+    return d.PlaceOrder(
+        user_id=r.user_id,
+        idempotency_key=r.idempotency_key,
+        lines=tuple(d.LineItem(li.product_id, li.quantity) for li in r.lines),
+        shipping_address=address,
+        trace=current_trace(),
+    )
+
+
+class OrderHandlers(OrderServiceBase):
+    def __init__(self, service: OrderService) -> None:
+        self.service = service
+
+    @unary
+    async def PlaceOrder(self, request: pb.PlaceOrderRequest) -> pb.PlaceOrderResponse:
+        order = await self.service.place_order(to_command(request))
+        return pb.PlaceOrderResponse(order=to_proto(order))
+
+    @unary
+    async def GetOrder(self, request: pb.GetOrderRequest) -> pb.GetOrderResponse:
+        order = await self.service.get_order(request.id)
+        return pb.GetOrderResponse(order=to_proto(order))
+
+    @unary
+    async def ListOrders(self, request: pb.ListOrdersRequest) -> pb.ListOrdersResponse:
+        orders, token = await self.service.list_orders(
+            d.ListOrders(request.user_id, request.page_size, request.page_token)
+        )
+        return pb.ListOrdersResponse(orders=[to_proto(o) for o in orders], next_page_token=token)
+
+    @unary
+    async def CancelOrder(self, request: pb.CancelOrderRequest) -> pb.CancelOrderResponse:
+        order = await self.service.cancel_order(
+            d.CancelOrder(request.id, request.reason, current_trace())
+        )
+        return pb.CancelOrderResponse(order=to_proto(order))
+
+    @unary
+    async def UpdateOrderStatus(
+        self, request: pb.UpdateOrderStatusRequest
+    ) -> pb.UpdateOrderStatusResponse:
+        status = d.OrderStatus(pb.OrderStatus.Name(request.status).removeprefix("ORDER_STATUS_"))
+        order = await self.service.update_status(
+            d.UpdateOrderStatus(request.id, status, current_trace())
+        )
+        return pb.UpdateOrderStatusResponse(order=to_proto(order))

@@ -1,0 +1,88 @@
+"""Order service: `python -m services.order.main` (gRPC API, outbox relay, sweeper)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from services.order.clients import GrpcCatalog, GrpcUsers
+from services.order.config import OrderConfig
+from services.order.handlers import OrderHandlers
+from services.order.metrics import OrderMetrics
+from services.order.outbox import OutboxRelay
+from services.order.repository import MongoOrders
+from services.order.service import OrderService
+from services.runtime.kafka import AvroSerde, EventProducer
+from services.runtime.metrics import Metrics
+from services.runtime.server import run, serve
+
+log = logging.getLogger("services.order")
+
+
+class KafkaProducerResource:
+    """The relay's producer as a runtime Resource. Kafka being down must not stop the API
+    (orders are still placed; events wait in the outbox), so it is not a health check."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self.producer = producer
+
+    async def open(self) -> None:
+        await self.producer.start()
+
+    async def close(self) -> None:
+        await self.producer.stop()
+
+
+async def main() -> int:
+    cfg = OrderConfig.from_env()
+    metrics = Metrics("order")
+    order_metrics = OrderMetrics(metrics.registry)
+    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database)
+    catalog = GrpcCatalog(*cfg.product_addr, attempts=cfg.reserve_attempts)
+    users = GrpcUsers(*cfg.user_addr)
+    service = OrderService(
+        repo,
+        users,
+        catalog,
+        observer=order_metrics,
+        pending_timeout=dt.timedelta(seconds=cfg.pending_timeout_s),
+        tombstone_ttl=dt.timedelta(seconds=cfg.tombstone_ttl_s),
+    )
+    resources: list = [repo, catalog, users]
+    tasks = []
+    if cfg.relay_enabled:
+        serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
+        producer = EventProducer(cfg.kafka, serde)
+        resources.append(KafkaProducerResource(producer))
+        relay = OutboxRelay(
+            repo,
+            producer,
+            batch=cfg.relay_batch,
+            lease=dt.timedelta(seconds=cfg.relay_lease_s),
+            metrics=order_metrics,
+        )
+
+        async def relay_task() -> None:
+            await relay.run(cfg.relay_idle_s)
+
+        tasks.append(relay_task)
+    if cfg.sweep_interval_s > 0:
+
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(cfg.sweep_interval_s)
+                try:
+                    report = await service.sweep()
+                except Exception:
+                    log.exception("sweep failed")
+                    continue
+                if report.failed or report.released or report.deleted:
+                    log.info("swept", extra={"fields": vars(report)})
+
+        tasks.append(sweeper)
+    return await serve(cfg.server, [OrderHandlers(service)], resources, tasks, metrics=metrics)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,230 @@
+"""The outbox relay: publishes the `pending_events` of order documents to Kafka
+(shop.orders.v1, key = order id, Avro via the registry) and then removes them.
+
+Never runs in the request path; several relays may run (in the order process or alone:
+`python -m services.order.outbox`). One pass:
+
+1. claim: orders with pending events, oldest first; a relay claims an order by inserting
+   `{_id: order_id, owner, until}` into `outbox_claims` (unique insert: one relay wins, and
+   a lease lets a crashed relay's claims expire);
+2. publish every pending event of the claimed orders, in order per order (same key, same
+   partition, idempotent producer), and wait for acks=all;
+3. under the order's write lock (repository.py says why), drop the acknowledged events
+   and clear `outbox_since` when none is left; release the claims.
+
+A crash between 2 and 3 republishes after the lease: at least once, consumers dedupe by
+event id (the `event_id` header and field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from typing import Any
+
+from pymongo.errors import BulkWriteError
+
+from services.order.metrics import OrderMetrics
+from services.order.repository import MongoOrders
+from services.runtime.kafka import EventProducer, TraceContext
+
+log = logging.getLogger(__name__)
+
+TOPIC = "shop.orders.v1"
+
+
+def to_record(entry: dict[str, Any]) -> Any:
+    """The generated Avro type (shop.events.v1) for an outbox entry."""
+    from shop.events import v1
+
+    cls = getattr(v1, entry["type"].rpartition(".")[2])
+    return cls.parse_obj(entry["data"])
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        repo: MongoOrders,
+        producer: EventProducer,
+        *,
+        topic: str = TOPIC,
+        batch: int = 200,
+        lease: dt.timedelta = dt.timedelta(seconds=30),
+        metrics: OrderMetrics | None = None,
+    ) -> None:
+        self.repo = repo
+        self.producer = producer
+        self.topic = topic
+        self.batch = batch
+        # Longer than a publish can take (producer request timeout), or a slow relay's
+        # orders get claimed twice (harmless, only duplicates).
+        self.lease = lease
+        self.metrics = metrics
+        self.relay_id = uuid.uuid4().hex
+
+    @property
+    def claims(self) -> Any:
+        assert self.repo.client is not None
+        return self.repo.client[self.repo.database]["outbox_claims"]
+
+    async def claim(self) -> tuple[str, list[dict[str, Any]]]:
+        now = dt.datetime.now(dt.UTC)
+        await self.claims.delete_many({"until": {"$lt": now}})  # leases of crashed relays
+        candidates = [
+            d["_id"]
+            async for d in self.repo.orders.find({"outbox_since": {"$exists": True}}, {"_id": 1})
+            .sort("outbox_since", 1)
+            .limit(self.batch)
+        ]
+        if not candidates:
+            return "", []
+        token = uuid.uuid4().hex
+        docs = [{"_id": i, "owner": token, "until": now + self.lease} for i in candidates]
+        try:
+            await self.claims.insert_many(docs, ordered=False)
+            won = candidates
+        except BulkWriteError as exc:
+            lost = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
+            won = [i for i in candidates if i not in lost]
+        if not won:
+            return token, []
+        orders = [
+            d
+            async for d in self.repo.orders.find(
+                {"_id": {"$in": won}}, {"pending_events": 1, "outbox_since": 1}
+            )
+        ]
+        return token, orders
+
+    async def run_once(self) -> int:
+        """One claim-publish-mark pass; returns how many events were acknowledged."""
+        token, orders = await self.claim()
+        if not orders:
+            if token:
+                await self.claims.delete_many({"owner": token})
+            return 0
+        try:
+            sent: list[tuple[str, str, float, asyncio.Future[Any]]] = []
+            for doc in orders:
+                for entry in doc.get("pending_events") or ():
+                    trace = (
+                        TraceContext(entry["traceparent"], entry.get("tracestate", ""))
+                        if entry.get("traceparent")
+                        else None
+                    )
+                    fut = await self.producer.send(
+                        self.topic,
+                        to_record(entry),
+                        key=doc["_id"],
+                        event_id=entry["id"],
+                        trace=trace,
+                        record_name=entry["type"],
+                    )
+                    sent.append((doc["_id"], entry["id"], time.perf_counter(), fut))
+            acked: dict[str, set[str]] = {}
+            failed = 0
+            for order_id, event_id, started, fut in sent:
+                try:
+                    await fut
+                except Exception as exc:
+                    failed += 1
+                    if failed == 1:
+                        log.warning("publish failed", extra={"fields": {"error": repr(exc)}})
+                    continue
+                if self.metrics:
+                    self.metrics.publish_seconds.observe(time.perf_counter() - started)
+                acked.setdefault(order_id, set()).add(event_id)
+            for order_id, ids in acked.items():
+                await self._mark_published(order_id, ids)
+            if self.metrics:
+                self.metrics.events_published.inc(sum(len(v) for v in acked.values()))
+                if failed:
+                    self.metrics.publish_failures.inc(failed)
+            return sum(len(v) for v in acked.values())
+        finally:
+            await self.claims.delete_many({"owner": token})
+
+    async def _mark_published(self, order_id: str, ids: set[str]) -> None:
+        async with self.repo.locked(order_id):
+            doc = await self.repo.orders.find_one({"_id": order_id}, {"pending_events": 1})
+            if doc is None:
+                return
+            left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
+            update: dict[str, Any] = {"$set": {"pending_events": left}}
+            if left:
+                # Events appended while we published: the oldest left says how late we are.
+                update["$set"]["outbox_since"] = min(e["occurred_at"] for e in left)
+            else:
+                update["$unset"] = {"outbox_since": ""}
+            await self.repo.orders.update_one({"_id": order_id}, update)
+
+    async def backlog(self) -> tuple[int, float]:
+        """(pending events, age in seconds of the oldest) for the gauges."""
+        rows = await self.repo.orders.aggregate(
+            [
+                {"$match": {"outbox_since": {"$exists": True}}},
+                {"$unwind": "$pending_events"},
+                {"$count": "n"},
+            ]
+        ).to_list(1)
+        count = rows[0]["n"] if rows else 0
+        oldest = await self.repo.orders.find_one(
+            {"outbox_since": {"$exists": True}}, {"outbox_since": 1}, sort=[("outbox_since", 1)]
+        )
+        age = 0.0
+        if oldest is not None:
+            age = max(0.0, (dt.datetime.now(dt.UTC) - oldest["outbox_since"]).total_seconds())
+        return count, age
+
+    async def run(self, idle_sleep: float = 0.2, max_backoff: float = 5.0) -> None:
+        """Forever: drain while there is work, sleep when idle, back off on errors."""
+        backoff = idle_sleep
+        next_gauge = 0.0
+        while True:
+            try:
+                n = await self.run_once()
+                backoff = idle_sleep
+                if self.metrics and time.monotonic() >= next_gauge:
+                    count, age = await self.backlog()
+                    self.metrics.outbox_backlog.set(count)
+                    self.metrics.outbox_oldest_age.set(age)
+                    next_gauge = time.monotonic() + 5
+                if n == 0:
+                    await asyncio.sleep(idle_sleep)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay pass failed")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
+
+
+async def _main() -> int:
+    """A standalone relay process (scale relays apart from the API)."""
+    from services.order.config import OrderConfig
+    from services.runtime.kafka import AvroSerde
+    from services.runtime.logs import setup_logging
+
+    cfg = OrderConfig.from_env()
+    setup_logging("order-relay", cfg.server.log_level)
+    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database)
+    await repo.open()
+    serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
+    async with EventProducer(cfg.kafka, serde) as producer:
+        relay = OutboxRelay(
+            repo, producer, batch=cfg.relay_batch, lease=dt.timedelta(seconds=cfg.relay_lease_s)
+        )
+        try:
+            await relay.run(cfg.relay_idle_s)
+        finally:
+            await repo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    from services.runtime.server import run
+
+    run(_main)

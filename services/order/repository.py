@@ -1,0 +1,346 @@
+"""Orders in the MongoDB wire protocol (motor against FerretDB v1): document <-> domain
+mapping, the per-order write lock, and the outbox fields the relay reads.
+
+One order is one document. A state change and the events it emits are written by ONE
+update (`pending_events` is appended in the same `$set`), so state and events never
+disagree; the relay (outbox.py) publishes and removes them.
+
+Why a lock, on a document store: FerretDB v1 applies an update as read, modify in Go,
+write back, without a transaction (FerretDB#3040). Measured here: 30 concurrent
+`update_one({_id, version: 0}, {$set: {version: 1}})` report 3 matches, and concurrent
+`$push`/`$pull` on one array lose elements. What IS atomic is an insert under a unique
+index. So every write to an order document runs under a lease lock acquired by inserting
+`{_id: order_id}` into `order_locks` (exactly one inserter wins; a lease lets a crashed
+holder's lock expire). Inside the lock, read-check-write is safe, which gives the
+versioned compare-and-set that `save` promises. New orders need no lock: the unique
+(user_id, idempotency_key) index decides between racing inserts. With a backend that
+updates atomically (MongoDB, FerretDB v2) the lock can go; test_ferretdb_update_is_not_atomic
+in tests/integration/order tells when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from services.order.domain import (
+    Address,
+    Event,
+    LineItem,
+    Money,
+    Order,
+    OrderLine,
+    OrderPlaced,
+    OrderStatus,
+)
+from services.order.ports import Cursor
+from services.runtime.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LOCK_LEASE = dt.timedelta(seconds=5)
+LOCK_WAIT_S = 3.0
+
+
+class OrderLockTimeout(Unavailable):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} is busy, retry")
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def _money(m: Money | None) -> dict[str, Any] | None:
+    return (
+        None
+        if m is None
+        else {"currency_code": m.currency_code, "units": m.units, "nanos": m.nanos}
+    )
+
+
+def _to_money(d: dict[str, Any] | None) -> Money | None:
+    return None if d is None else Money(d["currency_code"], int(d["units"]), int(d["nanos"]))
+
+
+def _line(line: OrderLine) -> dict[str, Any]:
+    return {
+        "product_id": line.product_id,
+        "product_name": line.product_name,
+        "quantity": line.quantity,
+        "unit_price": _money(line.unit_price),
+    }
+
+
+def event_to_doc(event: Event) -> dict[str, Any]:
+    """An outbox entry: the Avro record's fields (as shop.events.v1 names them) plus the
+    record name and trace context the relay puts in headers."""
+    if isinstance(event, OrderPlaced):
+        name = "shop.events.v1.OrderPlaced"
+        data: dict[str, Any] = {
+            "lines": [_line(line) for line in event.lines],
+            "total": _money(event.total),
+            "shipping_city": event.shipping_city,
+            "shipping_country_code": event.shipping_country_code,
+        }
+    else:
+        name = "shop.events.v1.OrderStatusChanged"
+        data = {
+            "previous_status": event.previous_status.value,
+            "status": event.status.value,
+            "reason": event.reason,
+        }
+    data |= {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "order_id": event.order_id,
+        "user_id": event.user_id,
+    }
+    trace = event.trace
+    return {
+        "id": event.event_id,
+        "type": name,
+        "occurred_at": event.occurred_at,
+        "traceparent": trace.traceparent if trace else "",
+        "tracestate": trace.tracestate if trace else "",
+        "data": data,
+    }
+
+
+def _state(order: Order) -> dict[str, Any]:
+    a = order.shipping_address
+    return {
+        "user_id": order.user_id,
+        "idempotency_key": order.idempotency_key,
+        "request_hash": order.request_hash,
+        "status": order.status.value,
+        "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+        "lines": [_line(line) for line in order.lines],
+        "total": _money(order.total),
+        "shipping_address": {
+            "recipient_name": a.recipient_name,
+            "line1": a.line1,
+            "line2": a.line2,
+            "city": a.city,
+            "region": a.region,
+            "postal_code": a.postal_code,
+            "country_code": a.country_code,
+        },
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "cancel_reason": order.cancel_reason,
+        "release_pending": order.release_pending,
+    }
+
+
+def from_doc(doc: dict[str, Any]) -> Order:
+    return Order(
+        id=doc["_id"],
+        user_id=doc["user_id"],
+        idempotency_key=doc["idempotency_key"],
+        request_hash=doc.get("request_hash", ""),
+        status=OrderStatus(doc["status"]),
+        items=tuple(LineItem(i["product_id"], int(i["quantity"])) for i in doc.get("items", ())),
+        shipping_address=Address(**doc["shipping_address"]),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        lines=tuple(
+            OrderLine(
+                line["product_id"],
+                line["product_name"],
+                int(line["quantity"]),
+                _to_money(line["unit_price"]),  # type: ignore[arg-type]
+            )
+            for line in doc.get("lines", ())
+        ),
+        total=_to_money(doc.get("total")),
+        cancel_reason=doc.get("cancel_reason", ""),
+        release_pending=bool(doc.get("release_pending")),
+        version=int(doc.get("version", 0)),
+    )
+
+
+# ---------------------------------------------------------------- the repository
+
+
+class MongoOrders:
+    """OrderRepository on motor; also the runtime Resource that opens the client."""
+
+    def __init__(self, url: str, database: str, *, lock_lease: dt.timedelta = LOCK_LEASE) -> None:
+        self.url = url
+        self.database = database
+        self.lock_lease = lock_lease
+        self.client: AsyncIOMotorClient | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self.client = AsyncIOMotorClient(
+            self.url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=2000
+        )
+        await self.ensure_indexes()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def health_checks(self) -> dict[str, tuple[Any, bool]]:
+        async def ping() -> bool:
+            assert self.client is not None
+            return (await self.client.admin.command("ping")).get("ok") == 1.0
+
+        return {"ferretdb": (ping, True)}
+
+    @property
+    def orders(self) -> AsyncIOMotorCollection:
+        assert self.client is not None, "open() first"
+        return self.client[self.database]["orders"]
+
+    @property
+    def locks(self) -> AsyncIOMotorCollection:
+        assert self.client is not None, "open() first"
+        return self.client[self.database]["order_locks"]
+
+    async def ensure_indexes(self) -> None:
+        o = self.orders
+        # The idempotency guarantee: racing inserts with one key, exactly one wins.
+        await o.create_index(
+            [("user_id", ASCENDING), ("idempotency_key", ASCENDING)],
+            unique=True,
+            name="user_idempotency_key",
+        )
+        await o.create_index(
+            [("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+            name="user_newest",
+        )
+        await o.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="sweep")
+        await o.create_index([("outbox_since", ASCENDING)], name="outbox")
+
+    # ------------------------------------------------------------ the write lock
+
+    @contextlib.asynccontextmanager
+    async def locked(self, order_id: str) -> AsyncIterator[None]:
+        owner = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        delay = 0.002
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            try:
+                await self.locks.insert_one(
+                    {"_id": order_id, "owner": owner, "until": now + self.lock_lease}
+                )
+                break
+            except DuplicateKeyError:
+                held = await self.locks.find_one({"_id": order_id})
+                if held is not None and held["until"] < now:
+                    # The holder crashed: its lease is over.
+                    await self.locks.delete_one({"_id": order_id, "owner": held["owner"]})
+                    continue
+                if loop.time() > deadline:
+                    raise OrderLockTimeout(order_id) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            await self.locks.delete_one({"_id": order_id, "owner": owner})
+
+    # ------------------------------------------------------------ OrderRepository
+
+    async def add(self, order: Order) -> bool:
+        doc = {"_id": order.id, **_state(order), "version": order.version}
+        doc |= {"pending_events": [], "outbox_claim_until": EPOCH}
+        try:
+            await self.orders.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, order_id: str) -> Order | None:
+        doc = await self.orders.find_one({"_id": order_id}, {"pending_events": 0})
+        return from_doc(doc) if doc else None
+
+    async def get_by_key(self, user_id: str, idempotency_key: str) -> Order | None:
+        doc = await self.orders.find_one(
+            {"user_id": user_id, "idempotency_key": idempotency_key}, {"pending_events": 0}
+        )
+        return from_doc(doc) if doc else None
+
+    async def save(self, order: Order) -> bool:
+        async with self.locked(order.id):
+            current = await self.orders.find_one(
+                {"_id": order.id}, {"version": 1, "pending_events": 1, "outbox_since": 1}
+            )
+            if current is None or current.get("version", 0) != order.version:
+                return False
+            update: dict[str, Any] = {**_state(order), "version": order.version + 1}
+            if order.events:
+                # State and its events in one document write: the transactional outbox.
+                update["pending_events"] = current.get("pending_events", []) + [
+                    event_to_doc(e) for e in order.events
+                ]
+                first = order.events[0].occurred_at
+                since = current.get("outbox_since")
+                update["outbox_since"] = min(since, first) if since else first
+            await self.orders.update_one({"_id": order.id}, {"$set": update})
+        order.events = []
+        order.version += 1
+        return True
+
+    async def retire_key(self, order: Order) -> None:
+        async with self.locked(order.id):
+            await self.orders.update_one(
+                {"_id": order.id, "status": OrderStatus.FAILED.value},
+                {"$set": {"idempotency_key": f"failed:{order.id}"}},
+            )
+
+    async def mark_released(self, order_id: str) -> None:
+        async with self.locked(order_id):
+            await self.orders.update_one({"_id": order_id}, {"$set": {"release_pending": False}})
+
+    async def delete_failed(self, order_id: str) -> bool:
+        async with self.locked(order_id):
+            res = await self.orders.delete_one(
+                {"_id": order_id, "status": OrderStatus.FAILED.value}
+            )
+        return res.deleted_count == 1
+
+    async def list_by_user(self, user_id: str, limit: int, after: Cursor | None) -> list[Order]:
+        query: dict[str, Any] = {"user_id": user_id, "status": {"$ne": OrderStatus.FAILED.value}}
+        if after is not None:
+            query["$or"] = [
+                {"created_at": {"$lt": after.created_at}},
+                {"created_at": after.created_at, "_id": {"$lt": after.order_id}},
+            ]
+        cur = (
+            self.orders.find(query, {"pending_events": 0})
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [from_doc(d) async for d in cur]
+
+    async def find_stale(
+        self, statuses: Sequence[OrderStatus], updated_before: dt.datetime, limit: int
+    ) -> list[Order]:
+        cur = self.orders.find(
+            {"status": {"$in": [s.value for s in statuses]}, "updated_at": {"$lt": updated_before}},
+            {"pending_events": 0},
+        ).limit(limit)
+        return [from_doc(d) async for d in cur]
+
+    async def find_release_pending(self, updated_before: dt.datetime, limit: int) -> list[Order]:
+        cur = self.orders.find(
+            {"release_pending": True, "updated_at": {"$lt": updated_before}},
+            {"pending_events": 0},
+        ).limit(limit)
+        return [from_doc(d) async for d in cur]
