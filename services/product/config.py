@@ -1,0 +1,46 @@
+"""Product service configuration: one frozen dataclass, built once from the environment.
+
+| variable | default |
+|---|---|
+| PRODUCT_GRPC_PORT / PRODUCT_METRICS_PORT | 50051 / 9451 |
+| PRODUCT_HOST, PRODUCT_LOG_LEVEL, PRODUCT_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
+| PRODUCT_DB_NAME, PRODUCT_DB_HOST | product, 127.0.0.1 |
+| PRODUCT_DB_PRIMARY_PORT, PRODUCT_DB_REPLICA_PORT (0 = no replica) | 5432, 5433 |
+| PRODUCT_DB_USER / PRODUCT_DB_PASSWORD | shopmesh / shopmesh (secret: dev only) |
+| PRODUCT_DB_POOL_SIZE, PRODUCT_DB_REPLICA_WAIT_MS | 10, 200 |
+| PRODUCT_DB_REPLICA_MAX_LAG_BYTES | 16 MiB |
+| PRODUCT_MIGRATE_ON_START | true |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.runtime.config import load, setting
+from services.runtime.db import DatabaseConfig
+from services.runtime.server import ServerConfig
+
+
+@dataclass(frozen=True)
+class Options:
+    migrate_on_start: bool = setting(True, help="run Alembic migrations before serving")
+
+
+@dataclass(frozen=True)
+class ProductConfig:
+    server: ServerConfig
+    db: DatabaseConfig
+    migrate_on_start: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProductConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            server=ServerConfig.from_env(
+                "PRODUCT", env, name="product", grpc_port=50051, metrics_port=9451
+            ),
+            db=DatabaseConfig.from_env("PRODUCT_DB", env, name="product"),
+            migrate_on_start=load(Options, "PRODUCT", env).migrate_on_start,
+        )

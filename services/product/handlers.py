@@ -1,0 +1,170 @@
+"""gRPC handlers: request -> command, one use case with a fresh unit of work, result ->
+response. Validation, error mapping and metrics happen in the runtime around them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.product import service
+from services.product.domain import (
+    CreateProduct,
+    ListProducts,
+    Money,
+    Product,
+    ProductSort,
+    ReservedLine,
+    ReserveStock,
+    SearchProducts,
+    StockLine,
+    UpdateProduct,
+)
+from services.product.ports import ProductUnitOfWork
+from services.runtime.errors import InvalidArgument
+from services.runtime.rpc import unary
+from shop.common.v1 import common_pb2
+from shop.product.v1 import product_grpc
+from shop.product.v1 import product_pb2 as pb
+
+_SORTS = {
+    pb.PRODUCT_SORT_UNSPECIFIED: ProductSort.NAME,
+    pb.PRODUCT_SORT_NAME: ProductSort.NAME,
+    pb.PRODUCT_SORT_PRICE_ASC: ProductSort.PRICE_ASC,
+    pb.PRODUCT_SORT_PRICE_DESC: ProductSort.PRICE_DESC,
+    pb.PRODUCT_SORT_NEWEST: ProductSort.NEWEST,
+}
+DEFAULT_PAGE_SIZE = 20
+
+
+def to_money(field: str, m: common_pb2.Money) -> Money:
+    try:
+        return Money(m.currency_code, m.units, m.nanos)
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
+def money_proto(m: Money) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=m.currency, units=m.units, nanos=m.nanos)
+
+
+def _ts(value: object) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
+
+
+def product_proto(p: Product) -> pb.Product:
+    return pb.Product(
+        id=p.id,
+        sku=p.sku,
+        name=p.name,
+        description=p.description,
+        category=p.category,
+        price=money_proto(p.price),
+        image_urls=p.image_urls,
+        stock=p.stock,
+        create_time=_ts(p.created_at),
+        update_time=_ts(p.updated_at),
+    )
+
+
+def reserved_line_proto(ln: ReservedLine) -> pb.ReservedLine:
+    return pb.ReservedLine(
+        product_id=ln.product_id,
+        name=ln.name,
+        quantity=ln.quantity,
+        unit_price=money_proto(ln.unit_price),
+    )
+
+
+class ProductHandlers(product_grpc.ProductServiceBase):
+    def __init__(self, uow: Callable[[], ProductUnitOfWork]) -> None:
+        self.uow = uow
+
+    @unary
+    async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
+        product = await service.get_product(request.id, self.uow())
+        return pb.GetProductResponse(product=product_proto(product))
+
+    @unary
+    async def ListProducts(self, request: pb.ListProductsRequest) -> pb.ListProductsResponse:
+        query = ListProducts(
+            page_size=request.page_size or DEFAULT_PAGE_SIZE,
+            page_token=request.page_token,
+            category=request.category,
+            min_price=to_money("min_price", request.min_price)
+            if request.HasField("min_price")
+            else None,
+            max_price=to_money("max_price", request.max_price)
+            if request.HasField("max_price")
+            else None,
+            sort=_SORTS[request.sort],
+        )
+        page = await service.list_products(query, self.uow())
+        return pb.ListProductsResponse(
+            products=[product_proto(p) for p in page.products],
+            next_page_token=page.next_page_token,
+        )
+
+    @unary
+    async def SearchProducts(self, request: pb.SearchProductsRequest) -> pb.SearchProductsResponse:
+        query = SearchProducts(
+            request.query, request.page_size or DEFAULT_PAGE_SIZE, request.page_token
+        )
+        page = await service.search_products(query, self.uow())
+        return pb.SearchProductsResponse(
+            products=[product_proto(p) for p in page.products],
+            next_page_token=page.next_page_token,
+        )
+
+    @unary
+    async def ListCategories(self, request: pb.ListCategoriesRequest) -> pb.ListCategoriesResponse:
+        categories = await service.list_categories(self.uow())
+        return pb.ListCategoriesResponse(
+            categories=[pb.Category(slug=c.slug, product_count=c.product_count) for c in categories]
+        )
+
+    @unary
+    async def CreateProduct(self, request: pb.CreateProductRequest) -> pb.CreateProductResponse:
+        cmd = CreateProduct(
+            sku=request.sku,
+            name=request.name,
+            description=request.description,
+            category=request.category,
+            price=to_money("price", request.price),
+            image_urls=tuple(request.image_urls),
+            stock=request.stock,
+        )
+        product = await service.create_product(cmd, self.uow())
+        return pb.CreateProductResponse(product=product_proto(product))
+
+    @unary
+    async def UpdateProduct(self, request: pb.UpdateProductRequest) -> pb.UpdateProductResponse:
+        cmd = UpdateProduct(
+            id=request.id,
+            name=request.name if request.HasField("name") else None,
+            description=request.description if request.HasField("description") else None,
+            category=request.category if request.HasField("category") else None,
+            price=to_money("price", request.price) if request.HasField("price") else None,
+            stock=request.stock if request.HasField("stock") else None,
+            image_urls=tuple(request.image_urls) if request.replace_image_urls else None,
+        )
+        product = await service.update_product(cmd, self.uow())
+        return pb.UpdateProductResponse(product=product_proto(product))
+
+    @unary
+    async def ReserveStock(self, request: pb.ReserveStockRequest) -> pb.ReserveStockResponse:
+        cmd = ReserveStock(
+            request.order_id, tuple(StockLine(ln.product_id, ln.quantity) for ln in request.lines)
+        )
+        reservation = await service.reserve_stock(cmd, self.uow())
+        return pb.ReserveStockResponse(
+            lines=[reserved_line_proto(ln) for ln in reservation.lines],
+            replayed=reservation.replayed,
+        )
+
+    @unary
+    async def ReleaseStock(self, request: pb.ReleaseStockRequest) -> pb.ReleaseStockResponse:
+        released = await service.release_stock(request.order_id, self.uow())
+        return pb.ReleaseStockResponse(released=released)

@@ -1,0 +1,52 @@
+"""Alembic migrations for a service database, run at startup (or `<service> migrate`).
+
+Each service keeps `migrations/` (env.py calling `run_env()`, versions/*.py). `migrate`
+takes a PostgreSQL advisory lock so two replicas starting together do not race, then runs
+`alembic upgrade head` on one primary connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+
+def _upgrade(sync_conn: Any, script_location: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", script_location)
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+async def migrate(engine: AsyncEngine, script_location: Path) -> None:
+    """Upgrade the database behind `engine` (the primary) to head."""
+    async with engine.connect() as conn:
+        key = f"shopmesh-migrate:{script_location.parent.name}"
+        await conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
+        await conn.commit()
+        try:
+            await conn.run_sync(_upgrade, str(script_location))
+            await conn.commit()
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
+            await conn.commit()
+    log.info("migrations at head", extra={"fields": {"scripts": str(script_location)}})
+
+
+def run_env() -> None:
+    """Body of every service's migrations/env.py (online mode on the given connection)."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
