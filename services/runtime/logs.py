@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from services.runtime import context
+from services.runtime import context, tracing
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,9 +26,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        # The OpenTelemetry span (an RPC, a consumed event, a relay send) names the trace;
+        # the request context covers calls served without a tracer installed.
         ctx = context.current()
-        if ctx is not None and ctx.trace_id:
-            out["trace_id"] = ctx.trace_id
+        trace_id = tracing.current_trace_id() or (ctx.trace_id if ctx is not None else "")
+        if trace_id:
+            out["trace_id"] = trace_id
+            out["span_id"] = tracing.current_span_id()
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             out.update(fields)

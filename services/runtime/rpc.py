@@ -16,7 +16,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from services.runtime import context
+from services.runtime import context, tracing
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -42,4 +42,5 @@ def call_metadata(lsn: str | None = None, trace_id: str | None = None) -> dict[s
         md[context.TRACE_HEADER] = tid
     if lsn:
         md[context.LSN_HEADER] = lsn
+    tracing.inject(md)  # traceparent of the current span (a channel's client span replaces it)
     return md

@@ -36,7 +36,7 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 from multidict import MultiDict
 
-from services.runtime import context
+from services.runtime import context, tracing
 from services.runtime.config import ConfigError, check_port, load, setting
 from services.runtime.errors import to_grpc_error
 from services.runtime.health import Health
@@ -136,6 +136,8 @@ class _Call:
             with contextlib.suppress(ValueError):
                 ctx.min_lsn = context.parse_lsn(str(raw_lsn))
         context.bind(ctx)  # this task serves only this call: no reset needed
+        span = tracing.start_server_span(self.path, md, ctx.trace_id)
+        ctx.trace_id = tracing.current_trace_id() or ctx.trace_id  # logs, errors = the trace
         start = time.perf_counter()
         code = "OK"
         app.in_flight += 1
@@ -173,6 +175,7 @@ class _Call:
             app.metrics.rpc_in_flight.dec()
             app.metrics.rpc_requests.labels(self.path, code).inc()
             app.metrics.rpc_duration.labels(self.path).observe(elapsed)
+            tracing.end_rpc_span(span, code)
             if app.log_calls:
                 log.info(
                     "rpc",
@@ -363,8 +366,12 @@ async def serve(
 
         auth = RuntimeAuth.from_env(config.name)
         resources = [*resources, auth]
+    tracing.install(config.name)
     app = App(config, handlers, resources, tasks, metrics=metrics, auth=auth)
-    await app.run()
+    try:
+        await app.run()
+    finally:
+        tracing.shutdown()  # flush the last spans
     return app.exit_code
 
 

@@ -1,0 +1,385 @@
+"""OpenTelemetry tracing of one service process: provider, exporter and the span helpers the
+runtime's server, gRPC clients, database and Kafka code call.
+
+Spans: one SERVER span per RPC (parent from the caller's `traceparent` metadata), one CLIENT
+span per outgoing call (`instrument_channel`, which also puts `traceparent` in the request
+metadata), one span per unit of work and per SQL statement, one PRODUCER span per Kafka send
+(its context is the record's `traceparent` header) and one CONSUMER span per processed record
+(`consume_span`, the child of that header). So one order's trace runs from the edge request
+through order, product, user, the outbox relay (child of the traceparent stored with the
+event) and the notification email.
+
+Export: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (gRPC, or HTTP when
+OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf); otherwise one JSON object per span, appended to
+`<state dir>/traces/<service>.jsonl` (SHOPMESH_TRACE_DIR, else $SHOPMESH_STATE_DIR/traces,
+else .stack/traces under the repo), which the tests and the ops tooling read.
+
+The provider is installed once per process by `install()` (serve() does it); until then
+every helper works on OpenTelemetry's no-op tracer, so unit tests and tools pay nothing.
+Imports opentelemetry only; never grpclib servers, SQLAlchemy sessions or aiokafka.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, TextIO
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_SCOPE = "services.runtime"
+
+
+class _Installed:
+    """The process's provider (set by install(); None = OpenTelemetry's no-op tracer)."""
+
+    provider: TracerProvider | None = None
+    service: str = ""
+
+
+def trace_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("SHOPMESH_TRACE_DIR"):
+        return Path(env["SHOPMESH_TRACE_DIR"])
+    state = env.get("SHOPMESH_STATE_DIR") or Path(__file__).resolve().parents[2] / ".stack"
+    return Path(state) / "traces"
+
+
+def trace_file(service: str, environ: Mapping[str, str] | None = None) -> Path:
+    return trace_dir(environ) / f"{service}.jsonl"
+
+
+class JsonLinesExporter(SpanExporter):
+    """One JSON object per finished span, appended to a file (line-buffered, so a reader
+    sees whole lines). Several processes of one service may append to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: TextIO | None = path.open("a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(json.dumps(span_dict(s), default=str) + "\n" for s in spans)
+        with self._lock:
+            if self._file is None:
+                return SpanExportResult.FAILURE
+            self._file.write(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def span_dict(span: ReadableSpan) -> dict[str, Any]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    start, end = span.start_time or 0, span.end_time or 0
+    return {
+        "service": span.resource.attributes.get("service.name", ""),
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+        "name": span.name,
+        "kind": span.kind.name,
+        "start_unix_nano": start,
+        "duration_ms": round((end - start) / 1e6, 3),
+        "status": span.status.status_code.name,
+        "status_message": span.status.description or "",
+        "attributes": dict(span.attributes or {}),
+        "links": [
+            {"trace_id": f"{ln.context.trace_id:032x}", "span_id": f"{ln.context.span_id:016x}"}
+            for ln in span.links
+        ],
+    }
+
+
+def _exporter(service: str, environ: Mapping[str, str]) -> SpanExporter:
+    if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        # The exporters read the endpoint, headers and TLS settings from the standard env.
+        protocol = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        if protocol.startswith("http"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HttpExporter,
+            )
+
+            return HttpExporter()
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    return JsonLinesExporter(trace_file(service, environ))
+
+
+def install(
+    service: str,
+    environ: Mapping[str, str] | None = None,
+    exporter: SpanExporter | None = None,
+) -> TracerProvider:
+    """Install this process's provider (replacing an earlier one, which is flushed)."""
+    env = os.environ if environ is None else environ
+    shutdown()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # Short export delay: the file is read by tests and the ops page seconds after a call.
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter or _exporter(service, env), schedule_delay_millis=500)
+    )
+    _Installed.provider = provider
+    _Installed.service = service
+    return provider
+
+
+def shutdown() -> None:
+    """Flush and close the installed provider (at process exit)."""
+    provider, _Installed.provider = _Installed.provider, None
+    if provider is not None:
+        provider.shutdown()
+
+
+def force_flush() -> None:
+    if _Installed.provider is not None:
+        _Installed.provider.force_flush()
+
+
+def tracer() -> trace.Tracer:
+    if _Installed.provider is not None:
+        return _Installed.provider.get_tracer(_SCOPE)
+    return trace.NoOpTracer()
+
+
+# ---------------------------------------------------------------- context
+
+
+def current_span() -> Span:
+    return trace.get_current_span()
+
+
+def current_trace_id() -> str:
+    """32 hex digits of the current span's trace, or "" outside any trace."""
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else ""
+
+
+def current_span_id() -> str:
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.span_id:016x}" if ctx.is_valid else ""
+
+
+def inject(carrier: MutableMapping[str, str], span: Span | None = None) -> None:
+    """Put `traceparent` (and `tracestate`) of `span` (default: the current one) in carrier."""
+    ctx = trace.set_span_in_context(span) if span is not None else None
+    _PROPAGATOR.inject(carrier, context=ctx)
+
+
+def traceparent(span: Span | None = None) -> tuple[str, str]:
+    """(traceparent, tracestate) of `span` or the current span; ("", "") outside a trace.
+    The outbox stores this with each event so the relay continues the request's trace."""
+    carrier: dict[str, str] = {}
+    inject(carrier, span)
+    return carrier.get(TRACEPARENT, ""), carrier.get(TRACESTATE, "")
+
+
+def extract(carrier: Mapping[str, Any]) -> otel_context.Context:
+    """The parent context carried by metadata or headers (str or bytes values)."""
+    flat: dict[str, str] = {}
+    for key in (TRACEPARENT, TRACESTATE):
+        value = carrier.get(key)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if value:
+            flat[key] = str(value)
+    return _PROPAGATOR.extract(flat)
+
+
+def _remote_parent(trace_id_hex: str) -> otel_context.Context | None:
+    """A caller that sent only x-request-id (32 hex digits): keep its id as the trace id."""
+    try:
+        tid = int(trace_id_hex, 16)
+    except ValueError:
+        return None
+    if len(trace_id_hex) != 32 or not tid:
+        return None
+    parent = trace.SpanContext(
+        trace_id=tid,
+        span_id=int.from_bytes(os.urandom(8), "big") or 1,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent))
+
+
+# ---------------------------------------------------------------- server and client RPC
+
+
+def start_server_span(method: str, metadata: Mapping[str, Any], request_id: str = "") -> Span:
+    """The SERVER span of one RPC, made current in the calling task (the call's own task,
+    so nothing needs resetting). `request_id` seeds the trace id when no traceparent came."""
+    parent = extract(metadata)
+    if not trace.get_current_span(parent).get_span_context().is_valid and request_id:
+        parent = _remote_parent(request_id) or parent
+    service, _, name = method.strip("/").partition("/")
+    span = tracer().start_span(
+        method.strip("/"),
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+    )
+    otel_context.attach(trace.set_span_in_context(span, parent))
+    return span
+
+
+def end_rpc_span(span: Span, code: str) -> None:
+    span.set_attribute("rpc.grpc.status_code", code)
+    if code not in ("OK", "NOT_FOUND", "INVALID_ARGUMENT", "ALREADY_EXISTS"):
+        span.set_status(Status(StatusCode.ERROR, code))
+    span.end()
+
+
+# The CLIENT span of the call in flight in this task (grpclib fires SendRequest and
+# RecvTrailingMetadata in the task making the call; concurrent calls run in their own tasks).
+_client_span: ContextVar[Span | None] = ContextVar("shopmesh_client_span", default=None)
+
+
+def instrument_channel(channel: Any) -> Any:
+    """Trace every call on a grpclib client Channel and send `traceparent`; returns it."""
+    from grpclib.events import RecvTrailingMetadata, SendRequest, listen
+
+    async def on_send(event: SendRequest) -> None:
+        service, _, name = event.method_name.strip("/").partition("/")
+        span = tracer().start_span(
+            event.method_name.strip("/"),
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        )
+        carrier: dict[str, str] = {}
+        inject(carrier, span)
+        for key, value in carrier.items():
+            event.metadata[key] = value
+        _client_span.set(span)
+
+    async def on_trailers(event: RecvTrailingMetadata) -> None:
+        span = _client_span.get()
+        if span is not None:
+            _client_span.set(None)
+            end_rpc_span(span, event.status.name)
+
+    listen(channel, SendRequest, on_send)
+    listen(channel, RecvTrailingMetadata, on_trailers)
+    return channel
+
+
+# ---------------------------------------------------------------- database
+
+
+@contextmanager
+def db_span(name: str, target: str, **attributes: Any) -> Iterator[Span]:
+    """A unit of work's transaction (`db.read` / `db.write`) on `target` (primary/replica)."""
+    with tracer().start_as_current_span(
+        name,
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.target": target, **attributes},
+    ) as span:
+        yield span
+
+
+def instrument_engine(engine: Any, role: str, database: str) -> None:
+    """One CLIENT span per SQL statement of a SQLAlchemy (async) engine."""
+    from sqlalchemy import event
+
+    sync_engine = getattr(engine, "sync_engine", engine)
+
+    def before(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+        ctx._shop_span = tracer().start_span(
+            f"{verb} {database}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system": "postgresql",
+                "db.name": database,
+                "db.target": role,
+                "db.statement": statement[:500],
+            },
+        )
+
+    def after(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        span = getattr(ctx, "_shop_span", None)
+        if span is not None:
+            span.end()
+
+    def on_error(exc_ctx: Any) -> None:
+        span = getattr(exc_ctx.execution_context, "_shop_span", None)
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR, type(exc_ctx.original_exception).__name__))
+            span.end()
+
+    event.listen(sync_engine, "before_cursor_execute", before)
+    event.listen(sync_engine, "after_cursor_execute", after)
+    event.listen(sync_engine, "handle_error", on_error)
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+def start_producer_span(topic: str, parent: tuple[str, str] | None = None) -> Span:
+    """The PRODUCER span of one send. `parent` is a stored (traceparent, tracestate), e.g.
+    the request that wrote an outbox event; without it the current span is the parent."""
+    ctx = None
+    links: list[Link] = []
+    if parent and parent[0]:
+        ctx = extract({TRACEPARENT: parent[0], TRACESTATE: parent[1]})
+        current = trace.get_current_span().get_span_context()
+        if current.is_valid:
+            links.append(Link(current))  # the relay's own batch, if it has one
+    return tracer().start_span(
+        f"publish {topic}",
+        context=ctx,
+        kind=SpanKind.PRODUCER,
+        links=links,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+    )
+
+
+@contextmanager
+def consume_span(record: Any, **attributes: Any) -> Iterator[Span]:
+    """CONSUMER span around processing one consumed record (a runtime.kafka.ConsumedEvent or
+    anything with topic/partition/offset/headers), child of its `traceparent` header; made
+    current, so logs inside carry the producer's trace id."""
+    headers = getattr(record, "headers", None) or {}
+    span_attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": getattr(record, "topic", ""),
+        "messaging.kafka.partition": getattr(record, "partition", -1),
+        "messaging.kafka.offset": getattr(record, "offset", -1),
+        **attributes,
+    }
+    event_id = getattr(record, "event_id", None)
+    if event_id:
+        span_attributes["messaging.message.id"] = event_id
+    with tracer().start_as_current_span(
+        f"process {getattr(record, 'topic', '')}",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes=span_attributes,
+    ) as span:
+        yield span
