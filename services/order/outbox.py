@@ -28,7 +28,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError
 
 from services.order.metrics import OrderMetrics
-from services.order.repository import MongoOrders
+from services.order.repository import MongoOrders, OrderLockTimeout
 from services.runtime.kafka import EventProducer, TraceContext
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,12 @@ class OutboxRelay:
                     self.metrics.publish_seconds.observe(time.perf_counter() - started)
                 acked.setdefault(order_id, set()).add(event_id)
             for order_id, ids in acked.items():
-                await self._mark_published(order_id, ids)
+                try:
+                    await self._mark_published(order_id, ids)
+                except OrderLockTimeout:
+                    # Busy (or a crashed writer's lock not expired yet): these events stay
+                    # pending and are published again later; consumers dedupe by id.
+                    acked[order_id] = set()
             if self.metrics:
                 self.metrics.events_published.inc(sum(len(v) for v in acked.values()))
                 if failed:

@@ -1,0 +1,181 @@
+"""The order repository and outbox relay against real FerretDB, Kafka and the registry:
+versioned saves under concurrency, events published once per id, a relay killed mid-batch
+loses nothing. Each module uses its own database, so the order service's relay (database
+`order`) never publishes these orders."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+import uuid
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
+from order_helpers import TopicTail
+
+from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
+from services.order.outbox import OutboxRelay
+from services.order.repository import MongoOrders
+from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
+
+pytestmark = pytest.mark.stack
+
+ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
+
+
+@pytest.fixture(scope="module")
+def infra(stack):
+    stack.require("ferretdb", "kafka", "registry")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def kafka_cfg(infra) -> KafkaConfig:
+    return KafkaConfig(bootstrap_servers=infra.kafka_bootstrap, client_id="order-test")
+
+
+@pytest.fixture
+async def repo(infra):
+    name = f"order_test_{uuid.uuid4().hex[:10]}"
+    r = MongoOrders(infra.mongo_url(), name)
+    await r.open()
+    yield r
+    await r.client.drop_database(name)
+    await r.close()
+
+
+def new_order(i: int) -> Order:
+    now = dt.datetime.now(dt.UTC)
+    cmd = PlaceOrder(f"u-outbox-{i}", f"key-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
+    return Order.start(uuid.uuid4().hex, cmd, cmd.lines, now)
+
+
+async def confirmed(repo: MongoOrders, i: int) -> Order:
+    order = new_order(i)
+    assert await repo.add(order)
+    order.confirm([OrderLine("p-1", "Mug", 1, Money("USD", 3, 0))], dt.datetime.now(dt.UTC), None)
+    assert await repo.save(order)
+    return order
+
+
+async def test_ferretdb_update_is_not_atomic(infra):
+    """Why repository.py locks: FerretDB v1 applies concurrent conditional updates to one
+    document without isolation. If this starts failing, the backend became atomic and the
+    lock (an extra insert+delete per write) can be removed."""
+    client = AsyncIOMotorClient(infra.mongo_url())
+    col = client[f"order_probe_{uuid.uuid4().hex[:8]}"]["cas"]
+    try:
+        wins = 0
+        for trial in range(3):
+            await col.insert_one({"_id": trial, "version": 0})
+            results = await asyncio.gather(
+                *(
+                    col.update_one({"_id": trial, "version": 0}, {"$set": {"version": 1}})
+                    for _ in range(30)
+                )
+            )
+            wins = max(wins, sum(r.modified_count for r in results))
+        assert wins > 1, "conditional updates became atomic: the order lock may go"
+    finally:
+        await client.drop_database(col.database.name)
+        client.close()
+
+
+async def test_versioned_save_has_one_winner_under_concurrency(repo):
+    order = new_order(0)
+    assert await repo.add(order)
+
+    async def confirm_copy() -> bool:
+        copy = await repo.get(order.id)
+        copy.confirm(
+            [OrderLine("p-1", "Mug", 1, Money("USD", 3, 0))], dt.datetime.now(dt.UTC), None
+        )
+        return await repo.save(copy)
+
+    results = await asyncio.gather(*(confirm_copy() for _ in range(10)))
+    assert results.count(True) == 1
+    doc = await repo.orders.find_one({"_id": order.id})
+    assert doc["version"] == 1 and len(doc["pending_events"]) == 1
+
+
+async def test_unique_key_index_admits_one_of_racing_inserts(repo):
+    base = new_order(1)
+
+    async def insert() -> bool:
+        o = Order.start(
+            uuid.uuid4().hex,
+            PlaceOrder(base.user_id, base.idempotency_key, base.items, ADDR),
+            base.items,
+            base.created_at,
+        )
+        return await repo.add(o)
+
+    assert (await asyncio.gather(*(insert() for _ in range(20)))).count(True) == 1
+
+
+async def test_relay_publishes_each_event_once_and_clears_the_outbox(repo, kafka_cfg):
+    orders = [await confirmed(repo, i) for i in range(5)]
+    ids = {o.id for o in orders}
+    async with TopicTail(kafka_cfg) as tail:
+        serde = AvroSerde(kafka_cfg.registry_url)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            relay = OutboxRelay(repo, producer, batch=3)
+            assert await relay.backlog() == (5, pytest.approx(0, abs=30))
+            published = 0
+            while n := await relay.run_once():
+                published += n
+            assert published == 5
+            assert (await relay.backlog())[0] == 0
+        got = await tail.collect(lambda e: e.key in ids, lambda k: len(k) >= 5, 15)
+    assert sorted(e.key for e in got) == sorted(ids)
+    assert all(
+        e.name == "shop.events.v1.OrderPlaced" and e.event_id == e.value["event_id"].__str__()
+        for e in got
+    )
+    assert await repo.orders.count_documents({"outbox_since": {"$exists": True}}) == 0
+
+
+async def test_relay_killed_mid_batch_loses_nothing(repo, kafka_cfg, infra):
+    orders = [await confirmed(repo, i) for i in range(40)]
+    ids = {o.id for o in orders}
+    env = {
+        **os.environ,
+        "ORDER_MONGO_URL": infra.mongo_url(),
+        "ORDER_MONGO_DATABASE": repo.database,
+        "ORDER_KAFKA_BOOTSTRAP": kafka_cfg.bootstrap_servers,
+        "ORDER_RELAY_BATCH": "10",
+        "ORDER_RELAY_LEASE_S": "2",
+        "ORDER_LOG_LEVEL": "WARNING",
+    }
+    async with TopicTail(kafka_cfg) as tail:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.order.outbox", env=env
+        )
+        try:
+            claims = repo.client[repo.database]["outbox_claims"]
+            for _ in range(300):  # until it holds a claim (mid-batch), at most 30 s
+                if await claims.count_documents({}) > 0:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("relay never claimed a batch")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        left = await repo.orders.count_documents({"outbox_since": {"$exists": True}})
+        assert left > 0, "the relay finished before the kill: test proves nothing"
+        serde = AvroSerde(kafka_cfg.registry_url)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            relay = OutboxRelay(repo, producer, batch=50)
+            for _ in range(100):  # the dead relay's claims expire after their 2 s lease
+                await relay.run_once()
+                if not await repo.orders.count_documents({"outbox_since": {"$exists": True}}):
+                    break
+                await asyncio.sleep(0.2)
+        got = await tail.collect(lambda e: e.key in ids, lambda k: {e.key for e in k} >= ids, 20)
+    by_id = {e.event_id for e in got}
+    assert {e.key for e in got} == ids  # every order's OrderPlaced arrived
+    assert len(by_id) == 40  # one event id per order (duplicates allowed, dedupe by id)
