@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stack import ferretdb, gateway, kafka, postgres
+from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
 
 
@@ -141,5 +141,6 @@ COMPONENTS: list[Component] = [
         depends_on=[*PG, "kafka", "registry", "smtp-sink"],
     ),
     # --- edge and observability
+    frontend.component(),  # builds frontend/dist (npm ci + vite) when sources changed
     *gateway.components(),
 ]
