@@ -138,7 +138,7 @@ COMPONENTS: list[Component] = [
         "notification",
         "services.notification.main",
         50054,
-        depends_on=[*PG, "kafka", "registry", "smtp-sink"],
+        depends_on=[*PG, "kafka", "registry", "smtp-sink", "user"],
     ),
     # --- edge and observability
     frontend.component(),  # builds frontend/dist (npm ci + vite) when sources changed
