@@ -125,7 +125,7 @@ COMPONENTS: list[Component] = [
         post_start=register_schemas,
     ),
     # --- services
-    python_service("auth", "services.auth.main", 50055, depends_on=PG),
+    python_service("auth", "services.auth.main", 50055, depends_on=[*PG, "user"]),
     python_service("user", "services.user.main", 50052, depends_on=[*PG, "kafka", "registry"]),
     python_service("product", "services.product.main", 50051, depends_on=PG),
     python_service(

@@ -1,0 +1,61 @@
+"""Auth service configuration: one frozen dataclass, AUTH_* variables (plus the shared
+SHOPMESH_JWT_ISSUER / _AUDIENCE / SHOPMESH_SERVICE_KEY every service reads, so issuer and
+verifiers cannot disagree)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.auth.keys import parse_kek
+from services.runtime.auth import AuthConfig
+from services.runtime.config import ConfigError, load, secret, setting
+from services.runtime.db import DatabaseConfig
+from services.runtime.server import ServerConfig
+
+PREFIX = "AUTH"
+# 32 zero-free bytes, base64url; accepted only with SHOPMESH_ENV=dev.
+DEV_KEK = "c2hvcG1lc2gtZGV2LWtleS1lbmNyeXB0aW9uLWtleSE"
+
+
+@dataclass(frozen=True)
+class AuthServiceConfig:
+    access_ttl_s: int = setting(900, help="access token lifetime")
+    refresh_ttl_s: int = setting(14 * 86400, help="refresh token lifetime")
+    key_rotate_hours: float = setting(24.0, help="a new signing key every N hours")
+    key_prepublish_s: float = setting(
+        300.0, help="a new key is in the JWKS this long before it signs (> JWKS cache ages)"
+    )
+    key_check_s: float = setting(30.0, help="how often keys are reloaded / rotation checked")
+    key_encryption_key: str = secret(DEV_KEK, help="AES-256 key (base64url) sealing private keys")
+    user_addr: str = setting("127.0.0.1:50052", help="user service gRPC address")
+    trusted_proxy_hops: int = setting(
+        2, help="x-forwarded-for entries appended by our proxies (NGINX, Envoy)"
+    )
+    throttle_window_s: int = setting(60, help="rate-limit window")
+    account_max_attempts: int = setting(10, help="login attempts per account per window")
+    account_free_failures: int = setting(5, help="failures per account before lockout")
+    address_max_attempts: int = setting(30, help="login attempts per client address per window")
+    address_free_failures: int = setting(20, help="failures per address before lockout")
+    lock_base_s: float = setting(2.0, help="first lock; doubles with every further failure")
+    lock_max_s: float = setting(900.0, help="longest lock")
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    db: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
+    jwt: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthServiceConfig:
+        cfg = load(cls, PREFIX, environ)
+        try:
+            parse_kek(cfg.key_encryption_key)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}_KEY_ENCRYPTION_KEY: {exc}") from None
+        if cfg.key_prepublish_s * 2 > cfg.key_rotate_hours * 3600:
+            raise ConfigError(f"{PREFIX}_KEY_PREPUBLISH_S must be under half the rotation period")
+        return dataclasses.replace(
+            cfg,
+            server=ServerConfig.from_env(PREFIX, environ, name="auth", grpc_port=50055),
+            db=DatabaseConfig.from_env(f"{PREFIX}_DB", environ, name="auth", replica_port=0),
+            jwt=AuthConfig.from_env(environ),
+        )
