@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +35,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from services.runtime import context
+from services.runtime import context, tracing
 from services.runtime.config import check_port, load, secret, setting
 from services.runtime.context import format_lsn, parse_lsn
-from services.runtime.metrics import Metrics
+from services.runtime.metrics import Metrics, Sample
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Database:
 
     def _engine(self, replica: bool, pool_size: int, overflow: int) -> AsyncEngine:
         role = "replica" if replica else "primary"
-        return create_async_engine(
+        engine = create_async_engine(
             self.config.url(replica),
             pool_size=pool_size,
             max_overflow=overflow,
@@ -116,6 +116,11 @@ class Database:
                 },
             },
         )
+        tracing.instrument_engine(engine, role, self.config.name)
+        self.metrics.gauge_at_scrape(
+            f"db_pool:{self.config.name}:{role}", _pool_gauges(engine, role)
+        )
+        return engine
 
     async def open(self) -> None:
         c = self.config
@@ -247,18 +252,33 @@ class Database:
     @asynccontextmanager
     async def read_connection(self, need: int) -> AsyncIterator[AsyncConnection]:
         conn, reason = await self._replica_conn(need)
-        if conn is None:
-            self._count("primary", reason)
-            conn = await self.primary.connect()
-        else:
-            self._count("replica", reason)
-        try:
-            # READ ONLY also on the primary fallback: a read unit of work never writes.
-            await conn.execution_options(postgresql_readonly=True)
-            async with conn.begin():
-                yield conn
-        finally:
-            await conn.close()
+        target = "primary" if conn is None else "replica"
+        self._count(target, reason)
+        with tracing.db_span("db.read", target, **{"db.route_reason": reason}):
+            if conn is None:
+                conn = await self.primary.connect()
+            try:
+                # READ ONLY also on the primary fallback: a read unit of work never writes.
+                await conn.execution_options(postgresql_readonly=True)
+                async with conn.begin():
+                    yield conn
+            finally:
+                await conn.close()
+
+
+def _pool_gauges(engine: AsyncEngine, role: str, db: str) -> Callable[[], Iterator[Sample]]:
+    def read() -> Iterator[Sample]:
+        pool: Any = engine.pool
+        what = "connections of the pool by state (in_use, idle, overflow)"
+        for state, value in (
+            ("in_use", pool.checkedout()),
+            ("idle", pool.checkedin()),
+            ("overflow", max(0, pool.overflow())),
+        ):
+            labels = {"database": db, "pool": role, "state": state}
+            yield "db_pool_connections", what, labels, float(value)
+
+    return read
 
 
 class UnitOfWork:
@@ -271,14 +291,16 @@ class UnitOfWork:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """Primary transaction: commit on clean exit, rollback on any exception."""
-        async with self.db.primary.connect() as conn:
-            async with conn.begin():
-                yield conn
-            # After the commit: the flushed WAL position is at or past our commit record (it was
-            # flushed before COMMIT returned) and is what the replica can receive, so a
-            # replica that replayed it sees this transaction.
-            lsn = (await conn.execute(text("SELECT pg_current_wal_flush_lsn()::text"))).scalar_one()
-            await conn.rollback()
+        with tracing.db_span("db.write", "primary"):
+            async with self.db.primary.connect() as conn:
+                async with conn.begin():
+                    yield conn
+                # After the commit: the flushed WAL position is at or past our commit record
+                # (it was flushed before COMMIT returned) and is what the replica can receive,
+                # so a replica that replayed it sees this transaction.
+                flushed = text("SELECT pg_current_wal_flush_lsn()::text")
+                lsn = (await conn.execute(flushed)).scalar_one()
+                await conn.rollback()
         self.last_lsn = max(self.last_lsn, parse_lsn(lsn))
         ctx = context.current()
         if ctx is not None:
