@@ -24,9 +24,12 @@ Imports aiokafka and confluent_kafka; the domain layers never import this module
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import struct
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +41,9 @@ from confluent_kafka.schema_registry import (
 )
 from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer, AsyncAvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from services.runtime import tracing
+from services.runtime.metrics import Metrics, Sample
 
 HEADER_EVENT_ID = "event_id"
 HEADER_EVENT_TYPE = "event_type"  # record full name, so routers need not decode the value
@@ -212,11 +218,22 @@ def _headers(
 
 
 class EventProducer:
-    """Idempotent (acks=all) producer of Avro events; start/stop or `async with`."""
+    """Idempotent (acks=all) producer of Avro events; start/stop or `async with`. With
+    `metrics`, counts sends by result and their latency; every send is a PRODUCER span whose
+    context is the record's `traceparent` (child of `trace` when given, else of the current
+    span)."""
 
-    def __init__(self, config: KafkaConfig, serde: AvroSerde, **producer_options: Any) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        serde: AvroSerde,
+        *,
+        metrics: Metrics | None = None,
+        **producer_options: Any,
+    ) -> None:
         self.config = config
         self.serde = serde
+        self.metrics = metrics
         self._producer = AIOKafkaProducer(
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
@@ -254,13 +271,40 @@ class EventProducer:
         """Enqueue one event; returns the delivery future (await it for the broker ack).
         Sends to one key keep their order (idempotent producer, same partition)."""
         name = record_name or (None if isinstance(record, Mapping) else _record_name(record))
-        value = await self.serde.encode(topic, record, name)
-        return await self._producer.send(
-            topic,
-            value=value,
-            key=key.encode(),
-            headers=_headers(event_id, name, trace, headers),
+        span = tracing.start_producer_span(
+            topic, (trace.traceparent, trace.tracestate) if trace else None
         )
+        span.set_attribute("messaging.message.id", event_id)
+        try:
+            value = await self.serde.encode(topic, record, name)
+            tp, ts = tracing.traceparent(span)
+            if tp:  # consumers continue from this send, which continues `trace`
+                trace = TraceContext(tp, ts)
+            fut = await self._producer.send(
+                topic,
+                value=value,
+                key=key.encode(),
+                headers=_headers(event_id, name, trace, headers),
+            )
+        except BaseException as exc:
+            self._done(topic, span, time.perf_counter(), exc)
+            raise
+        started = time.perf_counter()
+        fut.add_done_callback(
+            lambda f: self._done(topic, span, started, f.exception() if not f.cancelled() else None)
+        )
+        return fut
+
+    def _done(self, topic: str, span: Any, started: float, exc: BaseException | None) -> None:
+        if exc is not None:
+            span.set_status(tracing.Status(tracing.StatusCode.ERROR, type(exc).__name__))
+        span.end()
+        if self.metrics is not None:
+            self.metrics.kafka_produced.labels(topic, "error" if exc else "ok").inc()
+            if exc is None:
+                self.metrics.kafka_produce_seconds.labels(topic).observe(
+                    time.perf_counter() - started
+                )
 
     async def publish(self, topic: str, record: Any, **kwargs: Any) -> RecordMetadata:
         """Send one event and wait for acks=all."""
@@ -309,10 +353,14 @@ class EventConsumer:
         group_id: str | None,
         *,
         auto_offset_reset: str = "earliest",
+        metrics: Metrics | None = None,
         **consumer_options: Any,
     ) -> None:
         self.serde = serde
         self.topics = list(topics)
+        self.group_id = group_id or ""
+        self.metrics = metrics
+        self._next: dict[TopicPartition, int] = {}  # next offset per partition, for lag
         self._consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=config.bootstrap_servers,
@@ -331,9 +379,24 @@ class EventConsumer:
 
     async def start(self) -> None:
         await self._consumer.start()
+        if self.metrics is not None:
+            key = f"kafka_lag:{self.group_id}:{id(self)}"
+            self.metrics.gauge_at_scrape(key, self._lag)
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.scrape_time.sources.pop(f"kafka_lag:{self.group_id}:{id(self)}", None)
         await self._consumer.stop()
+
+    def _lag(self) -> Iterator[Sample]:
+        """Per assigned partition: high watermark (of the last fetch) - next offset to read."""
+        what = "records behind the end of the partition, per consumer group"
+        for tp in sorted(self._consumer.assignment()):
+            high, nxt = self._consumer.highwater(tp), self._next.get(tp)
+            if high is None or nxt is None:
+                continue
+            labels = {"group": self.group_id, "topic": tp.topic, "partition": str(tp.partition)}
+            yield "kafka_consumer_lag", what, labels, float(max(0, high - nxt))
 
     async def __aenter__(self) -> EventConsumer:
         await self.start()
@@ -344,6 +407,9 @@ class EventConsumer:
 
     async def _decode(self, msg: Any) -> ConsumedEvent:
         headers = {k: v for k, v in (msg.headers or ())}
+        if self.metrics is not None:
+            self.metrics.kafka_consumed.labels(msg.topic).inc()
+            self._next[TopicPartition(msg.topic, msg.partition)] = msg.offset + 1
         tp = headers.get(HEADER_TRACEPARENT)
         trace = (
             TraceContext(tp.decode(), headers.get(HEADER_TRACESTATE, b"").decode()) if tp else None
@@ -384,3 +450,42 @@ class EventConsumer:
         else:
             tp = TopicPartition(event.topic, event.partition)
             await self._consumer.commit({tp: event.offset + 1})
+
+
+async def watch_topic_sizes(
+    config: KafkaConfig,
+    topics: Sequence[str],
+    metrics: Metrics,
+    interval_s: float = 10.0,
+) -> None:
+    """Task: every `interval_s`, set `kafka_topic_messages{topic}` to the records retained in
+    each topic (end - beginning offsets over its partitions): the DLQ size on dashboards."""
+    log = logging.getLogger(__name__)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        client_id=f"{config.client_id}-sizes",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while True:
+            try:
+                await consumer._client.force_metadata_update()  # topics created meanwhile
+                for topic in topics:
+                    parts = [
+                        TopicPartition(topic, p)
+                        for p in sorted(consumer.partitions_for_topic(topic) or ())
+                    ]
+                    if not parts:
+                        metrics.kafka_topic_messages.labels(topic).set(0)
+                        continue
+                    begin = await consumer.beginning_offsets(parts)
+                    end = await consumer.end_offsets(parts)
+                    size = sum(max(0, end[tp] - begin[tp]) for tp in parts)
+                    metrics.kafka_topic_messages.labels(topic).set(size)
+            except Exception as exc:  # broker away: keep the last figures, try again
+                log.warning("topic size probe failed", extra={"fields": {"error": repr(exc)}})
+            await asyncio.sleep(interval_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
