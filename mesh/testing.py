@@ -191,3 +191,68 @@ def descriptor_with_extra_rpc(workdir: Path) -> Path:
         timeout=120,
     )
     return out
+
+
+# ------------------------------------------------------------------ counting upstream
+
+PRODUCT_SVC = "/shop.product.v1.ProductService"
+
+
+class CountingProduct:
+    """A stand-in ProductService: GetProduct (idempotent), CreateProduct (not idempotent)
+    and ReserveStock (internal) count their calls and fail with UNAVAILABLE while
+    `fail[method]` > 0. Serve it with grpclib's Server([CountingProduct(), Health()])."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.calls: Counter[str] = Counter()
+        self.fail: Counter[str] = Counter()
+
+    def __mapping__(self) -> dict:
+        from grpclib.const import Cardinality, Handler, Status
+        from grpclib.exceptions import GRPCError
+
+        import shop.product.v1.product_pb2 as pb
+
+        def unary(name: str, req: type, reply: object) -> Handler:
+            async def handler(stream) -> None:
+                await stream.recv_message()
+                self.calls[name] += 1
+                if self.fail[name] > 0:
+                    self.fail[name] -= 1
+                    raise GRPCError(Status.UNAVAILABLE, "induced failure")
+                await stream.send_message(reply)
+
+            return Handler(handler, Cardinality.UNARY_UNARY, req, type(reply))
+
+        product = pb.Product(id="p-1", name="Test")
+        return {
+            f"{PRODUCT_SVC}/GetProduct": unary(
+                "GetProduct", pb.GetProductRequest, pb.GetProductResponse(product=product)
+            ),
+            f"{PRODUCT_SVC}/CreateProduct": unary(
+                "CreateProduct", pb.CreateProductRequest, pb.CreateProductResponse(product=product)
+            ),
+            f"{PRODUCT_SVC}/ReserveStock": unary(
+                "ReserveStock", pb.ReserveStockRequest, pb.ReserveStockResponse()
+            ),
+        }
+
+
+async def _serve_counting_product(port: int) -> None:
+    from grpclib.health.service import Health
+    from grpclib.server import Server
+
+    server = Server([CountingProduct(), Health()])
+    await server.start("127.0.0.1", port)
+    print("serving", flush=True)
+    await server.wait_closed()
+
+
+if __name__ == "__main__":
+    # `python -m mesh.testing PORT`: a CountingProduct in its own process, to be SIGKILLed.
+    import asyncio
+    import sys
+
+    asyncio.run(_serve_counting_product(int(sys.argv[1])))
