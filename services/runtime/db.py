@@ -118,7 +118,7 @@ class Database:
         )
         tracing.instrument_engine(engine, role, self.config.name)
         self.metrics.gauge_at_scrape(
-            f"db_pool:{self.config.name}:{role}", _pool_gauges(engine, role)
+            f"db_pool:{self.config.name}:{role}", _pool_gauges(engine, role, self.config.name)
         )
         return engine
 
