@@ -1,0 +1,121 @@
+"""gRPC handlers of UserService: request -> command -> use case -> response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.runtime.rpc import unary
+from services.user import service
+from services.user.domain import (
+    AddAddress,
+    Address,
+    CheckCredentials,
+    RegisterUser,
+    Role,
+    SavedAddress,
+    UpdateProfile,
+    User,
+)
+from services.user.ports import PasswordHasher, UserUnitOfWork
+from shop.common.v1 import common_pb2
+from shop.user.v1 import user_grpc
+from shop.user.v1 import user_pb2 as pb
+
+_ROLES = {Role.CUSTOMER: pb.ROLE_CUSTOMER, Role.ADMIN: pb.ROLE_ADMIN}
+
+
+def user_proto(u: User) -> pb.User:
+    ts = Timestamp()
+    ts.FromDatetime(u.created_at)
+    return pb.User(
+        id=u.id,
+        email=u.email,
+        display_name=u.display_name,
+        phone=u.phone,
+        roles=[_ROLES[r] for r in u.roles],
+        create_time=ts,
+    )
+
+
+def to_address(a: common_pb2.Address) -> Address:
+    return Address(
+        recipient_name=a.recipient_name,
+        line1=a.line1,
+        line2=a.line2,
+        city=a.city,
+        region=a.region,
+        postal_code=a.postal_code,
+        country_code=a.country_code,
+    )
+
+
+def saved_address_proto(s: SavedAddress) -> pb.SavedAddress:
+    a = s.address
+    return pb.SavedAddress(
+        id=s.id,
+        is_default=s.is_default,
+        address=common_pb2.Address(
+            recipient_name=a.recipient_name,
+            line1=a.line1,
+            line2=a.line2,
+            city=a.city,
+            region=a.region,
+            postal_code=a.postal_code,
+            country_code=a.country_code,
+        ),
+    )
+
+
+class UserHandlers(user_grpc.UserServiceBase):
+    def __init__(self, uow: Callable[[], UserUnitOfWork], hasher: PasswordHasher) -> None:
+        self.uow = uow
+        self.hasher = hasher
+
+    @unary
+    async def RegisterUser(self, request: pb.RegisterUserRequest) -> pb.RegisterUserResponse:
+        cmd = RegisterUser(request.email, request.password, request.display_name)
+        user = await service.register_user(cmd, self.uow(), self.hasher)
+        return pb.RegisterUserResponse(user=user_proto(user))
+
+    @unary
+    async def GetUser(self, request: pb.GetUserRequest) -> pb.GetUserResponse:
+        return pb.GetUserResponse(user=user_proto(await service.get_user(request.id, self.uow())))
+
+    @unary
+    async def UpdateProfile(self, request: pb.UpdateProfileRequest) -> pb.UpdateProfileResponse:
+        cmd = UpdateProfile(
+            request.id,
+            display_name=request.display_name if request.HasField("display_name") else None,
+            phone=request.phone if request.HasField("phone") else None,
+        )
+        return pb.UpdateProfileResponse(
+            user=user_proto(await service.update_profile(cmd, self.uow()))
+        )
+
+    @unary
+    async def AddAddress(self, request: pb.AddAddressRequest) -> pb.AddAddressResponse:
+        cmd = AddAddress(request.user_id, to_address(request.address), request.make_default)
+        saved = await service.add_address(cmd, self.uow())
+        return pb.AddAddressResponse(address=saved_address_proto(saved))
+
+    @unary
+    async def ListAddresses(self, request: pb.ListAddressesRequest) -> pb.ListAddressesResponse:
+        saved = await service.list_addresses(request.user_id, self.uow())
+        return pb.ListAddressesResponse(addresses=[saved_address_proto(s) for s in saved])
+
+    @unary
+    async def RemoveAddress(self, request: pb.RemoveAddressRequest) -> pb.RemoveAddressResponse:
+        removed = await service.remove_address(request.user_id, request.address_id, self.uow())
+        return pb.RemoveAddressResponse(removed=removed)
+
+    @unary
+    async def CheckCredentials(
+        self, request: pb.CheckCredentialsRequest
+    ) -> pb.CheckCredentialsResponse:
+        cmd = CheckCredentials(request.email, request.password)
+        user = await service.check_credentials(cmd, self.uow(), self.hasher)
+        if user is None:
+            return pb.CheckCredentialsResponse(valid=False)
+        return pb.CheckCredentialsResponse(valid=True, user=user_proto(user))

@@ -1,0 +1,48 @@
+"""The user service in-process (real grpclib server, real primary + replica)."""
+
+from __future__ import annotations
+
+import pytest
+from grpclib.client import Channel
+
+from services.runtime.db import Database
+from services.runtime.metrics import Metrics
+from services.runtime.migrations import migrate
+from services.runtime.server import App, ServerConfig
+from services.user.config import UserConfig
+from services.user.handlers import UserHandlers
+from services.user.main import MIGRATIONS
+from services.user.passwords import Argon2Hasher
+from services.user.repository import SqlUserUnitOfWork
+from shop.user.v1 import user_grpc
+
+
+@pytest.fixture(scope="session")
+async def user_app(stack):
+    stack.require("postgres-primary", "postgres-replica")
+    config = UserConfig.from_env({})
+    metrics = Metrics("user-test")
+    db = Database(config.db, metrics, service="user-test")
+    await db.open()
+    await migrate(db.primary, MIGRATIONS)
+    await db.close()
+    # Cheap argon2 parameters keep the suite fast; production defaults are in passwords.py.
+    hasher = Argon2Hasher(time_cost=1, memory_cost=1024)
+    app = App(
+        ServerConfig(name="user-test"),
+        [UserHandlers(lambda: SqlUserUnitOfWork(db.unit_of_work()), hasher)],
+        [db],
+        metrics=metrics,
+        log_calls=False,
+    )
+    await app.start()
+    app.db = db  # type: ignore[attr-defined]
+    yield app
+    await app.stop(drain_timeout=2)
+
+
+@pytest.fixture(scope="session")
+async def user_stub(user_app):
+    channel = Channel("127.0.0.1", user_app.grpc_port)
+    yield user_grpc.UserServiceStub(channel)
+    channel.close()

@@ -1,0 +1,188 @@
+"""User service over real gRPC against the real PostgreSQL primary and replica."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from sqlalchemy import text
+
+from shop.common.v1 import common_pb2
+from shop.user.v1 import user_pb2 as pb
+
+pytestmark = pytest.mark.stack
+
+PASSWORD = "correct horse battery"
+HOME = common_pb2.Address(
+    recipient_name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country_code="DE"
+)
+
+
+async def register(stub, email: str | None = None) -> pb.User:
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    reply = await stub.RegisterUser(
+        pb.RegisterUserRequest(email=email, password=PASSWORD, display_name="Ada")
+    )
+    return reply.user
+
+
+async def code_of(coro) -> Status:
+    with pytest.raises(GRPCError) as err:
+        await coro
+    return err.value.status
+
+
+async def test_register_then_get_and_outbox_row_in_same_transaction(user_app, user_stub):
+    email = f"reg-{uuid.uuid4().hex[:10]}@example.com"
+    async with user_stub.RegisterUser.open() as stream:
+        req = pb.RegisterUserRequest(email=email, password=PASSWORD, display_name="Ada")
+        await stream.send_message(req, end=True)
+        user = (await stream.recv_message()).user
+        await stream.recv_trailing_metadata()
+    assert user.id.startswith("u-") and list(user.roles) == [pb.ROLE_CUSTOMER]
+    lsn = stream.trailing_metadata["x-shop-lsn"]  # echoed: the next read sees the new user
+    got = await user_stub.GetUser(pb.GetUserRequest(id=user.id), metadata={"x-shop-lsn": lsn})
+    assert got.user.email == email
+    async with user_app.db.unit_of_work().write() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT topic, key, payload FROM outbox WHERE key = :k"), {"k": user.id}
+            )
+        ).one()
+    assert row.topic == "shop.users.v1"
+    assert row.payload["email"] == user.email and row.payload["user_id"] == user.id
+    assert "password" not in str(row.payload)
+
+
+async def test_email_is_unique_case_insensitively(user_stub):
+    email = f"Case-{uuid.uuid4().hex[:8]}@Example.com"
+    await register(user_stub, email)
+    assert await code_of(register(user_stub, email.lower())) is Status.ALREADY_EXISTS
+    assert await code_of(register(user_stub, email.upper())) is Status.ALREADY_EXISTS
+
+
+async def test_check_credentials(user_stub):
+    email = f"login-{uuid.uuid4().hex[:8]}@example.com"
+    user = await register(user_stub, email)
+    ok = await user_stub.CheckCredentials(
+        pb.CheckCredentialsRequest(email=email.upper(), password=PASSWORD)
+    )
+    assert ok.valid and ok.user.id == user.id
+    wrong = await user_stub.CheckCredentials(
+        pb.CheckCredentialsRequest(email=email, password="wrong password")
+    )
+    unknown = await user_stub.CheckCredentials(
+        pb.CheckCredentialsRequest(email="nobody-" + email, password=PASSWORD)
+    )
+    assert wrong == unknown == pb.CheckCredentialsResponse(valid=False)
+
+
+async def test_password_is_stored_only_as_argon2id_hash(user_app, user_stub):
+    user = await register(user_stub)
+    async with user_app.db.unit_of_work().write() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT password_hash FROM users WHERE id = :i"), {"i": user.id}
+            )
+        ).scalar_one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+async def test_update_profile_reads_own_write_through_lsn(user_stub):
+    user = await register(user_stub)
+    async with user_stub.UpdateProfile.open() as stream:
+        await stream.send_message(
+            pb.UpdateProfileRequest(id=user.id, display_name="Ada L.", phone="+4915112345678"),
+            end=True,
+        )
+        await stream.recv_message()
+        await stream.recv_trailing_metadata()
+    lsn = stream.trailing_metadata["x-shop-lsn"]
+    got = await user_stub.GetUser(pb.GetUserRequest(id=user.id), metadata={"x-shop-lsn": lsn})
+    assert (got.user.display_name, got.user.phone) == ("Ada L.", "+4915112345678")
+
+
+async def test_addresses_default_first_and_promotion_on_remove(user_stub):
+    user = await register(user_stub)
+    first = (
+        await user_stub.AddAddress(pb.AddAddressRequest(user_id=user.id, address=HOME))
+    ).address
+    assert first.is_default  # the first address becomes the default
+    work = common_pb2.Address(
+        recipient_name="Ada",
+        line1="2 Work Rd",
+        city="Paris",
+        postal_code="75001",
+        country_code="FR",
+    )
+    second = (
+        await user_stub.AddAddress(
+            pb.AddAddressRequest(user_id=user.id, address=work, make_default=True)
+        )
+    ).address
+    lsn_md = {"x-shop-lsn": "FFFFFFFF/0"}
+    listed = (
+        await user_stub.ListAddresses(pb.ListAddressesRequest(user_id=user.id), metadata=lsn_md)
+    ).addresses
+    assert [a.id for a in listed] == [second.id, first.id]
+    assert [a.is_default for a in listed] == [True, False]
+    removed = await user_stub.RemoveAddress(
+        pb.RemoveAddressRequest(user_id=user.id, address_id=second.id)
+    )
+    assert removed.removed
+    again = await user_stub.RemoveAddress(
+        pb.RemoveAddressRequest(user_id=user.id, address_id=second.id)
+    )
+    assert not again.removed
+    listed = (
+        await user_stub.ListAddresses(pb.ListAddressesRequest(user_id=user.id), metadata=lsn_md)
+    ).addresses
+    assert [(a.id, a.is_default) for a in listed] == [(first.id, True)]
+
+
+async def test_unknown_user_is_not_found(user_stub):
+    assert await code_of(user_stub.GetUser(pb.GetUserRequest(id="u-missing"))) is Status.NOT_FOUND
+    assert (
+        await code_of(user_stub.AddAddress(pb.AddAddressRequest(user_id="u-missing", address=HOME)))
+        is Status.NOT_FOUND
+    )
+    assert (
+        await code_of(
+            user_stub.UpdateProfile(pb.UpdateProfileRequest(id="u-missing", display_name="x"))
+        )
+        is Status.NOT_FOUND
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.RegisterUserRequest(email="nope", password=PASSWORD, display_name="A"), "email"),
+        (pb.RegisterUserRequest(email="a@b.co", password="short", display_name="A"), "password"),
+        (
+            pb.RegisterUserRequest(email="a@b.co", password=PASSWORD, display_name=""),
+            "display_name",
+        ),
+        (pb.UpdateProfileRequest(id="u-1", phone="0301234"), "phone"),
+        (pb.AddAddressRequest(user_id="u-1"), "address"),
+        (
+            pb.AddAddressRequest(
+                user_id="u-1",
+                address=common_pb2.Address(
+                    recipient_name="A", line1="x", city="c", postal_code="1", country_code="de"
+                ),
+            ),
+            "address.country_code",
+        ),
+        (pb.GetUserRequest(id="../etc"), "id"),
+    ],
+)
+async def test_validation_names_the_field(user_stub, request_, field):
+    method = getattr(user_stub, type(request_).__name__.removesuffix("Request"))
+    with pytest.raises(GRPCError) as err:
+        await method(request_)
+    assert err.value.status is Status.INVALID_ARGUMENT
+    assert err.value.message.startswith(f"{field}: ")
+    assert PASSWORD not in err.value.message
