@@ -1,0 +1,395 @@
+#!/usr/bin/env node
+/**
+ * End-to-end run of the storefront against the real stack through NGINX (127.0.0.1:8080),
+ * driving Debian's Chromium with playwright-core (no browser download, ever).
+ *
+ * Scenarios run in order and share one shopper; each names the services it needs. A
+ * scenario is skipped (with the reason) when a service it needs is not up, or when a
+ * scenario it builds on did not pass. Results: one JSON document on stdout (last line)
+ * and in e2e/results.json; exit code 1 when any scenario failed, else 0.
+ *
+ *   node e2e/run.mjs                 # all services assumed up
+ *   E2E_SERVICES=product node e2e/run.mjs   # only what product alone allows
+ *   E2E_BASE_URL=http://127.0.0.1:8080 E2E_SMTP_URL=http://127.0.0.1:1080
+ */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BASE = process.env.E2E_BASE_URL ?? "http://127.0.0.1:8080";
+const SMTP = process.env.E2E_SMTP_URL ?? "http://127.0.0.1:1080";
+const CHROMIUM = process.env.SHOPMESH_CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = join(HERE, "screenshots");
+const ALL = ["product", "user", "auth", "order", "notification", "smtp-sink"];
+const UP = new Set(process.env.E2E_SERVICES ? process.env.E2E_SERVICES.split(",").filter(Boolean) : ALL);
+const ONLY = process.env.E2E_ONLY ? new Set(process.env.E2E_ONLY.split(",")) : null;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const T = 15_000;
+
+const run = Date.now().toString(36);
+const state = {
+  shopper: { name: "Eve Tester", email: `e2e-${run}@example.com`, password: "correct horse battery" },
+  other: { name: "Mallory Other", email: `e2e-${run}-other@example.com`, password: "another good password" },
+  productName: "",
+  orderId: "",
+};
+const screenshots = [];
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function shot(page, name, viewport = DESKTOP) {
+  if (viewport !== DESKTOP) await page.setViewportSize(viewport);
+  const path = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  screenshots.push(`frontend/e2e/screenshots/${name}.png`);
+  if (viewport !== DESKTOP) await page.setViewportSize(DESKTOP);
+}
+
+async function goto(page, path) {
+  await page.goto(BASE + path, { waitUntil: "domcontentloaded" });
+}
+
+/** Fails with the page's own alert text when one shows up instead of what we wait for. */
+async function expectVisible(page, locator, what) {
+  const alert = page.getByRole("alert").first();
+  await Promise.race([
+    locator.first().waitFor({ state: "visible", timeout: T }),
+    alert.waitFor({ state: "visible", timeout: T }).then(async () => {
+      throw new Error(`${what}: page shows an error instead: ${(await alert.innerText()).replace(/\s+/g, " ")}`);
+    }),
+  ]).catch(async (err) => {
+    if (await locator.first().isVisible()) return;
+    throw err;
+  });
+}
+
+async function signUp(page, who) {
+  await goto(page, "/signup");
+  await page.getByLabel("Your name").fill(who.name);
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expectVisible(page, page.getByRole("button", { name: "Log out" }), `sign up ${who.email}`);
+}
+
+async function logIn(page, who) {
+  await goto(page, "/login");
+  await page.getByLabel("Email").fill(who.email);
+  await page.getByLabel("Password").fill(who.password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expectVisible(page, page.getByRole("button", { name: "Log out" }), `log in ${who.email}`);
+}
+
+async function prices(page) {
+  const texts = await page.getByRole("list", { name: "Products" }).locator(".price").allInnerTexts();
+  return texts.map((t) => Number(t.replace(/[^0-9.]/g, "")));
+}
+
+const scenarios = [
+  {
+    name: "shell",
+    needs: [],
+    about: "the app loads from NGINX with landmarks, keyboard skip link and the ops placeholder",
+    async run({ page }) {
+      await goto(page, "/");
+      await page.getByRole("banner").waitFor({ timeout: T });
+      check(await page.getByRole("main").count() === 1, "no <main> landmark");
+      check(await page.getByRole("navigation", { name: "Main" }).count() === 1, "no main navigation");
+      await page.keyboard.press("Tab");
+      check((await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content", "first Tab does not reach the skip link");
+      await goto(page, "/ops");
+      await page.getByRole("heading", { name: "Operations" }).waitFor({ timeout: T });
+      await shot(page, "ops");
+      await goto(page, "/no-such-page");
+      await page.getByRole("heading", { name: "Page not found" }).waitFor({ timeout: T });
+    },
+  },
+  {
+    name: "browse",
+    needs: ["product"],
+    about: "catalog lists products; category, price filter and paging work",
+    async run({ page }) {
+      await goto(page, "/");
+      const grid = page.getByRole("list", { name: "Products" });
+      await expectVisible(page, grid, "catalog");
+      check((await grid.getByRole("listitem").count()) > 0, "catalog is empty");
+      await shot(page, "catalog");
+      await shot(page, "catalog-phone", PHONE);
+      const categories = page.getByRole("navigation", { name: "Categories" }).getByRole("button");
+      await categories.nth(1).waitFor({ timeout: T });
+      const slug = (await categories.nth(1).innerText()).split(" ")[0];
+      await categories.nth(1).click();
+      await page.getByRole("heading", { name: `Category: ${slug}` }).waitFor({ timeout: T });
+      await expectVisible(page, grid, "category listing");
+      const cats = await grid.locator(".meta").allInnerTexts();
+      check(cats.length > 0 && cats.every((c) => c === slug), `category filter leaked: ${cats.join(",")}`);
+      await page.getByLabel("Min").fill("20");
+      await page.getByLabel("Max").fill("60");
+      await page.getByRole("button", { name: "Apply" }).click();
+      await page.waitForURL(/min=20/, { timeout: T });
+      await page.waitForTimeout(300);
+      await expectVisible(page, grid, "price filter");
+      const ps = await prices(page);
+      check(ps.length > 0 && ps.every((p) => p >= 20 && p <= 60), `price filter leaked: ${ps.join(",")}`);
+      await goto(page, "/");
+      await expectVisible(page, grid, "catalog");
+      const next = page.getByRole("button", { name: "Next →" });
+      if (await next.isEnabled()) {
+        const first = await grid.getByRole("listitem").first().innerText();
+        await next.click();
+        await page.getByText("Page 2").waitFor({ timeout: T });
+        await expectVisible(page, grid, "page 2");
+        check((await grid.getByRole("listitem").first().innerText()) !== first, "page 2 shows page 1 again");
+      }
+    },
+  },
+  {
+    name: "search",
+    needs: ["product"],
+    about: "full-text search finds products by name",
+    async run({ page }) {
+      await goto(page, "/");
+      await page.getByLabel("Search products").fill("mug");
+      await page.getByLabel("Search products").press("Enter");
+      await page.getByRole("heading", { name: "Results for “mug”" }).waitFor({ timeout: T });
+      const grid = page.getByRole("list", { name: "Products" });
+      await expectVisible(page, grid, "search results");
+      const names = await grid.getByRole("heading").allInnerTexts();
+      check(names.some((n) => /mug/i.test(n)), `no mug in results: ${names.join(", ")}`);
+      state.productName = names.find((n) => /mug/i.test(n));
+      await shot(page, "search");
+    },
+  },
+  {
+    name: "cart",
+    needs: ["product"],
+    after: ["search"],
+    about: "product page, add to cart, cart survives a reload",
+    async run({ page }) {
+      await page.getByRole("link", { name: state.productName }).click();
+      await page.getByRole("heading", { name: state.productName, level: 1 }).waitFor({ timeout: T });
+      await shot(page, "product");
+      await page.getByLabel("Quantity").fill("2");
+      await page.getByRole("button", { name: "Add to cart" }).click();
+      await page.getByText(`Added 2 × ${state.productName}`).waitFor({ timeout: T });
+      await goto(page, "/cart");
+      await page.reload();
+      const line = page.getByRole("list", { name: "Items in your cart" }).getByRole("listitem");
+      await line.first().waitFor({ timeout: T });
+      check((await line.count()) === 1, "cart should have one line");
+      check((await line.first().getByRole("spinbutton").inputValue()) === "2", "quantity not kept across reload");
+      await shot(page, "cart");
+      await shot(page, "cart-phone", PHONE);
+    },
+  },
+  {
+    name: "signup",
+    needs: ["user", "auth"],
+    about: "a new shopper signs up and is logged in",
+    async run({ page }) {
+      await goto(page, "/signup");
+      await shot(page, "signup");
+      await signUp(page, state.shopper);
+      await page.getByText(`Signed in as ${state.shopper.email}`).waitFor({ timeout: T });
+    },
+  },
+  {
+    name: "logout-login",
+    needs: ["user", "auth"],
+    after: ["signup"],
+    about: "log out, then log in again with the same password; a wrong password is refused in words",
+    async run({ page }) {
+      await page.getByRole("button", { name: "Log out" }).click();
+      await page.getByRole("link", { name: "Log in" }).first().waitFor({ timeout: T });
+      check(!(await page.evaluate(() => sessionStorage.getItem("shopmesh.session"))), "refresh token left in sessionStorage after logout");
+      await goto(page, "/login");
+      await page.getByLabel("Email").fill(state.shopper.email);
+      await page.getByLabel("Password").fill("wrong password!");
+      await page.getByRole("button", { name: "Log in" }).click();
+      const alert = page.getByRole("alert");
+      await alert.waitFor({ timeout: T });
+      await shot(page, "login-error");
+      await logIn(page, state.shopper);
+      // Reload: the access token is gone (memory only), the refresh token brings it back.
+      await page.reload();
+      await page.getByRole("button", { name: "Log out" }).waitFor({ timeout: T });
+    },
+  },
+  {
+    name: "checkout",
+    needs: ["product", "user", "auth", "order"],
+    after: ["cart", "logout-login"],
+    about: "checkout with a double click places exactly one order",
+    async run({ page }) {
+      await goto(page, "/checkout");
+      await page.getByLabel("Full name").fill(state.shopper.name);
+      await page.getByLabel("Street and number").fill("1 Test Street");
+      await page.getByLabel("City").fill("Springfield");
+      await page.getByLabel("Postal code").fill("12345");
+      await shot(page, "checkout");
+      await shot(page, "checkout-phone", PHONE);
+      await page.getByRole("button", { name: "Place order" }).dblclick();
+      await page.waitForURL(/\/orders\/[^/?]+\?placed=1/, { timeout: 30_000 }).catch(async (err) => {
+        const alert = page.getByRole("alert");
+        if (await alert.count()) throw new Error(`checkout failed: ${(await alert.first().innerText()).replace(/\s+/g, " ")}`);
+        throw err;
+      });
+      state.orderId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop());
+      await page.getByRole("heading", { name: `Order ${state.orderId}` }).waitFor({ timeout: T });
+      await goto(page, "/orders");
+      const rows = page.getByRole("table").locator("tbody tr");
+      await rows.first().waitFor({ timeout: T });
+      check((await rows.count()) === 1, `double click placed ${await rows.count()} orders`);
+      await shot(page, "orders");
+      await goto(page, "/cart");
+      await page.getByText("Your cart is empty.").waitFor({ timeout: T });
+    },
+  },
+  {
+    name: "order-confirmed",
+    needs: ["product", "user", "auth", "order"],
+    after: ["checkout"],
+    about: "the open order page updates live to Confirmed",
+    async run({ page }) {
+      await goto(page, `/orders/${encodeURIComponent(state.orderId)}`);
+      const status = page.getByTestId("order-status");
+      await status.waitFor({ timeout: T });
+      await page.waitForFunction(
+        () => ["Confirmed", "Paid", "Shipped", "Delivered"].includes(document.querySelector("[data-testid=order-status]")?.textContent ?? ""),
+        null,
+        { timeout: 45_000 },
+      );
+      await shot(page, "order-detail");
+      await shot(page, "order-detail-phone", PHONE);
+    },
+  },
+  {
+    name: "email",
+    needs: ["product", "user", "auth", "order", "notification", "smtp-sink"],
+    after: ["order-confirmed"],
+    about: "the confirmation email reached the SMTP sink, and the notifications page lists it",
+    async run({ page }) {
+      const deadline = Date.now() + 60_000;
+      let found;
+      while (!found && Date.now() < deadline) {
+        const res = await fetch(`${SMTP}/messages?to=${encodeURIComponent(state.shopper.email)}`);
+        const messages = res.ok ? await res.json() : [];
+        found = messages.find((m) => m.subject.includes(state.orderId) && /confirmed/i.test(m.subject));
+        if (!found) await new Promise((r) => setTimeout(r, 1000));
+      }
+      check(found, `no confirmation email for order ${state.orderId} to ${state.shopper.email} in the SMTP sink`);
+      await goto(page, "/notifications");
+      await expectVisible(page, page.getByText(found.subject), "notifications page");
+      await shot(page, "notifications");
+    },
+  },
+  {
+    name: "other-user-refused",
+    needs: ["user", "auth", "order"],
+    after: ["checkout"],
+    about: "another shopper opening the first shopper's order is refused",
+    async run({ context }) {
+      // A new tab has its own sessionStorage: a separate session in the same browser.
+      const page = await context.newPage();
+      try {
+        await signUp(page, state.other);
+        await goto(page, `/orders/${encodeURIComponent(state.orderId)}`);
+        const alert = page.getByRole("alert");
+        await alert.waitFor({ timeout: T });
+        const text = await alert.innerText();
+        check(/Not found|Not allowed/.test(text), `unexpected refusal text: ${text}`);
+        check((await page.getByTestId("order-status").count()) === 0, "other user's order status is visible");
+        await shot(page, "order-refused");
+      } finally {
+        await page.close();
+      }
+    },
+  },
+  {
+    name: "admin",
+    needs: ["product"],
+    about: "admin page lists products with stock and opens the editor",
+    async run({ page }) {
+      await goto(page, "/admin");
+      const login = page.getByText("Please log in to manage products.");
+      if (await login.isVisible().catch(() => false)) {
+        await shot(page, "admin-login-required");
+        return;
+      }
+      await expectVisible(page, page.getByRole("table"), "admin list");
+      await page.getByRole("button", { name: /^Edit / }).first().click();
+      await page.getByLabel("Stock").waitFor({ timeout: T });
+      await shot(page, "admin");
+    },
+  },
+];
+
+async function main() {
+  mkdirSync(SHOTS, { recursive: true });
+  const profile = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
+  const results = [];
+  const started = Date.now();
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: DESKTOP,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const consoleErrors = [];
+    page.on("pageerror", (err) => consoleErrors.push(String(err)));
+    const passed = new Set();
+    for (const s of scenarios) {
+      if (ONLY && !ONLY.has(s.name)) continue;
+      const missing = s.needs.filter((n) => !UP.has(n));
+      const notPassed = (s.after ?? []).filter((n) => !passed.has(n));
+      if (missing.length || notPassed.length) {
+        const reason = missing.length ? `services not up: ${missing.join(", ")}` : `needs passing: ${notPassed.join(", ")}`;
+        results.push({ name: s.name, status: "skipped", reason, about: s.about });
+        continue;
+      }
+      const t0 = Date.now();
+      try {
+        await s.run({ page, context });
+        check(consoleErrors.length === 0, `uncaught page errors: ${consoleErrors.join(" | ")}`);
+        passed.add(s.name);
+        results.push({ name: s.name, status: "passed", ms: Date.now() - t0, about: s.about });
+      } catch (err) {
+        const path = join(SHOTS, `FAILED-${s.name}.png`);
+        await page.screenshot({ path, fullPage: true }).catch(() => undefined);
+        results.push({ name: s.name, status: "failed", ms: Date.now() - t0, error: String(err?.message ?? err).slice(0, 2000), about: s.about, screenshot: path });
+      }
+      consoleErrors.length = 0;
+    }
+  } finally {
+    await context?.close().catch(() => undefined);
+    rmSync(profile, { recursive: true, force: true });
+  }
+  const report = { base_url: BASE, services: [...UP], ms: Date.now() - started, results, screenshots };
+  writeFileSync(join(HERE, "results.json"), JSON.stringify(report, null, 2));
+  for (const r of results) process.stderr.write(`${r.status.padEnd(8)} ${r.name}${r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : ""}\n`);
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exitCode = results.some((r) => r.status === "failed") ? 1 : 0;
+}
+
+main().catch((err) => {
+  process.stderr.write(`e2e runner crashed: ${err?.stack ?? err}\n`);
+  process.stdout.write(`${JSON.stringify({ crashed: String(err?.message ?? err), results: [] })}\n`);
+  process.exitCode = 2;
+});
