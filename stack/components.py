@@ -61,6 +61,7 @@ def python_service(
     port: int,
     depends_on: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    post_start: Callable[[], None] | None = None,
 ) -> Component:
     """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>."""
     return python_process(
@@ -70,7 +71,21 @@ def python_service(
         depends_on,
         env,
         info=f"grpc 127.0.0.1:{port}",
+        post_start=post_start,
     )
+
+
+def demo_data(module: str) -> Callable[[], None]:
+    """A post-start step running `python -m <module>` (an idempotent demo-data loader)."""
+
+    def load() -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", module], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{module} failed: {done.stderr.strip() or done.stdout}")
+
+    return load
 
 
 SMTP_PORT = port("SHOPMESH_SMTP_PORT", 1025)
@@ -126,8 +141,20 @@ COMPONENTS: list[Component] = [
     ),
     # --- services
     python_service("auth", "services.auth.main", 50055, depends_on=[*PG, "user"]),
-    python_service("user", "services.user.main", 50052, depends_on=[*PG, "kafka", "registry"]),
-    python_service("product", "services.product.main", 50051, depends_on=PG),
+    python_service(
+        "user",
+        "services.user.main",
+        50052,
+        depends_on=[*PG, "kafka", "registry"],
+        post_start=demo_data("services.user.demo"),  # demo@ / admin@shopmesh.local
+    ),
+    python_service(
+        "product",
+        "services.product.main",
+        50051,
+        depends_on=PG,
+        post_start=demo_data("services.product.demo"),  # 60 products, p-0001..p-0060
+    ),
     python_service(
         "order",
         "services.order.main",
