@@ -83,12 +83,17 @@ def dist_fresh() -> bool:
     )
 
 
-def build() -> None:
-    """npm ci if needed, then type-check and bundle into a side dir and swap it in, so
-    NGINX never serves a half-written dist."""
+def ensure_node_modules() -> None:
+    """`npm ci` when node_modules is missing or older than package-lock.json."""
     if not node_modules_fresh():
         _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"])
         _write_stamp("frontend-npm", _digest(LOCK_FILES))
+
+
+def build() -> None:
+    """npm ci if needed, then type-check and bundle into a side dir and swap it in, so
+    NGINX never serves a half-written dist."""
+    ensure_node_modules()
     digest = _digest(_inputs())
     bin_ = FRONTEND / "node_modules" / ".bin"
     _run([str(bin_ / "tsc"), "-b"])
