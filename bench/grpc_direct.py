@@ -1,0 +1,265 @@
+"""GetProduct and a 20-product ListProducts straight to the product service (real
+PostgreSQL primary + replica, no mesh), side by side with a baseline: a bare grpclib server
+answering the same messages from memory. Both servers run as their own process pinned to
+one core (the client on the other), calls/s and p50/p99 at concurrency 1/16/64, each point
+bounded (--seconds, default 5). Loopback only. Writes bench/results/grpc_direct.json.
+
+    python -m bench.grpc_direct [--seconds 5] [--concurrency 1,16,64]
+
+Needs the stack's PostgreSQL (python -m stack up --only postgres-replica) and the demo
+catalog (python -m services.product.demo), which it loads if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from grpclib.client import Channel
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from shop.product.v1 import product_grpc
+from shop.product.v1 import product_pb2 as pb
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "grpc_direct.json"
+GET = pb.GetProductRequest(id="p-0001")
+LIST = pb.ListProductsRequest(page_size=20)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pin(cpu: int) -> Any:
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+# ------------------------------------------------------------------ the baseline server
+
+
+class MemoryProducts(product_grpc.ProductServiceBase):
+    """Same replies as the real service, from memory: the cost of grpclib + upb alone."""
+
+    def __init__(self, get_reply: bytes, list_reply: bytes) -> None:
+        self.get = pb.GetProductResponse.FromString(get_reply)
+        self.list = pb.ListProductsResponse.FromString(list_reply)
+
+    async def GetProduct(self, stream: Any) -> None:
+        await stream.recv_message()
+        await stream.send_message(self.get)
+
+    async def ListProducts(self, stream: Any) -> None:
+        await stream.recv_message()
+        await stream.send_message(self.list)
+
+    async def SearchProducts(self, stream: Any) -> None: ...
+    async def ListCategories(self, stream: Any) -> None: ...
+    async def CreateProduct(self, stream: Any) -> None: ...
+    async def UpdateProduct(self, stream: Any) -> None: ...
+    async def ReserveStock(self, stream: Any) -> None: ...
+    async def ReleaseStock(self, stream: Any) -> None: ...
+
+
+async def serve_baseline(port: int, replies: Path) -> None:
+    from grpclib.health.service import Health
+    from grpclib.server import Server
+    from grpclib.utils import graceful_exit
+
+    data = json.loads(replies.read_text())  # noqa: ASYNC240 - before serving
+    server = Server(
+        [MemoryProducts(bytes.fromhex(data["get"]), bytes.fromhex(data["list"])), Health()]
+    )
+    with graceful_exit([server]):
+        await server.start("127.0.0.1", port)
+        await server.wait_closed()
+
+
+# ------------------------------------------------------------------ client side
+
+
+async def wait_serving(port: int, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while True:
+        channel = Channel("127.0.0.1", port)
+        try:
+            reply = await asyncio.wait_for(HealthStub(channel).Check(HealthCheckRequest()), 2)
+            if reply.status == HealthCheckResponse.SERVING:
+                return
+        except Exception:
+            pass
+        finally:
+            channel.close()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server on :{port} not serving")
+        await asyncio.sleep(0.2)
+
+
+async def run_point(port: int, rpc: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    channel = Channel("127.0.0.1", port)
+    stub = product_grpc.ProductServiceStub(channel)
+    call = stub.GetProduct if rpc == "GetProduct" else stub.ListProducts
+    request = GET if rpc == "GetProduct" else LIST
+    latencies: list[float] = []
+    errors = 0
+    warm_until = time.perf_counter() + min(1.0, seconds / 5)
+    stop_at = warm_until + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                await call(request)
+            except Exception:
+                errors += 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= warm_until:
+                latencies.append(t1 - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    channel.close()
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "rpc": rpc,
+        "concurrency": concurrency,
+        "calls": n,
+        "errors": errors,
+        "calls_per_s": round(n / seconds, 1),
+        "p50_ms": round(latencies[n // 2] * 1000, 3) if n else None,
+        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 3) if n else None,
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if n else None,
+    }
+
+
+async def fetch_replies(port: int) -> dict[str, str]:
+    channel = Channel("127.0.0.1", port)
+    stub = product_grpc.ProductServiceStub(channel)
+    get = await stub.GetProduct(GET)
+    listed = await stub.ListProducts(LIST)
+    channel.close()
+    assert len(listed.products) == 20, "demo catalog missing: python -m services.product.demo"
+    return {"get": get.SerializeToString().hex(), "list": listed.SerializeToString().hex()}
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    # Setup and teardown block the loop on purpose: nothing is measured while they run.
+    subprocess.run([sys.executable, "-m", "services.product.demo"], cwd=ROOT, check=True)  # noqa: ASYNC221
+    svc_port, base_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PRODUCT_GRPC_PORT": str(svc_port),
+        "PRODUCT_METRICS_PORT": str(free_port()),
+        "PRODUCT_LOG_LEVEL": args.log_level,
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    replies = ROOT / "bench" / "results" / ".grpc_direct_replies.json"
+    try:
+        procs.append(
+            subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-m", "services.product.main"],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_pin(1),
+            )
+        )
+        await wait_serving(svc_port)
+        replies.write_text(json.dumps(await fetch_replies(svc_port)))
+        procs.append(
+            subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-m", "bench.grpc_direct", "--serve-baseline", str(base_port)],
+                cwd=ROOT,
+                preexec_fn=_pin(1),
+            )
+        )
+        await wait_serving(base_port)
+        if _pin(0):
+            os.sched_setaffinity(0, {0})
+        points = []
+        for rpc in ("GetProduct", "ListProducts"):
+            for c in args.concurrency:
+                for target, port in (("service", svc_port), ("baseline", base_port)):
+                    point = {"target": target, **await run_point(port, rpc, c, args.seconds)}
+                    print(json.dumps(point), flush=True)
+                    points.append(point)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=15)
+        replies.unlink(missing_ok=True)
+    ratios: dict[str, dict[str, float]] = {}
+    for rpc in ("GetProduct", "ListProducts"):
+        for c in args.concurrency:
+            svc = next(
+                p
+                for p in points
+                if (p["rpc"], p["concurrency"], p["target"]) == (rpc, c, "service")
+            )
+            base = next(
+                p
+                for p in points
+                if (p["rpc"], p["concurrency"], p["target"]) == (rpc, c, "baseline")
+            )
+            ratios.setdefault(rpc, {})[str(c)] = (
+                round(svc["calls_per_s"] / base["calls_per_s"], 3) if base["calls_per_s"] else 0.0
+            )
+    return {
+        "what": "product service (grpclib + runtime + PostgreSQL replica reads) vs a bare "
+        "grpclib server answering the same messages from memory; ratio = service/baseline "
+        "calls/s",
+        "seconds_per_point": args.seconds,
+        "service_log_level": args.log_level,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "points": points,
+        "ratios": ratios,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point")
+    ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument(
+        "--log-level", default="INFO", help="service log level (INFO = a line per call)"
+    )
+    ap.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_baseline:
+        replies = ROOT / "bench" / "results" / ".grpc_direct_replies.json"
+        asyncio.run(serve_baseline(args.serve_baseline, replies))
+        return
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    try:
+        import uvloop
+
+        result = uvloop.run(bench(args))
+    except ImportError:
+        result = asyncio.run(bench(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["ratios"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
