@@ -242,7 +242,9 @@ class ServiceIdentity:
     def __init__(self, name: str, key: Ed25519PrivateKey, ttl_s: int = 600) -> None:
         self.name = name
         self.key = key
-        self.kid = "svc-" + hashlib.sha256(okp_jwk(key.public_key(), "")["x"].encode()).hexdigest()[:12]
+        self.kid = (
+            "svc-" + hashlib.sha256(okp_jwk(key.public_key(), "")["x"].encode()).hexdigest()[:12]
+        )
         self.ttl_s = ttl_s
         self._token = ""
         self._exp = 0.0
@@ -278,6 +280,32 @@ class ServiceIdentity:
 
         listen(channel, SendRequest, add_token)
         return channel
+
+
+_process_identity: ServiceIdentity | None = None
+
+
+def process_identity() -> ServiceIdentity:
+    """This process's service identity: the one `serve()` registered, else one from the
+    environment (tools and tests that call services outside `serve()`)."""
+    global _process_identity
+    if _process_identity is None:
+        key = AuthConfig.from_env().service_key
+        _process_identity = ServiceIdentity("service", service_signing_key(key))
+    return _process_identity
+
+
+def authenticate_channel(channel: Any) -> Any:
+    """Send this process's service token on every call of a grpclib Channel (unless the
+    call carries its own authorization). Returns the channel, to wrap its construction."""
+    from grpclib.events import SendRequest, listen
+
+    async def add_token(event: SendRequest) -> None:
+        if "authorization" not in event.metadata:
+            event.metadata["authorization"] = f"Bearer {process_identity().token()}"
+
+    listen(channel, SendRequest, add_token)
+    return channel
 
 
 # ---------------------------------------------------------------- JWKS cache
@@ -324,8 +352,8 @@ class JwksCache:
 
 def grpc_jwks_fetcher(host: str, port: int, timeout_s: float = 2.0) -> Any:
     """JWKS from the auth service's GetJwks over gRPC (public method, no token)."""
-    from grpclib.client import Channel
     from google.protobuf.json_format import MessageToDict
+    from grpclib.client import Channel
 
     from shop.auth.v1 import auth_grpc, auth_pb2
 
@@ -397,9 +425,11 @@ class RuntimeAuth:
         cfg = AuthConfig.from_env(environ)
         host, _, port = cfg.auth_addr.rpartition(":")
         fetch = grpc_jwks_fetcher(host or "127.0.0.1", int(port))
+        global _process_identity
+        _process_identity = ServiceIdentity(service, service_signing_key(cfg.service_key))
         return cls(
             cfg,
-            ServiceIdentity(service, service_signing_key(cfg.service_key)),
+            _process_identity,
             JwksCache(fetch, cfg.jwks_max_age_s, cfg.jwks_min_refresh_s),
             fetch,
         )
@@ -422,7 +452,9 @@ class RuntimeAuth:
                 issuer=SERVICE_ISSUER,
                 audience=SERVICE_AUDIENCE,
             )
-            return Principal(claims["sub"], frozenset([SERVICE_ROLE]), "service", str(claims.get("jti", "")))
+            return Principal(
+                claims["sub"], frozenset([SERVICE_ROLE]), "service", str(claims.get("jti", ""))
+            )
         key = await self.jwks.get(kid)
         if key is None:
             raise TokenError(f"unknown kid {kid!r}")

@@ -1,4 +1,7 @@
-"""gRPC handlers of UserService: request -> command -> use case -> response."""
+"""gRPC handlers of UserService: request -> command -> use case -> response.
+
+Ownership: a user reads and changes only their own profile and addresses (an admin or a
+service any); the runtime's auth hook has already verified the caller's token."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from collections.abc import Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.runtime.auth import require_self_or_admin
 from services.runtime.rpc import unary
 from services.user import service
 from services.user.domain import (
@@ -81,10 +85,12 @@ class UserHandlers(user_grpc.UserServiceBase):
 
     @unary
     async def GetUser(self, request: pb.GetUserRequest) -> pb.GetUserResponse:
+        require_self_or_admin(request.id)
         return pb.GetUserResponse(user=user_proto(await service.get_user(request.id, self.uow())))
 
     @unary
     async def UpdateProfile(self, request: pb.UpdateProfileRequest) -> pb.UpdateProfileResponse:
+        require_self_or_admin(request.id)
         cmd = UpdateProfile(
             request.id,
             display_name=request.display_name if request.HasField("display_name") else None,
@@ -96,17 +102,20 @@ class UserHandlers(user_grpc.UserServiceBase):
 
     @unary
     async def AddAddress(self, request: pb.AddAddressRequest) -> pb.AddAddressResponse:
+        require_self_or_admin(request.user_id)
         cmd = AddAddress(request.user_id, to_address(request.address), request.make_default)
         saved = await service.add_address(cmd, self.uow())
         return pb.AddAddressResponse(address=saved_address_proto(saved))
 
     @unary
     async def ListAddresses(self, request: pb.ListAddressesRequest) -> pb.ListAddressesResponse:
+        require_self_or_admin(request.user_id)
         saved = await service.list_addresses(request.user_id, self.uow())
         return pb.ListAddressesResponse(addresses=[saved_address_proto(s) for s in saved])
 
     @unary
     async def RemoveAddress(self, request: pb.RemoveAddressRequest) -> pb.RemoveAddressResponse:
+        require_self_or_admin(request.user_id)
         removed = await service.remove_address(request.user_id, request.address_id, self.uow())
         return pb.RemoveAddressResponse(removed=removed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from grpclib.client import Channel
 
+from services.runtime.auth import RuntimeAuth, authenticate_channel
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
@@ -33,6 +34,7 @@ async def user_app(stack):
         [UserHandlers(lambda: SqlUserUnitOfWork(db.unit_of_work()), hasher)],
         [db],
         metrics=metrics,
+        auth=RuntimeAuth.from_env("user-test"),  # the hook serve() installs
         log_calls=False,
     )
     await app.start()
@@ -43,6 +45,7 @@ async def user_app(stack):
 
 @pytest.fixture(scope="session")
 async def user_stub(user_app):
-    channel = Channel("127.0.0.1", user_app.grpc_port)
+    # A service token: these tests call as a trusted service (ownership is tested in e2e).
+    channel = authenticate_channel(Channel("127.0.0.1", user_app.grpc_port))
     yield user_grpc.UserServiceStub(channel)
     channel.close()
