@@ -35,13 +35,14 @@ class NotificationApp:
             read=lambda: self.db.unit_of_work().read(),
         )
         self.serde = AvroSerde(cfg.kafka.registry_url)
-        self.producer = EventProducer(cfg.kafka, self.serde)
+        self.producer = EventProducer(cfg.kafka, self.serde, metrics=metrics)
         self.mailer = SmtpMailer(
             cfg.smtp_host, cfg.smtp_port, cfg.smtp_sender, cfg.smtp_timeout_s, cfg.smtp_pool
         )
         self.users = GrpcUserDirectory(cfg.user_addr, cfg.rpc_timeout_s)
         self.orders = GrpcOrderBook(cfg.order_addr, cfg.rpc_timeout_s)
         self.metrics = NotificationMetrics(metrics.registry)
+        self.runtime_metrics = metrics
         self.topology = Topology(cfg.topics, cfg.retry_delays_s)
         self.notifier = Notifier(
             log=self.log,
@@ -68,6 +69,7 @@ class NotificationApp:
             session_timeout_ms=self.cfg.session_timeout_ms,
             heartbeat_interval_ms=max(500, self.cfg.session_timeout_ms // 4),
             max_poll_records=self.cfg.max_batch,
+            metrics=self.runtime_metrics,
         )
 
     async def open(self) -> None:

@@ -40,6 +40,7 @@ from services.notification.domain import (
 from services.notification.events import to_domain
 from services.notification.service import Notifier, Outcome
 from services.runtime.kafka import ConsumedEvent, EventConsumer, EventProducer
+from services.runtime.tracing import consume_span
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,11 @@ class Pipeline:
         self.metrics = metrics
 
     async def process(self, ev: ConsumedEvent, stage: int) -> None:
+        # The producer's trace continues here: logs below carry the order's trace id.
+        with consume_span(ev, **{"shop.retry_stage": stage}):
+            await self._process(ev, stage)
+
+    async def _process(self, ev: ConsumedEvent, stage: int) -> None:
         base = self.topology.base_of(ev.topic)
         attempts = int(_text(ev.headers, H_ATTEMPT, "0") or 0) + 1
         self.metrics.consumed.labels(base, str(stage), ev.name or "undecodable").inc()
@@ -196,6 +202,7 @@ class Pipeline:
         if outcome is Outcome.SENT:
             kind = ev.name.rpartition(".")[2]
             self.metrics.sent.labels(base, kind).inc()
+            log.info("email sent", extra={"fields": {"event_id": ev.event_id, "kind": kind}})
             self.metrics.send_seconds.labels(kind).observe(time.perf_counter() - started)
             if ev.timestamp_ms > 0:
                 age = max(0.0, time.time() - ev.timestamp_ms / 1000)

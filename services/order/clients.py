@@ -31,6 +31,7 @@ from services.order.domain import (
 from services.runtime.errors import FailedPrecondition
 from services.runtime.policy import method_policy
 from services.runtime.rpc import call_metadata
+from services.runtime.tracing import instrument_channel
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
@@ -62,7 +63,7 @@ class GrpcCatalog:
     """Catalog port over ProductService; a runtime Resource owning its channel."""
 
     def __init__(self, host: str, port: int, *, attempts: int = 3) -> None:
-        self.channel = Channel(host, port)
+        self.channel = instrument_channel(Channel(host, port))
         self.stub = ProductServiceStub(self.channel)
         self.attempts = attempts
         self.reserve_timeout = method_policy(
@@ -153,7 +154,7 @@ class GrpcUsers:
     """UserDirectory port over UserService.GetUser."""
 
     def __init__(self, host: str, port: int, *, attempts: int = 3) -> None:
-        self.channel = Channel(host, port)
+        self.channel = instrument_channel(Channel(host, port))
         self.stub = UserServiceStub(self.channel)
         self.attempts = attempts
         self.timeout = method_policy("/shop.user.v1.UserService/GetUser").timeout_s

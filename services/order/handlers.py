@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.order import domain as d
 from services.order.service import OrderService
-from services.runtime import context
+from services.runtime import context, tracing
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -22,8 +22,11 @@ from shop.order.v1.order_grpc import OrderServiceBase
 
 
 def current_trace() -> d.Trace | None:
-    """W3C trace context for the events of this call: the call's trace id with a new span
-    id (OpenTelemetry, once wired, replaces this with the active span)."""
+    """W3C trace context for the events of this call: the active span (the RPC's server span)
+    when tracing is installed, else the call's trace id with a new span id."""
+    parent, state = tracing.traceparent()
+    if parent:
+        return d.Trace(parent, state)
     ctx = context.current()
     if ctx is None or len(ctx.trace_id) != 32:
         return None

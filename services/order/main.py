@@ -53,7 +53,7 @@ async def main() -> int:
     tasks = []
     if cfg.relay_enabled:
         serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
-        producer = EventProducer(cfg.kafka, serde)
+        producer = EventProducer(cfg.kafka, serde, metrics=metrics)
         resources.append(KafkaProducerResource(producer))
         relay = OutboxRelay(
             repo,
