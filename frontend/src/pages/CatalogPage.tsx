@@ -41,6 +41,7 @@ export function CatalogPage() {
     setPage(0);
   }, [filterKey]);
 
+  const wide = useWideScreen();
   const categories = useQuery((signal) => products.listCategories({}, { signal }), [products]);
 
   const minPrice = min ? parseMoney(min, CURRENCY) : undefined;
@@ -85,35 +86,39 @@ export function CatalogPage() {
     <div className="catalog">
       <aside className="filters" aria-label="Filters">
         <SearchForm initial={q} onSearch={(text) => update({ q: text })} />
-        <nav aria-label="Categories">
-          <h2 className="h3">Categories</h2>
-          {categories.status === "loading" && <Loading label="Loading categories…" />}
-          {categories.status === "error" && <ErrorNotice error={categories.error} onRetry={categories.reload} />}
-          {categories.status === "success" && (
-            <ul className="category-list">
-              <li>
-                <button type="button" className="link-button" aria-pressed={!category} onClick={() => update({ category: "" })}>
-                  All
-                </button>
-              </li>
-              {categories.data.categories.map((c) => (
-                <li key={c.slug}>
-                  <button
-                    type="button"
-                    className="link-button"
-                    aria-pressed={category === c.slug}
-                    disabled={!!q}
-                    onClick={() => update({ category: c.slug })}
-                  >
-                    {c.slug} <span className="count">({c.productCount})</span>
+        {/* Open on wide screens; on a phone the results come first, filters one tap away. */}
+        <details className="filter-details" open={wide}>
+          <summary>Categories and price</summary>
+          <nav aria-label="Categories">
+            <h2 className="h3">Categories</h2>
+            {categories.status === "loading" && <Loading label="Loading categories…" />}
+            {categories.status === "error" && <ErrorNotice error={categories.error} onRetry={categories.reload} />}
+            {categories.status === "success" && (
+              <ul className="category-list">
+                <li>
+                  <button type="button" className="link-button" aria-pressed={!category} onClick={() => update({ category: "" })}>
+                    All
                   </button>
                 </li>
-              ))}
-            </ul>
-          )}
-        </nav>
-        <PriceFilter min={min} max={max} disabled={!!q} onApply={(lo, hi) => update({ min: lo, max: hi })} />
-        {q && <p className="hint">Clear the search to filter by category or price.</p>}
+                {categories.data.categories.map((c) => (
+                  <li key={c.slug}>
+                    <button
+                      type="button"
+                      className="link-button"
+                      aria-pressed={category === c.slug}
+                      disabled={!!q}
+                      onClick={() => update({ category: c.slug })}
+                    >
+                      {c.slug} <span className="count">({c.productCount})</span>
+                    </button>
+                  </li>
+                ))}
+              </ul>
+            )}
+          </nav>
+          <PriceFilter min={min} max={max} disabled={!!q} onApply={(lo, hi) => update({ min: lo, max: hi })} />
+          {q && <p className="hint">Clear the search to filter by category or price.</p>}
+        </details>
       </aside>
 
       <section className="results" aria-labelledby="results-heading">
@@ -163,6 +168,12 @@ export function CatalogPage() {
       </section>
     </div>
   );
+}
+
+function useWideScreen(): boolean {
+  const query = "(min-width: 700px)";
+  const [wide] = useState(() => typeof window === "undefined" || !window.matchMedia || window.matchMedia(query).matches);
+  return wide;
 }
 
 function SearchForm({ initial, onSearch }: { initial: string; onSearch: (q: string) => void }) {
