@@ -37,7 +37,7 @@ K8S_VERSION = "1.33.0"
 OVERLAYS = ("dev", "prod")
 DOCKERFILES = ROOT / "deploy" / "docker"
 # Created outside the repo on purpose (no secret values committed): deploy/README.md.
-EXTERNAL_SECRETS = {"shopmesh-postgres"}
+EXTERNAL_SECRETS = {"shopmesh-postgres", "shopmesh-auth"}
 
 
 class Invalid(Exception):

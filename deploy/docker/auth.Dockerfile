@@ -24,7 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SHOPMESH_ENV=prod \
-    AUTH_GRPC_HOST=0.0.0.0 \
+    AUTH_HOST=0.0.0.0 \
     AUTH_GRPC_PORT=50055 \
     AUTH_METRICS_PORT=9455
 RUN groupadd --system --gid 10001 shop \

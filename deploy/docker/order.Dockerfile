@@ -24,7 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SHOPMESH_ENV=prod \
-    ORDER_GRPC_HOST=0.0.0.0 \
+    ORDER_HOST=0.0.0.0 \
     ORDER_GRPC_PORT=50053 \
     ORDER_METRICS_PORT=9453
 RUN groupadd --system --gid 10001 shop \

@@ -24,7 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SHOPMESH_ENV=prod \
-    USER_GRPC_HOST=0.0.0.0 \
+    USER_HOST=0.0.0.0 \
     USER_GRPC_PORT=50052 \
     USER_METRICS_PORT=9452
 RUN groupadd --system --gid 10001 shop \
