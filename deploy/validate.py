@@ -10,6 +10,8 @@ docker-compose.yml. No cluster, no Docker engine, no network beyond the Go modul
   a NetworkPolicy select existing pods, every referenced ConfigMap exists.
 - compose: `docker compose config -q`.
 - Dockerfiles: hadolint.
+- deploy/render.py's outputs (container Envoy config, Istio component, topics script)
+  are fresh.
 
 Imports only the stdlib, PyYAML, jsonschema and kubernetes-validate.
 """
@@ -204,6 +206,11 @@ def hadolint(paths: Iterable[Path]) -> None:
 
 
 def main() -> int:
+    from deploy import render
+
+    if render.main(["--check"]) != 0:
+        print("deploy: rendered configs are stale: run `python deploy/render.py`", file=sys.stderr)
+        return 1
     try:
         for overlay in OVERLAYS:
             docs = validate_overlay(ROOT / "k8s" / "overlays" / overlay)
