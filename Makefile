@@ -4,7 +4,7 @@ PYTHON ?= python3
 BUF := node_modules/.bin/buf
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help install up down status logs test test-unit gen gen-check lint bench soak
+.PHONY: help install up down status logs test test-unit gen gen-check lint bench soak lock deploy-check
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,3 +45,10 @@ bench: install  ## benchmarks; results to bench/results/
 
 soak: install  ## long reliability run (bounded)
 	@SHOPMESH_SOAK=1 $(PYTHON) -m pytest -q -m soak tests/reliability
+
+lock: install  ## re-pin requirements.lock (transitive runtime deps, used by the images)
+	@pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
+
+deploy-check: install  ## offline validation of k8s/, docker-compose.yml, Dockerfiles
+	@$(PYTHON) deploy/validate.py

@@ -6,6 +6,7 @@
 - generated code is fresh: `make gen` changes nothing under gen/ or mesh/out/
 - Avro schemas are compatible with the last landed ones (registry rules), when the
   registry's checker exists
+- deploy: kustomize overlays, docker-compose.yml and Dockerfiles validate offline
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> None:
     run("generated code is fresh", "git", "diff", "--exit-code", "--stat", "--", "gen", "mesh/out")
     if (ROOT / "registry" / "ci_check.py").exists():
         run("Avro compatibility", sys.executable, "-m", "registry.ci_check")
+    run("deploy manifests (deploy/validate.py)", sys.executable, "deploy/validate.py")
     print("lint: all checks passed")
 
 
