@@ -36,8 +36,10 @@ class AuthServiceConfig:
     throttle_window_s: int = setting(60, help="rate-limit window")
     account_max_attempts: int = setting(10, help="login attempts per account per window")
     account_free_failures: int = setting(5, help="failures per account before lockout")
-    address_max_attempts: int = setting(30, help="login attempts per client address per window")
-    address_free_failures: int = setting(20, help="failures per address before lockout")
+    address_max_attempts: int = setting(
+        300, help="login attempts per client address per window (NATs share addresses)"
+    )
+    address_free_failures: int = setting(50, help="failures per address before lockout")
     lock_base_s: float = setting(2.0, help="first lock; doubles with every further failure")
     lock_max_s: float = setting(900.0, help="longest lock")
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)

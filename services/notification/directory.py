@@ -18,6 +18,7 @@ from services.notification.domain import (
     UnknownOrderError,
     UnknownRecipientError,
 )
+from services.runtime.auth import authenticate_channel
 from services.runtime.tracing import instrument_channel
 from shop.order.v1 import order_grpc, order_pb2
 from shop.user.v1 import user_grpc, user_pb2
@@ -32,7 +33,7 @@ def _host_port(address: str) -> tuple[str, int]:
 
 class GrpcUserDirectory:
     def __init__(self, address: str, timeout: float = 3.0) -> None:
-        self._channel = instrument_channel(Channel(*_host_port(address)))
+        self._channel = authenticate_channel(instrument_channel(Channel(*_host_port(address))))
         self._stub = user_grpc.UserServiceStub(self._channel)
         self._timeout = timeout
 
@@ -59,7 +60,7 @@ def _money(m: object) -> Money:
 
 class GrpcOrderBook:
     def __init__(self, address: str, timeout: float = 3.0) -> None:
-        self._channel = instrument_channel(Channel(*_host_port(address)))
+        self._channel = authenticate_channel(instrument_channel(Channel(*_host_port(address))))
         self._stub = order_grpc.OrderServiceStub(self._channel)
         self._timeout = timeout
 

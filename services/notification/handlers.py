@@ -12,6 +12,7 @@ from services.notification.domain import Kind, LogEntry, LogStatus
 from services.notification.ports import NotificationLog
 from services.notification.replay import ReplayFilter, ReplayResult
 from services.notification.service import list_notifications
+from services.runtime.auth import require_self_or_admin
 from shop.notification.v1 import notification_grpc
 from shop.notification.v1 import notification_pb2 as pb
 
@@ -66,6 +67,7 @@ class NotificationHandlers(notification_grpc.NotificationServiceBase):
     ) -> None:
         req = await stream.recv_message()
         assert req is not None
+        require_self_or_admin(req.user_id)  # only your own notifications (or admin, service)
         page, token = await list_notifications(
             self._log(), req.user_id, req.page_size, req.page_token
         )

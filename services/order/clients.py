@@ -28,6 +28,7 @@ from services.order.domain import (
     UnknownProductError,
     UserServiceUnavailableError,
 )
+from services.runtime.auth import authenticate_channel
 from services.runtime.errors import FailedPrecondition
 from services.runtime.policy import method_policy
 from services.runtime.rpc import call_metadata
@@ -63,7 +64,7 @@ class GrpcCatalog:
     """Catalog port over ProductService; a runtime Resource owning its channel."""
 
     def __init__(self, host: str, port: int, *, attempts: int = 3) -> None:
-        self.channel = instrument_channel(Channel(host, port))
+        self.channel = authenticate_channel(instrument_channel(Channel(host, port)))
         self.stub = ProductServiceStub(self.channel)
         self.attempts = attempts
         self.reserve_timeout = method_policy(
@@ -154,7 +155,7 @@ class GrpcUsers:
     """UserDirectory port over UserService.GetUser."""
 
     def __init__(self, host: str, port: int, *, attempts: int = 3) -> None:
-        self.channel = instrument_channel(Channel(host, port))
+        self.channel = authenticate_channel(instrument_channel(Channel(host, port)))
         self.stub = UserServiceStub(self.channel)
         self.attempts = attempts
         self.timeout = method_policy("/shop.user.v1.UserService/GetUser").timeout_s

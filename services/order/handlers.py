@@ -1,9 +1,9 @@
 """gRPC handlers of shop.order.v1.OrderService: request -> command -> use case -> response.
 
 No business rules and no try/except here: validation (buf.validate), errors, deadlines,
-metrics and the auth hook are the runtime server's. Ownership (a user sees only their own
-orders) belongs here once the auth principal exists: each handler has the order's user_id
-at hand (`order.user_id`, `request.user_id`) to compare with the caller.
+metrics and the auth hook are the runtime server's. Ownership is checked here against the
+verified caller: a user places, lists, reads and cancels only their own orders (an admin or
+a service any); another user's order answers NOT_FOUND, so order ids do not leak.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.order import domain as d
 from services.order.service import OrderService
 from services.runtime import context, tracing
+from services.runtime.auth import require_self_or_admin
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -111,16 +112,19 @@ class OrderHandlers(OrderServiceBase):
 
     @unary
     async def PlaceOrder(self, request: pb.PlaceOrderRequest) -> pb.PlaceOrderResponse:
+        require_self_or_admin(request.user_id)
         order = await self.service.place_order(to_command(request))
         return pb.PlaceOrderResponse(order=to_proto(order))
 
     @unary
     async def GetOrder(self, request: pb.GetOrderRequest) -> pb.GetOrderResponse:
         order = await self.service.get_order(request.id)
+        require_self_or_admin(order.user_id, hide=True)
         return pb.GetOrderResponse(order=to_proto(order))
 
     @unary
     async def ListOrders(self, request: pb.ListOrdersRequest) -> pb.ListOrdersResponse:
+        require_self_or_admin(request.user_id)
         orders, token = await self.service.list_orders(
             d.ListOrders(request.user_id, request.page_size, request.page_token)
         )
@@ -128,6 +132,8 @@ class OrderHandlers(OrderServiceBase):
 
     @unary
     async def CancelOrder(self, request: pb.CancelOrderRequest) -> pb.CancelOrderResponse:
+        # Checked before the change: an order's owner never changes, so this read suffices.
+        require_self_or_admin((await self.service.get_order(request.id)).user_id, hide=True)
         order = await self.service.cancel_order(
             d.CancelOrder(request.id, request.reason, current_trace())
         )

@@ -16,6 +16,7 @@ from grpclib.client import Channel
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
 from services.notification.domain import LogStatus
+from services.runtime.auth import RuntimeAuth, authenticate_channel
 from services.runtime.metrics import Metrics
 from services.runtime.server import App
 from shop.notification.v1 import notification_grpc
@@ -194,9 +195,10 @@ async def test_list_notifications_pages_newest_first(service, produce):
         eids.append(await produce.user_registered(uid, f"l{i}-{uuid.uuid4().hex[:6]}@shop.test"))
         await eventually(lambda: service.log.get(eids[-1]))
     await eventually(lambda: all_sent(service, eids))
-    server = App(service.cfg.server, [service.handlers()], log_calls=False)
+    auth = RuntimeAuth.from_env("notification-test")  # the hook serve() installs
+    server = App(service.cfg.server, [service.handlers()], auth=auth, log_calls=False)
     await server.start()
-    channel = Channel("127.0.0.1", server.grpc_port)
+    channel = authenticate_channel(Channel("127.0.0.1", server.grpc_port))
     try:
         stub = notification_grpc.NotificationServiceStub(channel)
 

@@ -16,6 +16,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from order_helpers import TopicTail
 
+from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import KafkaConfig
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -45,7 +46,8 @@ def kafka_cfg(up) -> KafkaConfig:
 
 @pytest.fixture(scope="module")
 async def stubs(up):
-    channels = [Channel("127.0.0.1", p) for p in (50053, 50051, 50052)]
+    # As a trusted service: the runtime refuses calls without a verified identity.
+    channels = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
     yield (
         OrderServiceStub(channels[0]),
         ProductServiceStub(channels[1]),
