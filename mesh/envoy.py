@@ -160,6 +160,13 @@ def _edge_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
     routes = [
         _file_route("openapi", f"{API_PREFIX}/openapi.json", opt.openapi_path, "application/json"),
         _file_route("docs", f"{API_PREFIX}/docs", opt.docs_path, "text/html; charset=utf-8"),
+        # NGINX's auth_request for the ops page's Prometheus proxy: jwt_authn + RBAC (admin
+        # role, mesh/jwt.py) decide; reaching the route means allowed.
+        {
+            "name": "ops-authz",
+            "match": {"path": jwt.OPS_AUTHZ_PATH},
+            "direct_response": {"status": 200},
+        },
     ]
     for svc in api.services:
         for m in svc.methods:

@@ -34,16 +34,19 @@ JWKS_PATH = "/.well-known/jwks.json"
 JWKS_CACHE_S = 60
 METADATA_KEY = "jwt_payload"
 API_PREFIX = "/api"  # mesh.envoy.API_PREFIX (not imported: envoy imports this module)
+# Admin-only edge route answering 200 (mesh/envoy.py): NGINX's auth_request for /api/ops/.
+OPS_AUTHZ_PATH = API_PREFIX + "/ops/authz"
 
 
 def _paths(api: Api, access: str) -> list[str]:
     """gRPC paths of `access` methods, bare and under /api (gRPC-Web via NGINX)."""
-    return [
+    paths = [
         p
         for m in api.methods
         if m.access == access
         for p in (m.grpc_path, API_PREFIX + m.grpc_path)
     ]
+    return [*paths, OPS_AUTHZ_PATH] if access == "admin" else paths
 
 
 def strip_filter() -> dict:

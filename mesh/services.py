@@ -20,3 +20,9 @@ SERVICES: Mapping[str, int] = {
 
 # Kubernetes namespace of the workloads (their Services expose the same ports as above).
 K8S_NAMESPACE = "shop"
+
+
+def metrics_port(name: str) -> int:
+    """A service's Prometheus /metrics port: 9451.. beside gRPC 50051.. (same in the images,
+    deploy/docker/*.Dockerfile). The stack sets <NAME>_METRICS_PORT to it."""
+    return SERVICES[name] - 50051 + 9451

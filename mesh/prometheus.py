@@ -1,0 +1,182 @@
+"""Prometheus scrape config and alerting rules, from the same service table and schema as the
+routes (mesh/out/prometheus/{prometheus.yml,rules.yml}).
+
+Targets: every service's /metrics (port from mesh.services.metrics_port, label `service`),
+Envoy's admin /stats/prometheus, the NGINX exporter (stub_status, mesh/templates/nginx.conf.j2)
+and Prometheus itself. The local interval is short (2 s) so tests see a figure within seconds.
+
+Rules: RED per RPC (error ratio; p99 latency against half the method's schema timeout, kept
+as one recording rule per method so the alert stays one rule), Kafka consumer lag, DLQ
+growth, replica lag and fallbacks, outbox age, targets down. `promtool check rules` accepts
+the file (tests/unit/observability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.api import Api
+from mesh.services import SERVICES, metrics_port
+
+# gRPC codes that mean "the server failed", not "the caller asked for something wrong".
+SERVER_ERROR_CODES = "INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|UNKNOWN|DATA_LOSS|UNIMPLEMENTED"
+NGINX_STATUS_PORT = 8088  # local-only stub_status server of the gateway (nginx.conf.j2)
+NGINX_EXPORTER_PORT = 9113  # prometheus-nginx-exporter (Debian), stack component
+SERVICES_JOB = "services"
+
+
+@dataclass(frozen=True)
+class PrometheusOptions:
+    host: str = "127.0.0.1"
+    prometheus_port: int = 9090
+    envoy_admin_port: int = 9901
+    nginx_exporter_port: int = NGINX_EXPORTER_PORT
+    scrape_interval: str = "2s"
+    evaluation_interval: str = "2s"
+
+
+def scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
+    opt = opt or PrometheusOptions()
+    h = opt.host
+    return {
+        "global": {
+            "scrape_interval": opt.scrape_interval,
+            "scrape_timeout": opt.scrape_interval,
+            "evaluation_interval": opt.evaluation_interval,
+        },
+        # Relative to this file: Prometheus resolves rule_files against the config's dir.
+        "rule_files": ["rules.yml"],
+        "scrape_configs": [
+            {
+                "job_name": SERVICES_JOB,
+                "static_configs": [
+                    {"targets": [f"{h}:{metrics_port(name)}"], "labels": {"service": name}}
+                    for name in sorted(SERVICES)
+                ],
+            },
+            {
+                "job_name": "envoy",
+                "metrics_path": "/stats/prometheus",
+                "static_configs": [{"targets": [f"{h}:{opt.envoy_admin_port}"]}],
+            },
+            {
+                "job_name": "nginx",
+                "static_configs": [{"targets": [f"{h}:{opt.nginx_exporter_port}"]}],
+            },
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": [f"{h}:{opt.prometheus_port}"]}],
+            },
+        ],
+    }
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary},
+    }
+
+
+def rules(api: Api) -> dict[str, Any]:
+    timeouts = [
+        {
+            "record": "shop:rpc_timeout_seconds",
+            "expr": f"vector({m.timeout_ms / 1000:g})",
+            "labels": {"service": svc.short, "method": m.grpc_path},
+        }
+        for svc in api.services
+        for m in svc.methods
+    ]
+    red = [
+        {
+            "record": "shop:rpc_requests:rate1m",
+            "expr": "sum by (service, method, code) (rate(rpc_requests_total[1m]))",
+        },
+        {
+            "record": "shop:rpc_error_ratio:rate5m",
+            "expr": (
+                "sum by (service, method) "
+                f'(rate(rpc_requests_total{{code=~"{SERVER_ERROR_CODES}"}}[5m]))'
+                " / sum by (service, method) (rate(rpc_requests_total[5m]))"
+            ),
+        },
+        {
+            "record": "shop:rpc_latency_p99:rate5m",
+            "expr": (
+                "histogram_quantile(0.99, "
+                "sum by (service, method, le) (rate(rpc_duration_seconds_bucket[5m])))"
+            ),
+        },
+    ]
+    alerts = [
+        _alert(
+            "ShopRpcErrorRatioHigh",
+            "shop:rpc_error_ratio:rate5m > 0.05",
+            "5m",
+            "page",
+            "{{ $labels.service }} {{ $labels.method }}: over 5% of calls fail on the server",
+        ),
+        _alert(
+            "ShopRpcLatencyP99High",
+            "shop:rpc_latency_p99:rate5m"
+            " > on (service, method) 0.5 * shop:rpc_timeout_seconds",
+            "10m",
+            "warning",
+            "{{ $labels.service }} {{ $labels.method }}: p99 above half the schema timeout",
+        ),
+        _alert(
+            "ShopConsumerLagHigh",
+            "max by (service, group, topic) (kafka_consumer_lag) > 1000",
+            "5m",
+            "warning",
+            "{{ $labels.group }} is {{ $value }} records behind on {{ $labels.topic }}",
+        ),
+        _alert(
+            "ShopDeadLetterQueueGrowing",
+            'max by (topic) (delta(kafka_topic_messages{topic=~".+\\\\.dlq"}[15m])) > 0',
+            "1m",
+            "warning",
+            "{{ $labels.topic }} received dead letters: inspect, fix, replay",
+        ),
+        _alert(
+            "ShopReplicaLagHigh",
+            "max by (service) (db_replica_lag_bytes) > 16 * 1024 * 1024",
+            "2m",
+            "warning",
+            "{{ $labels.service }}: replica over 16 MiB behind, reads fall back to the primary",
+        ),
+        _alert(
+            "ShopReplicaFallback",
+            'sum by (service) (rate(db_reads_total{target="primary", reason=~"replica_.+"}[5m]))'
+            " > 0",
+            "10m",
+            "warning",
+            "{{ $labels.service }}: reads fall back to the primary (replica down or behind)",
+        ),
+        _alert(
+            "ShopOutboxStale",
+            "max by (service) (order_outbox_oldest_pending_age_seconds) > 60",
+            "2m",
+            "page",
+            "{{ $labels.service }}: an event has waited over 60 s in the outbox (Kafka or relay)",
+        ),
+        _alert(
+            "ShopTargetDown",
+            "up == 0",
+            "1m",
+            "page",
+            "{{ $labels.job }} {{ $labels.instance }} does not answer scrapes",
+        ),
+    ]
+    return {
+        "groups": [
+            {"name": "shopmesh-rpc-timeouts", "rules": timeouts},
+            {"name": "shopmesh-red", "rules": red},
+            {"name": "shopmesh-alerts", "rules": alerts},
+        ]
+    }
