@@ -10,7 +10,11 @@ ARG NGINX_IMAGE=nginxinc/nginx-unprivileged:1.27.3-alpine
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+# gen/ts sits outside the package: its imports (@bufbuild/protobuf...) resolve by walking
+# up from /src/gen/ts, so the package's node_modules is linked at /src (in the repo the
+# codegen package's node_modules plays that part).
+RUN npm ci --no-audit --no-fund --loglevel=error \
+ && ln -s /src/frontend/node_modules /src/node_modules
 COPY gen/ts /src/gen/ts
 COPY frontend/ ./
 RUN npm run build
