@@ -324,7 +324,7 @@ const scenarios = [
       }
       await expectVisible(page, page.getByRole("table"), "admin list");
       await page.getByRole("button", { name: /^Edit / }).first().click();
-      await page.getByLabel("Stock").waitFor({ timeout: T });
+      await page.getByRole("spinbutton", { name: "Stock" }).waitFor({ timeout: T });
       await shot(page, "admin");
     },
   },

@@ -1,5 +1,6 @@
 import { AuthService } from "@gen/shop/auth/v1/auth_pb.js";
 import { type FormEvent, useState } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { useClient, useSession } from "../api/use-client";
 import { ErrorNotice } from "../components/Status";
@@ -7,6 +8,12 @@ import { ErrorNotice } from "../components/Status";
 /** Only same-site paths are followed after login (no open redirect via ?next=). */
 export function safeNext(next: string | null): string {
   return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+/** On this page UNAUTHENTICATED means "these credentials are wrong", not "log in". */
+export function isBadCredentials(err: unknown): boolean {
+  const code = ConnectError.from(err).code;
+  return code === Code.Unauthenticated || code === Code.NotFound || code === Code.PermissionDenied;
 }
 
 export function LoginPage() {
@@ -55,7 +62,13 @@ export function LoginPage() {
             onChange={(e) => setPassword(e.target.value)}
           />
         </div>
-        {error !== null && <ErrorNotice error={error} />}
+        {error !== null && isBadCredentials(error) && (
+          <div className="state state-error" role="alert">
+            <p className="state-title">Wrong email or password</p>
+            <p>Check both and try again.</p>
+          </div>
+        )}
+        {error !== null && !isBadCredentials(error) && <ErrorNotice error={error} />}
         <button type="submit" className="button" disabled={pending}>
           {pending ? "Logging in…" : "Log in"}
         </button>
