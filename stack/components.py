@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mesh.services import metrics_port
 from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
 
@@ -64,6 +65,8 @@ def python_service(
     post_start: Callable[[], None] | None = None,
 ) -> Component:
     """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>."""
+    # /metrics on the port Prometheus scrapes (mesh/out/prometheus/prometheus.yml).
+    env = {f"{name.upper()}_METRICS_PORT": str(metrics_port(name)), **(env or {})}
     return python_process(
         name,
         module,

@@ -224,6 +224,11 @@ def _nginx_argv() -> list[str]:
 # ------------------------------------------------------------------ prometheus
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
+NGINX_EXPORTER_BIN = Path("/usr/bin/prometheus-nginx-exporter")
+
+
+def nginx_exporter_port() -> int:
+    return port("SHOPMESH_NGINX_EXPORTER_PORT", 9113)
 
 
 def _prometheus_config() -> Path:
@@ -245,6 +250,11 @@ scrape_configs:
 """
     )
     return path
+
+
+def _prometheus_digest() -> str:
+    conf = _prometheus_config()
+    return _digest(conf, conf.parent / "rules.yml", extra=str(conf))
 
 
 def _prometheus_argv() -> list[str]:
@@ -287,6 +297,22 @@ def components() -> list[Component]:
             command=_prometheus_argv,
             health=Http(f"http://127.0.0.1:{prometheus_port()}/-/ready"),
             requires=[Apt(("prometheus",), PROMETHEUS_BIN)],
+            config_digest=_prometheus_digest,
+            reload_signal="SIGHUP",  # re-reads scrape config and rules in place
             info=lambda: f"http://127.0.0.1:{prometheus_port()}",
+        ),
+        Component(
+            name="nginx-exporter",
+            command=lambda: [
+                str(NGINX_EXPORTER_BIN),
+                # NGINX's loopback stub_status server (mesh/templates/nginx.conf.j2).
+                "-nginx.scrape-uri=http://127.0.0.1:8088/stub_status",
+                f"-web.listen-address=127.0.0.1:{nginx_exporter_port()}",
+                "-nginx.retries=10",
+            ],
+            health=Http(f"http://127.0.0.1:{nginx_exporter_port()}/metrics"),
+            depends_on=["nginx"],
+            requires=[Apt(("prometheus-nginx-exporter",), NGINX_EXPORTER_BIN)],
+            info=lambda: f"http://127.0.0.1:{nginx_exporter_port()}/metrics",
         ),
     ]
