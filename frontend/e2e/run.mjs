@@ -324,8 +324,17 @@ const scenarios = [
       }
       await expectVisible(page, page.getByRole("table"), "admin list");
       await page.getByRole("button", { name: /^Edit / }).first().click();
-      await page.getByRole("spinbutton", { name: "Stock" }).waitFor({ timeout: T });
+      const stock = page.getByRole("spinbutton", { name: "Stock" });
+      await stock.waitFor({ timeout: T });
       await shot(page, "admin");
+      // The e2e shopper is no admin: the gateway/service must refuse the edit, in words.
+      await stock.fill(String(Number(await stock.inputValue()) + 1));
+      await page.getByRole("button", { name: "Save" }).click();
+      const alert = page.getByRole("alert");
+      await alert.waitFor({ timeout: T });
+      const text = await alert.innerText();
+      check(/Not allowed|Please log in/.test(text), `non-admin edit not refused in words: ${text}`);
+      await shot(page, "admin-refused");
     },
   },
 ];
