@@ -92,6 +92,7 @@ def main() -> None:
     breaking()
     subprocess.run(["git", "add", "-N", "gen", "mesh/out"], cwd=ROOT, capture_output=True)
     run("generated code is fresh", "git", "diff", "--exit-code", "--stat", "--", "gen", "mesh/out")
+    run("docs/config.md is fresh", sys.executable, "tools/config_doc.py", "--check")
     if (ROOT / "registry" / "ci_check.py").exists():
         run("Avro compatibility", sys.executable, "-m", "registry.ci_check")
     run("deploy manifests (deploy/validate.py)", sys.executable, "deploy/validate.py")
