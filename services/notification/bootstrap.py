@@ -55,7 +55,13 @@ class NotificationApp:
         )
         self.pipeline = Pipeline(self.notifier, self.producer, self.topology, self.metrics)
         self.workers = [
-            StageWorker(stage, self._consumer(stage), self.pipeline, max_batch=cfg.max_batch)
+            StageWorker(
+                stage,
+                self._consumer(stage),
+                self.pipeline,
+                max_batch=cfg.max_batch,
+                max_in_flight=cfg.max_in_flight,
+            )
             for stage in range(self.topology.stages + 1)
         ]
 

@@ -4,10 +4,11 @@ Stage 0 reads the event topics (group `<group>`); stage N reads `<topic>.retry.N
 `<group>.retry.N`) and runs a record only once `x-retry-due-ms` has passed: until then
 that partition is paused and the consumer keeps serving the others, so a waiting record
 never blocks anything but the records behind it in the same retry partition (which are
-due even later). Partitions of one poll are processed concurrently, records of one
-partition in order. Offsets are committed (manual commit) only after every record up to
-them was sent and logged, forwarded to a retry topic, or dead-lettered, each acked by
-Kafka (acks=all): a crash anywhere redelivers, the notification log drops the duplicate.
+due even later). Partitions of one poll are processed concurrently; within a partition,
+records of one key in order and different keys concurrently (max_in_flight). Offsets are
+committed (manual commit) only after every record up to them was sent and logged,
+forwarded to a retry topic, or dead-lettered, each acked by Kafka (acks=all): a crash
+anywhere redelivers, and the notification log drops the duplicate.
 
 Record routing on failure (domain errors decide):
   TransientError -> <topic>.retry.(N+1), or the DLQ after the last stage ("retries-exhausted")
@@ -21,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -289,6 +290,7 @@ class StageWorker:
         pipeline: Pipeline,
         *,
         max_batch: int = 200,
+        max_in_flight: int = 8,
         idle_poll_ms: int = 500,
     ) -> None:
         self.stage = stage
@@ -296,6 +298,7 @@ class StageWorker:
         self.pipeline = pipeline
         self.max_batch = max_batch
         self.idle_poll_ms = idle_poll_ms
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._resume_at: dict[TopicPartition, float] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
@@ -348,29 +351,62 @@ class StageWorker:
                 await asyncio.sleep(backoff)
 
     async def _partition(
-        self, tp: TopicPartition, events: Iterable[ConsumedEvent]
+        self, tp: TopicPartition, events: list[ConsumedEvent]
     ) -> tuple[TopicPartition, int | None, bool]:
-        """Process in order: (tp, next offset to commit or None, False if routing failed)."""
+        """(tp, next offset to commit or None, False if routing failed)."""
+        if self.stage == 0:
+            return await self._by_key(tp, events)
         nxt: int | None = None
         raw = self.consumer.raw
         for ev in events:
-            if self.stage > 0:
-                due = int(_text(ev.headers, H_DUE, "0") or 0) / 1000
-                if due > time.time():
-                    # Not yet: park the partition at this record, serve the others meanwhile.
-                    raw.seek(tp, ev.offset)
-                    raw.pause(tp)
-                    self._resume_at[tp] = due
-                    break
-            try:
-                await self.pipeline.process(ev, self.stage)
-            except Exception:
-                # Kafka refused the retry/DLQ copy: keep the record, try it again shortly.
-                log.exception("could not route %s:%s@%s", ev.topic, ev.partition, ev.offset)
+            due = int(_text(ev.headers, H_DUE, "0") or 0) / 1000
+            if due > time.time():
+                # Not yet: park the partition at this record, serve the others meanwhile.
                 raw.seek(tp, ev.offset)
+                raw.pause(tp)
+                self._resume_at[tp] = due
+                break
+            if not await self._one(tp, ev):
                 return tp, nxt, False
             nxt = ev.offset + 1
         return tp, nxt, True
+
+    async def _by_key(
+        self, tp: TopicPartition, events: list[ConsumedEvent]
+    ) -> tuple[TopicPartition, int | None, bool]:
+        """Records of one key in order (an order's emails keep their order), different keys
+        concurrently up to `max_in_flight` emails per worker: sending is I/O-bound."""
+        by_key: dict[str | None, list[ConsumedEvent]] = defaultdict(list)
+        for ev in events:
+            by_key[ev.key].append(ev)
+        failed: list[int] = []
+
+        async def run_key(evs: list[ConsumedEvent]) -> None:
+            for ev in evs:
+                async with self._in_flight:
+                    ok = await self._one(tp, ev)
+                if not ok:
+                    failed.append(ev.offset)
+                    return
+
+        await asyncio.gather(*(run_key(evs) for evs in by_key.values()))
+        if not failed:
+            return tp, events[-1].offset + 1, True
+        # Commit below the first failure only; records after it that did succeed come
+        # again and the log drops them.
+        first = min(failed)
+        self.consumer.raw.seek(tp, first)
+        return tp, (first if first > events[0].offset else None), False
+
+    async def _one(self, tp: TopicPartition, ev: ConsumedEvent) -> bool:
+        try:
+            await self.pipeline.process(ev, self.stage)
+        except Exception:
+            # Kafka refused the retry/DLQ copy: keep the record, try it again shortly.
+            log.exception("could not route %s:%s@%s", tp.topic, tp.partition, ev.offset)
+            self.consumer.raw.seek(tp, ev.offset)
+            return False
+        return True
 
     def _update_lag(self) -> None:
         """Lag = high watermark - next offset we will commit, summed per topic."""

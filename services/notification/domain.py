@@ -257,8 +257,7 @@ class ClaimHeldError(TransientError):
 
 
 class LogStatus(StrEnum):
-    SENDING = "sending"  # claimed; nothing handed to SMTP yet
-    TRANSMITTING = "transmitting"  # handed to SMTP; outcome unknown until marked sent
+    SENDING = "sending"  # claimed; maybe handed to SMTP, outcome unknown until marked sent
     SENT = "sent"
     RETRYING = "retrying"  # a transient failure released the claim
     FAILED = "failed"  # dead-lettered; a replay may claim it again
@@ -290,11 +289,12 @@ def decide_claim(entry: LogEntry | None, now: datetime, stale_after: timedelta) 
 
     - no entry, a released (retrying) or a dead-lettered (failed) entry: yes.
     - sent: never again (a redelivery or replay).
-    - a fresh sending/transmitting claim: someone is on it; try later.
-    - a stale claim (its worker died): yes. A stale SENDING claim never reached SMTP, so
-      this resends nothing. A stale TRANSMITTING claim may have been delivered just before
-      the crash: we choose at-least-once here (a lost order email costs more than a
-      duplicate), and the deterministic Message-ID makes such a duplicate recognisable.
+    - a fresh sending claim: someone is on it; try later.
+    - a stale sending claim (its worker died): yes. The email may have been delivered just
+      before the crash (between SMTP's 250 and the log write): we choose at-least-once here
+      (a lost order email costs more than a duplicate), and the deterministic Message-ID
+      makes such a duplicate recognisable. The window is one SMTP exchange plus one
+      commit; a claim row per event costs one write, and we keep it to two per email.
     """
     if entry is None or entry.status in (LogStatus.RETRYING, LogStatus.FAILED):
         return Claim.CLAIMED

@@ -135,19 +135,12 @@ class PgNotificationLog:
                 {"event_id": event_id, **params},
             )
 
-    async def mark_transmitting(self, event_id: str, recipient: str, subject: str) -> None:
+    async def mark_sent(self, event_id: str, now: datetime, recipient: str, subject: str) -> None:
         await self._set(
             event_id,
-            "status = :status, recipient = :recipient, subject = :subject",
-            status=LogStatus.TRANSMITTING.value,
-            recipient=recipient,
-            subject=subject,
-        )
-
-    async def mark_sent(self, event_id: str, now: datetime) -> None:
-        await self._set(
-            event_id, "status = :status, sent_at = :now", status=LogStatus.SENT.value, now=now
-        )
+            "status = :status, sent_at = :now, recipient = :recipient, subject = :subject",
+            status=LogStatus.SENT.value, now=now, recipient=recipient, subject=subject,
+        )  # fmt: skip
 
     async def release(self, event_id: str, error: str) -> None:
         await self._set(
@@ -155,10 +148,14 @@ class PgNotificationLog:
             error=error[:500],
         )  # fmt: skip
 
-    async def mark_failed(self, event_id: str, error: str) -> None:
+    async def mark_failed(
+        self, event_id: str, error: str, recipient: str = "", subject: str = ""
+    ) -> None:
         await self._set(
-            event_id, "status = :status, error = :error", status=LogStatus.FAILED.value,
-            error=error[:500],
+            event_id,
+            "status = :status, error = :error, recipient = :recipient, subject = :subject",
+            status=LogStatus.FAILED.value, error=error[:500], recipient=recipient,
+            subject=subject,
         )  # fmt: skip
 
     async def list_for_user(

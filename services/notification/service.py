@@ -75,17 +75,22 @@ class Notifier:
             return Outcome.DUPLICATE
         if claim is Claim.HELD:
             raise ClaimHeldError(f"event {event.event_id} is being sent by another worker")
+        email: Email | None = None
         try:
             email = await self._compose(event, kind)
-            await self.log.mark_transmitting(event.event_id, email.to, email.subject)
             await self.mailer.send(email)
         except PermanentError as exc:
-            await self.log.mark_failed(event.event_id, f"{exc.reason}: {exc}")
+            await self.log.mark_failed(
+                event.event_id,
+                f"{exc.reason}: {exc}",
+                email.to if email else "",
+                email.subject if email else "",
+            )
             raise
         except NotificationError as exc:
             await self.log.release(event.event_id, f"{exc.reason}: {exc}")
             raise
-        await self.log.mark_sent(event.event_id, self.clock())
+        await self.log.mark_sent(event.event_id, self.clock(), email.to, email.subject)
         return Outcome.SENT
 
     async def _compose(self, event: Event, kind: Kind) -> Email:

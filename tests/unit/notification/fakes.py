@@ -41,16 +41,14 @@ class FakeLog:
     def _set(self, event_id: str, **kw: object) -> None:
         self.rows[event_id] = replace(self.rows[event_id], **kw)  # type: ignore[arg-type]
 
-    async def mark_transmitting(self, event_id: str, recipient: str, subject: str) -> None:
-        self._set(event_id, status=LogStatus.TRANSMITTING, recipient=recipient, subject=subject)
-
-    async def mark_sent(self, event_id: str, now: datetime) -> None:
-        self._set(event_id, status=LogStatus.SENT)
+    async def mark_sent(self, event_id: str, now: datetime, recipient: str, subject: str) -> None:
+        self._set(event_id, status=LogStatus.SENT, recipient=recipient, subject=subject)
 
     async def release(self, event_id: str, error: str) -> None:
         self._set(event_id, status=LogStatus.RETRYING)
 
-    async def mark_failed(self, event_id: str, error: str) -> None:
+    async def mark_failed(self, event_id: str, error: str, recipient: str = "",
+                          subject: str = "") -> None:  # fmt: skip
         self._set(event_id, status=LogStatus.FAILED)
 
     async def list_for_user(self, user_id: str, limit: int,

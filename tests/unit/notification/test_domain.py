@@ -98,7 +98,7 @@ def test_claim_rules():
     assert decide_claim(_entry(LogStatus.SENT, timedelta(days=9)), NOW, STALE) is Claim.ALREADY_SENT
     assert decide_claim(_entry(LogStatus.RETRYING, timedelta(0)), NOW, STALE) is Claim.CLAIMED
     assert decide_claim(_entry(LogStatus.FAILED, timedelta(0)), NOW, STALE) is Claim.CLAIMED
-    for live in (LogStatus.SENDING, LogStatus.TRANSMITTING):
-        assert decide_claim(_entry(live, timedelta(seconds=5)), NOW, STALE) is Claim.HELD
-        # its worker died: taken over (at-least-once, same Message-ID)
-        assert decide_claim(_entry(live, STALE), NOW, STALE) is Claim.CLAIMED
+    live = LogStatus.SENDING
+    assert decide_claim(_entry(live, timedelta(seconds=5)), NOW, STALE) is Claim.HELD
+    # its worker died: taken over (at-least-once, same Message-ID)
+    assert decide_claim(_entry(live, STALE), NOW, STALE) is Claim.CLAIMED
