@@ -34,6 +34,7 @@ def main() -> None:
     run(BUF, "build", "schemas/proto", "--as-file-descriptor-set", "-o", str(DESCRIPTOR))
     if (ROOT / "mesh" / "generate.py").exists():
         run(sys.executable, "-m", "mesh.generate")
+        run(sys.executable, "deploy/render.py")  # container variants of mesh/out (deploy/)
     print(f"gen: done in {time.monotonic() - started:.1f}s")
 
 

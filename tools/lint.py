@@ -22,6 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUF = str(ROOT / "node_modules" / ".bin" / "buf")
+# deploy/render.py's outputs (written by `make gen` after mesh.generate).
+RENDERED = [
+    "deploy/envoy",
+    "deploy/compose/prometheus.yml",
+    "k8s/components/istio",
+    "k8s/base/kafka/topics.sh",
+]
 
 
 def run(name: str, *cmd: str) -> None:
@@ -90,8 +97,9 @@ def main() -> None:
     run("gen (vendor protos, generate)", sys.executable, "tools/gen.py")
     run("buf lint", BUF, "lint")
     breaking()
-    subprocess.run(["git", "add", "-N", "gen", "mesh/out"], cwd=ROOT, capture_output=True)
-    run("generated code is fresh", "git", "diff", "--exit-code", "--stat", "--", "gen", "mesh/out")
+    generated = ["gen", "mesh/out", *RENDERED]
+    subprocess.run(["git", "add", "-N", *generated], cwd=ROOT, capture_output=True)
+    run("generated code is fresh", "git", "diff", "--exit-code", "--stat", "--", *generated)
     run("docs/config.md is fresh", sys.executable, "tools/config_doc.py", "--check")
     if (ROOT / "registry" / "ci_check.py").exists():
         run("Avro compatibility", sys.executable, "-m", "registry.ci_check")
