@@ -32,6 +32,7 @@ class NginxOptions:
     access_log: str = "logs/access.log"
     access_log_buffered: bool = True
     temp: str = ""  # prefix of the temp dirs (relative to -p)
+    status_listen: str = "127.0.0.1:8088"  # stub_status (loopback only)
     prod: bool = False
 
     @classmethod
