@@ -1,12 +1,139 @@
-/** Placeholder route: the observability issue fills it with live Prometheus figures. */
+/**
+ * Ops: live RED per service, Kafka consumer lag, DLQ size, replica lag and the order
+ * outbox, polled every 10 s from Prometheus through the gateway's admin-only proxy
+ * (src/ops/prometheus.ts). The same figures as the generated Grafana dashboards.
+ */
+import { useSession } from "../api/use-client";
+import { useQuery } from "../api/use-query";
+import { RequireLogin } from "../components/RequireLogin";
+import { ErrorNotice, Loading } from "../components/Status";
+import { latest, queryRange, type Series } from "../ops/prometheus";
+import { Sparkline } from "../ops/Sparkline";
+
+const SERVER_ERRORS = "INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|UNKNOWN|DATA_LOSS|UNIMPLEMENTED";
+
+export const OPS_QUERIES = {
+  rate: "sum by (service) (rate(rpc_requests_total[1m]))",
+  errors: `sum by (service) (rate(rpc_requests_total{code=~"${SERVER_ERRORS}"}[1m])) / sum by (service) (rate(rpc_requests_total[1m]))`,
+  p99: "histogram_quantile(0.99, sum by (service, le) (rate(rpc_duration_seconds_bucket[1m])))",
+  lag: "sum by (group, topic) (kafka_consumer_lag)",
+  dlq: 'sum by (topic) (kafka_topic_messages{topic=~".+\\\\.dlq"})',
+  replicaLag: "max by (service) (db_replica_lag_bytes)",
+  outbox: "max by (service) (order_outbox_backlog_events)",
+} as const;
+
+type Key = keyof typeof OPS_QUERIES;
+type Figures = Record<Key, Series[]>;
+
+const fmt = {
+  rate: (v?: number) => (v === undefined ? "–" : `${v.toFixed(2)}/s`),
+  ratio: (v?: number) => (v === undefined ? "–" : `${(v * 100).toFixed(2)} %`),
+  ms: (v?: number) => (v === undefined ? "–" : `${(v * 1000).toFixed(1)} ms`),
+  count: (v?: number) => (v === undefined ? "–" : String(Math.round(v))),
+  bytes: (v?: number) => (v === undefined ? "–" : v < 1024 ? `${v} B` : `${(v / 1024).toFixed(1)} KiB`),
+};
+
+function byLabel(series: Series[], label: string): Map<string, Series> {
+  return new Map(series.map((s) => [s.labels[label] ?? "", s]));
+}
+
+function Table({ title, rows, label, value, format, empty }: { title: string; rows: Series[]; label: (s: Series) => string; value: string; format: (v?: number) => string; empty: string }) {
+  return (
+    <section className="ops-block" aria-label={title}>
+      <h2>{title}</h2>
+      {rows.length === 0 ? (
+        <p className="muted">{empty}</p>
+      ) : (
+        <table className="ops-table">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">{value}</th>
+              <th scope="col">Last 15 min</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((s) => (
+              <tr key={label(s)}>
+                <th scope="row">{label(s)}</th>
+                <td>{format(latest(s))}</td>
+                <td>
+                  <Sparkline series={s} label={`${title} ${label(s)}`} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function Dashboard() {
+  const { session } = useSession();
+  const q = useQuery<Figures>(
+    async (signal) => {
+      const token = await session.accessTokenForCall();
+      const keys = Object.keys(OPS_QUERIES) as Key[];
+      const results = await Promise.all(keys.map((k) => queryRange(OPS_QUERIES[k], token, signal)));
+      return Object.fromEntries(keys.map((k, i) => [k, results[i]])) as Figures;
+    },
+    [session],
+    { intervalMs: 10_000 },
+  );
+  if (!q.data) return q.status === "error" ? <ErrorNotice error={q.error} onRetry={q.reload} /> : <Loading label="Asking Prometheus…" />;
+  const f = q.data;
+  const errors = byLabel(f.errors, "service");
+  const p99 = byLabel(f.p99, "service");
+  return (
+    <>
+      {q.status === "error" && <ErrorNotice error={q.error} onRetry={q.reload} />}
+      <section className="ops-block" aria-label="Requests per service">
+        <h2>Requests (RED) per service</h2>
+        <table className="ops-table">
+          <thead>
+            <tr>
+              <th scope="col">Service</th>
+              <th scope="col">Rate</th>
+              <th scope="col">Server errors</th>
+              <th scope="col">p99</th>
+              <th scope="col">Rate, last 15 min</th>
+            </tr>
+          </thead>
+          <tbody>
+            {f.rate.map((s) => {
+              const svc = s.labels.service ?? "";
+              return (
+                <tr key={svc}>
+                  <th scope="row">{svc}</th>
+                  <td>{fmt.rate(latest(s))}</td>
+                  <td>{fmt.ratio(latest(errors.get(svc) ?? { labels: {}, points: [] }))}</td>
+                  <td>{fmt.ms(latest(p99.get(svc) ?? { labels: {}, points: [] }))}</td>
+                  <td>
+                    <Sparkline series={s} label={`${svc} requests per second`} />
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </section>
+      <Table title="Kafka consumer lag" rows={f.lag} label={(s) => `${s.labels.group} · ${s.labels.topic}`} value="Records behind" format={fmt.count} empty="No consumer reports lag." />
+      <Table title="Dead-letter queues" rows={f.dlq} label={(s) => s.labels.topic ?? ""} value="Records" format={fmt.count} empty="No DLQ size reported." />
+      <Table title="Replica lag" rows={f.replicaLag} label={(s) => s.labels.service ?? ""} value="Behind primary" format={fmt.bytes} empty="No replica lag reported." />
+      <Table title="Order outbox" rows={f.outbox} label={(s) => s.labels.service ?? ""} value="Pending events" format={fmt.count} empty="No outbox figures." />
+    </>
+  );
+}
+
 export function OpsPage() {
   return (
     <section aria-labelledby="ops-heading">
       <h1 id="ops-heading">Operations</h1>
-      <p>
-        Live service metrics (request rates, errors, latency, Kafka lag, outbox backlog, replica lag) will appear here. Until then,
-        see Prometheus on port 9090.
-      </p>
+      <p className="muted">Live from Prometheus every 10 s (admins only). Dashboards with more detail are generated for Grafana.</p>
+      <RequireLogin what="see live metrics">
+        <Dashboard />
+      </RequireLogin>
     </section>
   );
 }
