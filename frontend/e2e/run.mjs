@@ -43,12 +43,17 @@ function check(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-async function shot(page, name, viewport = DESKTOP) {
+async function shot(page, name, viewport = DESKTOP, { reload = false } = {}) {
   if (viewport !== DESKTOP) await page.setViewportSize(viewport);
+  if (reload) {
+    // Load at this width, as a phone would (layout choices made at start apply).
+    await page.reload({ waitUntil: "networkidle" });
+  }
   const path = join(SHOTS, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
   screenshots.push(`frontend/e2e/screenshots/${name}.png`);
   if (viewport !== DESKTOP) await page.setViewportSize(DESKTOP);
+  if (reload) await page.reload({ waitUntil: "networkidle" });
 }
 
 async function goto(page, path) {
@@ -120,7 +125,7 @@ const scenarios = [
       await expectVisible(page, grid, "catalog");
       check((await grid.getByRole("listitem").count()) > 0, "catalog is empty");
       await shot(page, "catalog");
-      await shot(page, "catalog-phone", PHONE);
+      await shot(page, "catalog-phone", PHONE, { reload: true });
       const categories = page.getByRole("navigation", { name: "Categories" }).getByRole("button");
       await categories.nth(1).waitFor({ timeout: T });
       const slug = (await categories.nth(1).innerText()).split(" ")[0];
