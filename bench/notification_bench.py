@@ -18,7 +18,7 @@ Scenarios (each with a same-run baseline):
 2. latency: events produced at a fixed rate while the service is caught up; per event,
    produce time -> sink arrival, p50/p99; baseline: produce -> a bare consumer receives it.
 
-    python bench/notification_bench.py [--events 1000] [--rate 50] [--seconds 10]
+    python bench/notification_bench.py [--events 1000] [--rate 20] [--seconds 10]
 Writes bench/results/notification.json.
 """
 
@@ -308,7 +308,7 @@ class Bench:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="notif-bench-") as tmp:
@@ -321,8 +321,9 @@ async def main() -> None:
     results["setup"] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # shared 2-core box
         "topics": f"private, {PARTITIONS} partitions; acks=all producer",
-        "service": "services.notification.main subprocess (uvloop), 8 emails in flight",
+        "service": "services.notification.main subprocess (uvloop), 16 emails in flight",
         "smtp": "private SMTP sink on loopback (one .eml file per message)",
         "user_directory": "stand-in GetUser server in the bench process (gRPC, loopback)",
         "email": "claim row + GetUser + Jinja2 text/html + SMTP + mark sent (2 PG commits)",

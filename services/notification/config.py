@@ -29,12 +29,12 @@ class NotificationConfig:
         (5.0, 30.0), help="delay of each retry stage; its length is the number of stages"
     )
     max_batch: int = setting(200, help="records per poll")
-    max_in_flight: int = setting(8, help="emails being sent at once per stage (distinct keys)")
+    max_in_flight: int = setting(16, help="emails being sent at once per stage (distinct keys)")
     session_timeout_ms: int = setting(10000, help="consumer group session timeout")
     smtp_host: str = setting("127.0.0.1", help="SMTP server")
     smtp_port: int = setting(1025, help="SMTP port")
     smtp_sender: str = setting("Shopmesh <no-reply@shopmesh.local>", help="From header")
-    smtp_pool: int = setting(8, help="SMTP connections kept open")
+    smtp_pool: int = setting(16, help="SMTP connections kept open")
     smtp_timeout_s: float = setting(10.0, help="SMTP command timeout")
     message_domain: str = setting(
         "notification.shopmesh.local", help="right-hand side of the deterministic Message-ID"
