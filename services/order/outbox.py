@@ -25,10 +25,11 @@ import time
 import uuid
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from services.order.metrics import OrderMetrics
-from services.order.repository import MongoOrders, OrderLockTimeout
+from services.order.repository import MongoOrders
 from services.runtime.kafka import EventProducer, TraceContext
 
 log = logging.getLogger(__name__)
@@ -137,34 +138,40 @@ class OutboxRelay:
                 if self.metrics:
                     self.metrics.publish_seconds.observe(time.perf_counter() - started)
                 acked.setdefault(order_id, set()).add(event_id)
-            for order_id, ids in acked.items():
-                try:
-                    await self._mark_published(order_id, ids)
-                except OrderLockTimeout:
-                    # Busy (or a crashed writer's lock not expired yet): these events stay
-                    # pending and are published again later; consumers dedupe by id.
-                    acked[order_id] = set()
+            marked = await self._mark_published(acked)
             if self.metrics:
-                self.metrics.events_published.inc(sum(len(v) for v in acked.values()))
+                self.metrics.events_published.inc(marked)
                 if failed:
                     self.metrics.publish_failures.inc(failed)
-            return sum(len(v) for v in acked.values())
+            return marked
         finally:
             await self.claims.delete_many({"owner": token})
 
-    async def _mark_published(self, order_id: str, ids: set[str]) -> None:
-        async with self.repo.locked(order_id):
-            doc = await self.repo.orders.find_one({"_id": order_id}, {"pending_events": 1})
-            if doc is None:
-                return
-            left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
-            update: dict[str, Any] = {"$set": {"pending_events": left}}
-            if left:
-                # Events appended while we published: the oldest left says how late we are.
-                update["$set"]["outbox_since"] = min(e["occurred_at"] for e in left)
-            else:
-                update["$unset"] = {"outbox_since": ""}
-            await self.repo.orders.update_one({"_id": order_id}, update)
+    async def _mark_published(self, acked: dict[str, set[str]]) -> int:
+        """Drop acknowledged events, batched: one lock insert, one read, one bulk update and
+        one unlock per pass. Orders locked by someone else keep their events for a later
+        pass (republished then; consumers dedupe by id)."""
+        async with self.repo.locked_many(list(acked)) as mine:
+            if not mine:
+                return 0
+            ops = []
+            marked = 0
+            async for doc in self.repo.orders.find(
+                {"_id": {"$in": list(mine)}}, {"pending_events": 1}
+            ):
+                ids = acked[doc["_id"]]
+                left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
+                marked += len(doc.get("pending_events") or ()) - len(left)
+                if left:
+                    # Appended while we published: the oldest left says how late we are.
+                    since = min(e["occurred_at"] for e in left)
+                    update = {"$set": {"pending_events": left, "outbox_since": since}}
+                else:
+                    update = {"$set": {"pending_events": left}, "$unset": {"outbox_since": ""}}
+                ops.append(UpdateOne({"_id": doc["_id"]}, update))
+            if ops:
+                await self.repo.orders.bulk_write(ops, ordered=False)
+            return marked
 
     async def backlog(self) -> tuple[int, float]:
         """(pending events, age in seconds of the oldest) for the gauges."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.order.domain import (
     Address,
@@ -254,6 +254,25 @@ class MongoOrders:
             yield
         finally:
             await self.locks.delete_one({"_id": order_id, "owner": owner})
+
+    @contextlib.asynccontextmanager
+    async def locked_many(self, order_ids: Sequence[str]) -> AsyncIterator[set[str]]:
+        """Lock many orders in one round trip, without waiting: yields the ids this caller
+        got (busy ones are simply left out, for a batch job to retry later)."""
+        owner = uuid.uuid4().hex
+        until = dt.datetime.now(dt.UTC) + self.lock_lease
+        docs = [{"_id": i, "owner": owner, "until": until} for i in order_ids]
+        got = set(order_ids)
+        if docs:
+            try:
+                await self.locks.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                got -= {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
+        try:
+            yield got
+        finally:
+            if got:
+                await self.locks.delete_many({"_id": {"$in": list(got)}, "owner": owner})
 
     # ------------------------------------------------------------ OrderRepository
 

@@ -1,0 +1,274 @@
+"""Order service throughput: PlaceOrder and GetOrder over gRPC (loopback, direct), and the
+outbox relay's events/s against raw producers, all in one run. Writes bench/results/order.json.
+
+- rpc: an order server in this process (port 0, its own scratch database, relay and sweeper
+  off) talking to the stack's product and user services. PlaceOrder (user check, reserve,
+  two locked document writes) is reported beside GetOrder (one indexed read), the baseline.
+- relay: N confirmed orders seeded in a scratch database, drained by OutboxRelay to a
+  scratch topic (subjects auto-registered, deleted afterwards), beside the same records sent
+  by EventProducer alone (aiokafka) and by confluent-kafka's Producer: the gap is what the
+  outbox's claim + lock + mark costs per event.
+
+    python bench/order_bench.py [--seconds 5] [--concurrency 8] [--events 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from grpclib.client import Channel  # noqa: E402
+
+from services.order.clients import GrpcCatalog, GrpcUsers  # noqa: E402
+from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder  # noqa: E402
+from services.order.handlers import OrderHandlers  # noqa: E402
+from services.order.outbox import OutboxRelay, to_record  # noqa: E402
+from services.order.repository import MongoOrders  # noqa: E402
+from services.order.service import OrderService  # noqa: E402
+from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig  # noqa: E402
+from services.runtime.server import App, ServerConfig  # noqa: E402
+from shop.common.v1 import common_pb2  # noqa: E402
+from shop.order.v1 import order_pb2 as pb  # noqa: E402
+from shop.order.v1.order_grpc import OrderServiceStub  # noqa: E402
+from shop.product.v1 import product_pb2  # noqa: E402
+from shop.product.v1.product_grpc import ProductServiceStub  # noqa: E402
+from shop.user.v1 import user_pb2  # noqa: E402
+from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
+
+OUT = REPO / "bench" / "results" / "order.json"
+MONGO = "mongodb://127.0.0.1:27017/"
+KAFKA = KafkaConfig(client_id="order-bench")
+MAX_CALLS = 20_000  # per scenario, bounds the run on a fast machine
+ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else 0.0
+
+
+async def loops(call, seconds: float, concurrency: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    lat: list[float] = []
+    errors = 0
+    end = time.perf_counter() + seconds
+
+    async def one(worker: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < end and len(lat) + errors < MAX_CALLS:
+            t = time.perf_counter()
+            try:
+                await call(worker, i)
+                lat.append(time.perf_counter() - t)
+            except Exception:
+                errors += 1
+            i += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(w) for w in range(concurrency)))
+    wall = time.perf_counter() - start
+    return {
+        "calls": len(lat),
+        "errors": errors,
+        "per_s": round(len(lat) / wall, 1),
+        "p50_ms": round(pct(lat, 0.5) * 1000, 2),
+        "p99_ms": round(pct(lat, 0.99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0.0,
+    }
+
+
+async def seed_confirmed(repo: MongoOrders, n: int, user_id: str = "u-bench") -> list[str]:
+    ids = []
+    for i in range(n):
+        cmd = PlaceOrder(user_id, f"bench-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
+        order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+        await repo.add(order)
+        order.confirm(
+            [OrderLine("p-1", f"Thing {i}", 1, Money("USD", 3, 0))], dt.datetime.now(dt.UTC), None
+        )
+        await repo.save(order)
+        ids.append(order.id)
+    return ids
+
+
+async def bench_rpc(seconds: float, concurrency: int) -> dict[str, object]:
+    db = f"order_bench_{uuid.uuid4().hex[:8]}"
+    repo = MongoOrders(MONGO, db)
+    catalog, users = GrpcCatalog("127.0.0.1", 50051), GrpcUsers("127.0.0.1", 50052)
+    service = OrderService(repo, users, catalog)
+    app = App(
+        ServerConfig(name="order-bench"),
+        [OrderHandlers(service)],
+        [repo, catalog, users],
+        log_calls=False,
+    )
+    await app.start()
+    channel = Channel("127.0.0.1", app.grpc_port)
+    stub = OrderServiceStub(channel)
+    out: dict[str, object] = {}
+    try:
+        ids = await seed_confirmed(repo, 200)
+        out["get_order"] = await loops(
+            lambda w, i: stub.GetOrder(pb.GetOrderRequest(id=ids[(w * 31 + i) % len(ids)])),
+            seconds,
+            concurrency,
+        )
+        pch, uch = Channel("127.0.0.1", 50051), Channel("127.0.0.1", 50052)
+        try:
+            tag = uuid.uuid4().hex[:8]
+            user = (
+                await UserServiceStub(uch).RegisterUser(
+                    user_pb2.RegisterUserRequest(
+                        email=f"bench-{tag}@example.com",
+                        password="bench-password-1",
+                        display_name="Bench",
+                    )
+                )
+            ).user
+            product = (
+                await ProductServiceStub(pch).CreateProduct(
+                    product_pb2.CreateProductRequest(
+                        sku=f"BENCH-{tag}",
+                        name="Bench thing",
+                        category="bench",
+                        price=common_pb2.Money(currency_code="USD", units=3),
+                        stock=1_000_000,
+                    )
+                )
+            ).product
+        except Exception as exc:  # product/user not running: report, do not fake
+            out["place_order"] = {"skipped": f"product/user unavailable: {exc!r}"[:200]}
+        else:
+            address = common_pb2.Address(
+                recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
+                country_code="FR",
+            )  # fmt: skip
+
+            def place(w: int, i: int):  # type: ignore[no-untyped-def]
+                return stub.PlaceOrder(
+                    pb.PlaceOrderRequest(
+                        idempotency_key=f"bench-{tag}-{w}-{i}",
+                        user_id=user.id,
+                        lines=[pb.LineItem(product_id=product.id, quantity=1)],
+                        shipping_address=address,
+                    )
+                )
+
+            out["place_order"] = await loops(place, seconds, concurrency)
+    finally:
+        for c in (channel, pch, uch):
+            c.close()
+        assert repo.client is not None
+        await repo.client.drop_database(db)
+        await app.stop(0)
+    return out
+
+
+async def bench_relay(n: int) -> dict[str, object]:
+    db = f"order_bench_{uuid.uuid4().hex[:8]}"
+    topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": KAFKA.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(timeout=20)
+    repo = MongoOrders(MONGO, db)
+    await repo.open()
+    serde = AvroSerde(KAFKA.registry_url, auto_register=True)
+    out: dict[str, object] = {"events": n}
+    try:
+        t = time.perf_counter()
+        await seed_confirmed(repo, n)
+        out["seed_orders_per_s"] = round(n / (time.perf_counter() - t), 1)
+        entries = [
+            (d["_id"], e)
+            async for d in repo.orders.find({}, {"pending_events": 1})
+            for e in d["pending_events"]
+        ]
+        async with EventProducer(KAFKA, serde) as producer:
+            relay = OutboxRelay(repo, producer, topic=topic, batch=200)
+            t = time.perf_counter()
+            done = 0
+            while m := await relay.run_once():
+                done += m
+            wall = time.perf_counter() - t
+            out["relay_events_per_s"] = round(done / wall, 1)
+            out["relay_published"] = done
+
+            t = time.perf_counter()
+            futs = [
+                await producer.send(topic, to_record(e), key=k, event_id=e["id"])
+                for k, e in entries
+            ]
+            await asyncio.gather(*futs)
+            out["aiokafka_producer_only_events_per_s"] = round(
+                len(entries) / (time.perf_counter() - t), 1
+            )
+        values = [(k, await serde.encode(topic, to_record(e)), e["id"]) for k, e in entries]
+        p = Producer(
+            {"bootstrap.servers": KAFKA.bootstrap_servers, "enable.idempotence": True,
+             "acks": "all", "linger.ms": 5}
+        )  # fmt: skip
+        t = time.perf_counter()
+        for k, v, eid in values:
+            while True:
+                try:
+                    p.produce(topic, v, k.encode(), headers=[("event_id", eid.encode())])
+                    break
+                except BufferError:
+                    p.poll(0.01)
+            p.poll(0)
+        p.flush(30)
+        out["confluent_producer_only_events_per_s"] = round(
+            len(values) / (time.perf_counter() - t), 1
+        )
+    finally:
+        await repo.client.drop_database(db)  # type: ignore[union-attr]
+        await repo.close()
+        admin.delete_topics([topic])[topic].result(timeout=20)
+        for rec in ("OrderPlaced",):
+            for suffix in ("", "?permanent=true"):
+                req = urllib.request.Request(
+                    f"{KAFKA.registry_url}/subjects/{topic}-shop.events.v1.{rec}{suffix}",
+                    method="DELETE",
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(urllib.request.urlopen, req, timeout=5)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--events", type=int, default=1000)
+    args = ap.parse_args()
+    result = {
+        "bench": "order",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "params": vars(args),
+        "note": "FerretDB v1.24 (SQLite backend); every order write takes a per-order lock "
+        "(insert + delete), see services/order/repository.py",
+        "rpc": await bench_rpc(args.seconds, args.concurrency),
+        "relay": await bench_relay(args.events),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
