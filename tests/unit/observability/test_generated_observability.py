@@ -3,6 +3,7 @@ and the tracing helpers propagate W3C context (in process, no servers)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import shutil
 import subprocess
@@ -96,14 +97,19 @@ def test_traceparent_round_trip_keeps_the_trace(tmp_path: Path):
             parent_trace = tracing.current_trace_id()
             header, _ = tracing.traceparent()
         assert header.split("-")[1] == parent_trace
-        span = tracing.start_server_span("/shop.x.v1.X/Do", {"traceparent": header})
-        assert f"{span.get_span_context().trace_id:032x}" == parent_trace
-        tracing.end_rpc_span(span, "INTERNAL")
-        # Only an x-request-id of 32 hex digits: it becomes the trace id.
         rid = "ab" * 16
-        span = tracing.start_server_span("/shop.x.v1.X/Do", {}, rid)
-        assert f"{span.get_span_context().trace_id:032x}" == rid
-        tracing.end_rpc_span(span, "OK")
+
+        def serve_two_calls() -> None:
+            span = tracing.start_server_span("/shop.x.v1.X/Do", {"traceparent": header})
+            assert f"{span.get_span_context().trace_id:032x}" == parent_trace
+            tracing.end_rpc_span(span, "INTERNAL")
+            # Only an x-request-id of 32 hex digits: it becomes the trace id.
+            span = tracing.start_server_span("/shop.x.v1.X/Do", {}, rid)
+            assert f"{span.get_span_context().trace_id:032x}" == rid
+            tracing.end_rpc_span(span, "OK")
+
+        # A server span stays current in its call's own task; here, a context of its own.
+        contextvars.copy_context().run(serve_two_calls)
     finally:
         tracing.shutdown()
     lines = [json.loads(x) for x in spans.read_text().splitlines()]
