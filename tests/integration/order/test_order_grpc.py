@@ -14,7 +14,6 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from order_helpers import TopicTail
 
 from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import KafkaConfig
@@ -25,6 +24,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from tests.integration.order.order_helpers import TopicTail
 
 pytestmark = pytest.mark.stack
 

@@ -14,12 +14,12 @@ import uuid
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
-from order_helpers import TopicTail
 
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
 from services.order.outbox import OutboxRelay
 from services.order.repository import MongoOrders
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
+from tests.integration.order.order_helpers import TopicTail
 
 pytestmark = pytest.mark.stack
 

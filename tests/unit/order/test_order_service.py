@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from order_fakes import Clock, FakeCatalog, FakeRepo, FakeUsers
 
 from services.order.domain import (
     Address,
@@ -33,6 +32,7 @@ from services.order.domain import (
 )
 from services.order.service import OrderService
 from services.runtime.errors import InvalidArgument
+from tests.unit.order.order_fakes import Clock, FakeCatalog, FakeRepo, FakeUsers
 
 ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
 TRACE = Trace("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
