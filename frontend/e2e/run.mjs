@@ -12,7 +12,7 @@
  *   E2E_SERVICES=product node e2e/run.mjs   # only what product alone allows
  *   E2E_BASE_URL=http://127.0.0.1:8080 E2E_SMTP_URL=http://127.0.0.1:1080
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -346,6 +346,8 @@ const scenarios = [
 
 async function main() {
   mkdirSync(SHOTS, { recursive: true });
+  // Failure shots of an earlier run would read as failures of this one.
+  for (const f of readdirSync(SHOTS)) if (f.startsWith("FAILED-")) rmSync(join(SHOTS, f));
   const profile = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
   const results = [];
   const started = Date.now();
