@@ -341,6 +341,12 @@ class ConsumedEvent:
     error: Exception | None = field(default=None, compare=False)
 
 
+def _text(raw: bytes) -> str:
+    """Bytes from the wire as text; a producer outside our control may send anything, and a
+    bad byte must not crash the consumer (the record still reaches the dead-letter path)."""
+    return raw.decode("utf-8", "replace")
+
+
 class EventConsumer:
     """Consumer-group reader that decodes Avro; offsets are committed explicitly after the
     work is done (at-least-once)."""
@@ -411,9 +417,7 @@ class EventConsumer:
             self.metrics.kafka_consumed.labels(msg.topic).inc()
             self._next[TopicPartition(msg.topic, msg.partition)] = msg.offset + 1
         tp = headers.get(HEADER_TRACEPARENT)
-        trace = (
-            TraceContext(tp.decode(), headers.get(HEADER_TRACESTATE, b"").decode()) if tp else None
-        )
+        trace = TraceContext(_text(tp), _text(headers.get(HEADER_TRACESTATE, b""))) if tp else None
         event_id = headers.get(HEADER_EVENT_ID)
         name, value, error = "", {}, None
         try:
@@ -424,10 +428,10 @@ class EventConsumer:
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            key=msg.key.decode() if msg.key is not None else None,
+            key=_text(msg.key) if msg.key is not None else None,
             name=name,
             value=value,
-            event_id=event_id.decode() if event_id else None,
+            event_id=_text(event_id) if event_id else None,
             trace=trace,
             headers=headers,
             raw=msg.value,
