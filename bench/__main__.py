@@ -1,29 +1,85 @@
-"""Run every benchmark module in bench/ one after another (each bounded, loopback only)."""
+"""`python -m bench [NAME...]` (= `make bench`): run the benchmarks (all, or the named ones),
+each in its own process with a wall-clock bound, then redraw the plots and regenerate
+bench/README.md from bench/results/*.json. `python -m bench --report` only regenerates.
+
+Loopback only; a benchmark that sees an error exits non-zero and the run says so loudly.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+# name -> (module, extra args, wall-clock bound in seconds)
+BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
+    "hot_rpc": ("bench.hot_rpc", ["--seconds", "2", "--rounds", "3", "--profile"], 1500),
+    "grpc_direct": ("bench.grpc_direct", ["--seconds", "3"], 600),
+    "shop_load": ("bench.shop_load", [], 900),
+    "replica": ("bench.replica", [], 300),
+    "order": ("bench.order_bench", [], 600),
+    "notification": ("bench.notification_bench", [], 600),
+    "registry": ("bench.registry_bench", [], 300),
+    "auth": ("bench.auth_bench", [], 300),
+}
 
 
-def modules() -> list[str]:
-    names = sorted(p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_"))
-    return [f"bench.{n}" for n in names]
-
-
-def main() -> int:
+def run(names: list[str]) -> list[str]:
     failed = []
-    for module in modules():
-        print(f"== {module}", flush=True)
-        if subprocess.run([sys.executable, "-m", module], cwd=HERE.parent).returncode != 0:
-            failed.append(module)
+    for name in names:
+        module, args, bound = BENCHMARKS[name]
+        if not (HERE / f"{module.split('.')[1]}.py").exists():
+            print(f"== {name}: SKIPPED ({module} not in this checkout)", flush=True)
+            continue
+        print(f"== {name} ({module}, at most {bound}s)", flush=True)
+        try:
+            rc = subprocess.run(
+                [sys.executable, "-m", module, *args], cwd=HERE.parent, timeout=bound
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+            print(f"!! {name}: exceeded its {bound}s bound", flush=True)
+        if rc != 0:
+            print(f"!! {name}: FAILED (exit {rc}); its result file was not updated", flush=True)
+            failed.append(name)
+    return failed
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render_readme() -> str:
+    from bench.report import render
+
+    return render({p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))})
+
+
+def main(argv: list[str]) -> int:
+    report_only = "--report" in argv
+    names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    failed = [] if report_only else run(names)
+    try:
+        from bench.plots import draw
+
+        draw(RESULTS)
+    except Exception as exc:  # plots are a convenience; the README still regenerates
+        print(f"plots not drawn: {exc!r}")
+    (HERE / "README.md").write_text(render_readme())
+    print(f"wrote {HERE / 'README.md'}")
     if failed:
-        print("failed: " + ", ".join(failed))
+        print("FAILED: " + ", ".join(failed))
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

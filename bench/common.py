@@ -62,7 +62,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of already sorted values (p in 0..100)."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
 
 
@@ -82,7 +82,7 @@ def median_range(values: Iterable[float], digits: int = 3) -> dict[str, float]:
 def fmt_range(r: dict[str, float], digits: int = 2) -> str:
     if r.get("n", 0) <= 1:
         return f"{r['median']:.{digits}f}"
-    return f"{r['median']:.{digits}f} ({r['min']:.{digits}f}–{r['max']:.{digits}f})"
+    return f"{r['median']:.{digits}f} ({r['min']:.{digits}f}-{r['max']:.{digits}f})"
 
 
 @dataclass

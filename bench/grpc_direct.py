@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
+from bench.common import closed_loop
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "grpc_direct.json"
 GET = pb.GetProductRequest(id="p-0001")
 LIST = pb.ListProductsRequest(page_size=20)
+MAX_CALLS = 100_000  # per point
 
 
 def free_port() -> int:
@@ -115,39 +116,23 @@ async def run_point(port: int, rpc: str, concurrency: int, seconds: float) -> di
     stub = product_grpc.ProductServiceStub(channel)
     call = stub.GetProduct if rpc == "GetProduct" else stub.ListProducts
     request = GET if rpc == "GetProduct" else LIST
-    latencies: list[float] = []
-    errors = 0
-    warm_until = time.perf_counter() + min(1.0, seconds / 5)
-    stop_at = warm_until + seconds
-
-    async def worker() -> None:
-        nonlocal errors
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                return
-            try:
-                await call(request)
-            except Exception:
-                errors += 1
-                continue
-            t1 = time.perf_counter()
-            if t0 >= warm_until:
-                latencies.append(t1 - t0)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    channel.close()
-    latencies.sort()
-    n = len(latencies)
+    try:
+        # bench.common's loop: bounded, and any error fails the benchmark loudly
+        res = await closed_loop(
+            lambda w, i: call(request), concurrency, seconds, MAX_CALLS,
+            warmup=min(1.0, seconds / 5), what=f"grpc_direct {rpc} C={concurrency}",
+        )  # fmt: skip
+    finally:
+        channel.close()
     return {
         "rpc": rpc,
         "concurrency": concurrency,
-        "calls": n,
-        "errors": errors,
-        "calls_per_s": round(n / seconds, 1),
-        "p50_ms": round(latencies[n // 2] * 1000, 3) if n else None,
-        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 3) if n else None,
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if n else None,
+        "calls": res.calls,
+        "errors": res.errors,
+        "calls_per_s": res.per_s,
+        "p50_ms": res.p50_ms,
+        "p99_ms": res.p99_ms,
+        "mean_ms": res.mean_ms,
     }
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -241,17 +242,15 @@ def _run_forever(coro: Any) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(coro)
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(wrapped())
 
 
 # ================================================================== betterproto (other venv)
 
-ALT_SERVER = r'''
+ALT_SERVER = r"""
 import asyncio, json, signal, sys
 lib, gen, port, data_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from grpclib import GRPCError, Status
@@ -287,7 +286,7 @@ async def main():
         server.close()
 
 asyncio.run(main())
-'''
+"""
 
 
 def alt_python() -> Path:
@@ -631,8 +630,12 @@ def summarize(
         "rounds, ratios computed within a round. cpu_ratio = reference's server CPU per call "
         "/ this config's (>1 = cheaper); it excludes PostgreSQL's CPU for service_db*",
         "reference": ref,
-        "settings": {"seconds": args.seconds, "rounds": args.rounds,
-                     "concurrency": args.concurrency, "configs": configs},  # fmt: skip
+        "settings": {
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "configs": configs,
+        },
         "versions_alt": {"betterproto": "2.0.0b7", "betterproto2": "0.10.0 (compiler 0.10.1)"},
         "skipped": skipped,
         "cells": cells,

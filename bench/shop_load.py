@@ -1,0 +1,207 @@
+"""Shop load through NGINX (REST on 127.0.0.1:8080): the Online Boutique mix, users stepped
+up until p99 passes 100 ms.
+
+Each simulated user loops over weighted actions (Online Boutique's locustfile weights):
+home = ListCategories + ListProducts (1), browse product = GetProduct (10), add to cart =
+GetProduct, client-side cart (2), view cart = GetProduct per cart line (3), checkout =
+PlaceOrder with the user's JWT (1; skipped with a message if auth/order are not up).
+Users get their own loopback source address (127.0.0.10+) so NGINX's per-IP limit applies
+per user, as it would to real shoppers; traffic goes to 127.0.0.1 only.
+
+Per step (users 2, 4, 8, ... up to --max-users, --seconds each, bounded request count):
+req/s, p50/p99 of single requests, orders/s, errors. Any error fails the run loudly. The
+result is the highest req/s whose p99 stayed under 100 ms.
+
+    python -m bench.shop_load [--seconds 8] [--max-users 64] [--p99-ms 100]
+Writes bench/results/shop_load.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from bench.common import BenchFailed, check_loopback, median_range, percentile, write_result
+
+GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
+MAX_REQUESTS = 60_000  # per step
+ACTIONS = (("home", 1), ("browse", 10), ("add_to_cart", 2), ("view_cart", 3), ("checkout", 1))
+ADDRESS = {"recipient_name": "Ada Bench", "line1": "1 Main St", "city": "Lyon",
+           "postal_code": "69001", "country_code": "FR"}  # fmt: skip
+
+
+class Shop:
+    def __init__(self, products: list[dict[str, Any]], accounts: list[tuple[str, str]]) -> None:
+        self.products = products
+        self.accounts = accounts  # (token, user_id); empty = no checkout
+        self.budget = {p["id"]: max(0, int(p.get("stock", 0)) - 20) for p in products}
+        self.lat: list[float] = []
+        self.errors = 0
+        self.first_error = ""
+        self.orders = 0
+        self.requests = 0
+
+    async def req(self, s: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            async with s.request(method, GATEWAY + path, **kw) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise BenchFailed(f"{method} {path}: HTTP {r.status} {body[:200]!r}")
+        except Exception as exc:
+            self.errors += 1
+            self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"[:300]
+            return None
+        self.lat.append(time.perf_counter() - t0)
+        self.requests += 1
+        return body
+
+    async def user(self, n: int, stop_at: float) -> None:
+        conn = aiohttp.TCPConnector(limit=1, local_addr=(f"127.0.0.{10 + n % 240}", 0))
+        rnd = random.Random(n)
+        names, weights = zip(*ACTIONS, strict=True)
+        cart: list[str] = []
+        token, uid = self.accounts[n % len(self.accounts)] if self.accounts else ("", "")
+        async with aiohttp.ClientSession(connector=conn) as s:
+            while time.perf_counter() < stop_at and self.requests + self.errors < MAX_REQUESTS:
+                action = rnd.choices(names, weights)[0]
+                pid = rnd.choice(self.products)["id"]
+                if action == "home":
+                    await self.req(s, "GET", "/api/v1/categories")
+                    await self.req(s, "GET", "/api/v1/products?page_size=20")
+                elif action in ("browse", "add_to_cart"):
+                    await self.req(s, "GET", f"/api/v1/products/{pid}")
+                    if action == "add_to_cart" and len(cart) < 5:
+                        cart.append(pid)
+                elif action == "view_cart":
+                    for item in cart or [pid]:
+                        await self.req(s, "GET", f"/api/v1/products/{item}")
+                elif action == "checkout" and token and cart:
+                    lines = [p for p in dict.fromkeys(cart) if self.budget[p] > 0]
+                    if not lines:
+                        continue
+                    for p in lines:
+                        self.budget[p] -= 1
+                    body = {"idempotency_key": f"bench-{uuid.uuid4().hex}", "user_id": uid,
+                            "lines": [{"product_id": p, "quantity": 1} for p in lines],
+                            "shipping_address": ADDRESS}  # fmt: skip
+                    got = await self.req(
+                        s, "POST", "/api/v1/orders", json=body,
+                        headers={"authorization": f"Bearer {token}"},
+                    )  # fmt: skip
+                    if got is not None:
+                        self.orders += 1
+                        cart.clear()
+
+
+async def setup(accounts: int) -> tuple[list[dict[str, Any]], list[tuple[str, str]], str]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{GATEWAY}/api/v1/products?page_size=50") as r:
+            if r.status != 200:
+                raise BenchFailed(f"catalog through NGINX: HTTP {r.status}")
+            products = (await r.json())["products"]
+        out: list[tuple[str, str]] = []
+        why = ""
+        for _ in range(accounts):
+            email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+            pw = "Bench-pass-" + uuid.uuid4().hex[:8]
+            async with s.post(f"{GATEWAY}/api/v1/users", json={
+                "email": email, "password": pw, "display_name": "Bench"}) as r:  # fmt: skip
+                if r.status != 200:
+                    why = f"register: HTTP {r.status} {(await r.text())[:200]}"
+                    break
+            async with s.post(
+                f"{GATEWAY}/api/v1/auth/login", json={"email": email, "password": pw}
+            ) as r:
+                if r.status != 200:
+                    why = f"login: HTTP {r.status} {(await r.text())[:200]}"
+                    break
+                tokens = (await r.json())["tokens"]
+            out.append((tokens["access_token"], tokens["user_id"]))
+    return products, out, why
+
+
+async def step(products: list[dict[str, Any]], accounts: Any, users: int, seconds: float) -> dict:
+    shop = Shop(products, accounts)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(shop.user(n, t0 + seconds) for n in range(users)))
+    wall = time.perf_counter() - t0
+    xs = sorted(shop.lat)
+    return {
+        "users": users,
+        "requests": shop.requests,
+        "errors": shop.errors,
+        "first_error": shop.first_error,
+        "req_per_s": round(shop.requests / wall, 1),
+        "orders_per_s": round(shop.orders / wall, 2),
+        "p50_ms": round(percentile(xs, 50) * 1000, 2),
+        "p99_ms": round(percentile(xs, 99) * 1000, 2),
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    check_loopback(GATEWAY.split("//", 1)[1].split(":", 1)[0])
+    try:
+        products, accounts, why = await setup(args.accounts)
+    except aiohttp.ClientError as exc:
+        raise BenchFailed(f"NGINX on {GATEWAY} not reachable: {exc}") from None
+    skipped = {}
+    if not accounts:
+        skipped["checkout"] = f"no JWT (auth/user through NGINX not working): {why}"
+        print(f"SKIP checkout: {skipped['checkout']}")
+    steps = []
+    users = args.start_users
+    while users <= args.max_users:
+        res = await step(products, accounts, users, args.seconds)
+        print(
+            f"users {users:>3}: {res['req_per_s']:>7.1f} req/s  p50 {res['p50_ms']} ms  "
+            f"p99 {res['p99_ms']} ms  orders/s {res['orders_per_s']}  errors {res['errors']}",
+            flush=True,
+        )
+        steps.append(res)
+        if res["errors"]:
+            raise BenchFailed(f"{res['errors']} errors at {users} users: {res['first_error']}")
+        if res["p99_ms"] > args.p99_ms:
+            break
+        users *= 2
+    ok = [s for s in steps if s["p99_ms"] <= args.p99_ms]
+    best = max(ok, key=lambda s: s["req_per_s"]) if ok else None
+    return {
+        "what": "Online Boutique mix via NGINX -> Envoy (REST transcoding) -> services; "
+        "closed-loop users without think time, stepped until p99 > threshold",
+        "gateway": GATEWAY,
+        "p99_threshold_ms": args.p99_ms,
+        "seconds_per_step": args.seconds,
+        "mix": dict(ACTIONS),
+        "skipped": skipped,
+        "steps": steps,
+        "best_under_threshold": best,
+        "req_per_s_at_p99_under_threshold": best["req_per_s"] if best else 0.0,
+        "orders_per_s_at_that_step": best["orders_per_s"] if best else 0.0,
+        "p99_ms_over_steps": median_range(s["p99_ms"] for s in steps),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--start-users", type=int, default=2)
+    ap.add_argument("--max-users", type=int, default=64)
+    ap.add_argument("--p99-ms", type=float, default=100.0)
+    ap.add_argument("--accounts", type=int, default=4)
+    args = ap.parse_args()
+    result = asyncio.run(bench(args))
+    path = write_result("shop_load", result)
+    print(f"req/s at p99 < {args.p99_ms} ms: {result['req_per_s_at_p99_under_threshold']}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
