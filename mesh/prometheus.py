@@ -2,13 +2,15 @@
 routes (mesh/out/prometheus/{prometheus.yml,rules.yml}).
 
 Targets: every service's /metrics (port from mesh.services.metrics_port, label `service`),
-Envoy's admin /stats/prometheus, the NGINX exporter (stub_status, mesh/templates/nginx.conf.j2)
-and Prometheus itself. The local interval is short (2 s) so tests see a figure within seconds.
+the schema registry's /metrics on its API port (HTTP RED, registry/metrics.py, label
+`service: registry`), Envoy's admin /stats/prometheus, the NGINX exporter (stub_status,
+mesh/templates/nginx.conf.j2) and Prometheus itself. The local interval is short (2 s) so
+tests see a figure within seconds.
 
 Rules: RED per RPC (error ratio; p99 latency against half the method's schema timeout, kept
 as one recording rule per method so the alert stays one rule), Kafka consumer lag, DLQ
-growth, replica lag and fallbacks, outbox age, targets down. `promtool check rules` accepts
-the file (tests/unit/observability).
+growth, replica lag and fallbacks, outbox age, registry 5xx ratio, targets down.
+`promtool check rules` accepts the file (tests/unit/observability).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from mesh.services import SERVICES, metrics_port
 SERVER_ERROR_CODES = "INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|UNKNOWN|DATA_LOSS|UNIMPLEMENTED"
 NGINX_STATUS_PORT = 8088  # local-only stub_status server of the gateway (nginx.conf.j2)
 NGINX_EXPORTER_PORT = 9113  # prometheus-nginx-exporter (Debian), stack component
+REGISTRY_PORT = 8085  # the registry serves /metrics beside its REST API (ARCHITECTURE §8)
 SERVICES_JOB = "services"
+REGISTRY_JOB = "registry"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class PrometheusOptions:
     prometheus_port: int = 9090
     envoy_admin_port: int = 9901
     nginx_exporter_port: int = NGINX_EXPORTER_PORT
+    registry_port: int = REGISTRY_PORT
     scrape_interval: str = "2s"
     evaluation_interval: str = "2s"
     # service -> metrics port; default every service at mesh.services.metrics_port (tests run
@@ -58,6 +63,12 @@ def scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
                 "static_configs": [
                     {"targets": [f"{h}:{ports[name]}"], "labels": {"service": name}}
                     for name in sorted(ports)
+                ],
+            },
+            {
+                "job_name": REGISTRY_JOB,
+                "static_configs": [
+                    {"targets": [f"{h}:{opt.registry_port}"], "labels": {"service": "registry"}}
                 ],
             },
             {
@@ -168,6 +179,14 @@ def rules(api: Api) -> dict[str, Any]:
             "2m",
             "page",
             "{{ $labels.service }}: an event has waited over 60 s in the outbox (Kafka or relay)",
+        ),
+        _alert(
+            "ShopRegistryErrorRatioHigh",
+            'sum(rate(http_requests_total{service="registry", code=~"5.."}[5m]))'
+            ' / sum(rate(http_requests_total{service="registry"}[5m])) > 0.05',
+            "5m",
+            "page",
+            "schema registry: over 5% of requests fail (producers cannot serialize events)",
         ),
         _alert(
             "ShopTargetDown",

@@ -1,7 +1,8 @@
 """aiohttp routes speaking Confluent Schema Registry's REST API over `registry.service`.
 
 Only request/response mapping lives here: query flags, JSON bodies, content types, and
-rendering `RegistryError` as `{"error_code": ..., "message": ...}`.
+rendering `RegistryError` as `{"error_code": ..., "message": ...}`. RED metrics of every
+route wrap it (registry.metrics, GET /metrics).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import asyncpg
 from aiohttp import web
 
 from registry.errors import BadRequest, RegistryError, StoreError
+from registry.metrics import METRICS_PATH, HttpMetrics
 from registry.service import Registry
 
 log = logging.getLogger("registry.http")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 REGISTRY_KEY = web.AppKey("registry", Registry)
+METRICS_KEY = web.AppKey("metrics", HttpMetrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -274,11 +277,15 @@ def routes(reg: Registry) -> web.RouteTableDef:
     return r
 
 
-def make_app(reg: Registry) -> web.Application:
-    """App factory: the store is opened by the caller (cli.serve) and closed on cleanup."""
-    app = web.Application(middlewares=[errors_middleware])
+def make_app(reg: Registry, metrics: HttpMetrics | None = None) -> web.Application:
+    """App factory: the store is opened by the caller (cli.serve) and closed on cleanup.
+    GET /metrics serves the API's RED figures (registry.metrics) on the same port."""
+    metrics = metrics or HttpMetrics()
+    app = web.Application(middlewares=[metrics.middleware(), errors_middleware])
     app[REGISTRY_KEY] = reg
+    app[METRICS_KEY] = metrics
     app.add_routes(routes(reg))
+    app.router.add_get(METRICS_PATH, metrics.handle)
 
     async def close_store(_: web.Application) -> None:
         await reg.store.close()
