@@ -160,6 +160,23 @@ def _own_rows(board: _Board, svc: str) -> None:
             ],
             "ops",
         )
+    if svc == "user":
+        board.row("Outbox")
+        board.panel(
+            "outbox backlog and oldest age",
+            [
+                (f"user_outbox_backlog_events{{{s}}}", "backlog"),
+                (f"user_outbox_oldest_pending_age_seconds{{{s}}}", "oldest age (s)"),
+            ],
+        )
+        board.panel(
+            "outbox publish",
+            [
+                (f"rate(user_outbox_events_published_total{{{s}}}[1m])", "published/s"),
+                (f"rate(user_outbox_publish_failures_total{{{s}}}[1m])", "failures/s"),
+            ],
+            "ops",
+        )
     if svc == "notification":
         board.row("Emails and consumer")
         board.panel(
@@ -389,14 +406,18 @@ def events_dashboard() -> dict[str, Any]:
         [
             ("order_outbox_backlog_events", "order backlog"),
             ("order_outbox_oldest_pending_age_seconds", "order oldest (s)"),
+            ("user_outbox_backlog_events", "user backlog"),
+            ("user_outbox_oldest_pending_age_seconds", "user oldest (s)"),
         ],
         width=12,
     )
     board.panel(
         "published and failed per second",
         [
-            ("rate(order_outbox_events_published_total[1m])", "published"),
-            ("rate(order_outbox_publish_failures_total[1m])", "failed"),
+            ("rate(order_outbox_events_published_total[1m])", "order published"),
+            ("rate(order_outbox_publish_failures_total[1m])", "order failed"),
+            ("rate(user_outbox_events_published_total[1m])", "user published"),
+            ("rate(user_outbox_publish_failures_total[1m])", "user failed"),
         ],
         "ops",
         width=12,

@@ -175,7 +175,8 @@ def rules(api: Api) -> dict[str, Any]:
         ),
         _alert(
             "ShopOutboxStale",
-            "max by (service) (order_outbox_oldest_pending_age_seconds) > 60",
+            "max by (service) (order_outbox_oldest_pending_age_seconds"
+            " or user_outbox_oldest_pending_age_seconds) > 60",
             "2m",
             "page",
             "{{ $labels.service }}: an event has waited over 60 s in the outbox (Kafka or relay)",

@@ -11,6 +11,7 @@ from services.runtime.migrations import migrate
 from services.runtime.server import run, serve
 from services.user.config import UserConfig
 from services.user.handlers import UserHandlers
+from services.user.metrics import UserOutboxMetrics
 from services.user.outbox import run_relay
 from services.user.passwords import Argon2Hasher
 from services.user.repository import SqlUserUnitOfWork
@@ -29,7 +30,12 @@ async def main() -> int:
         if sys.argv[1:] == ["migrate"]:
             return 0
     handlers = UserHandlers(lambda: SqlUserUnitOfWork(db.unit_of_work()), Argon2Hasher())
-    relay = [lambda: run_relay(db, config.kafka)] if config.options.outbox_relay else []
+    outbox_metrics = UserOutboxMetrics(metrics.registry)
+    relay = (
+        [lambda: run_relay(db, config.kafka, metrics=metrics, outbox_metrics=outbox_metrics)]
+        if config.options.outbox_relay
+        else []
+    )
     return await serve(config.server, [handlers], [db], relay, metrics=metrics)
 
 
