@@ -119,10 +119,13 @@ def _prepare() -> None:
     (d / "log4j2.properties").write_text(LOG4J2)
     if (d / "data" / "meta.properties").exists():
         return
+    # A Kafka cluster id is 16 random bytes in base64url. One that starts with "-" would be
+    # read as an option by StorageTool's argument parser (1 start in 64 failed that way),
+    # so the id is passed in --opt=value form.
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     run_cmd(
         _java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
             "-c", str(d / "server.properties"), heap="-Xmx256m",
         ),
         "kafka",
