@@ -365,5 +365,7 @@ class SqlProductUnitOfWork:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlProductRepository]:
-        async with self._uow.read() as conn:
+        # Every product read (get, list_page, search, categories) is one SELECT: no
+        # transaction round trips on the replica (services/runtime/db.py, "Cheap reads").
+        async with self._uow.read(single_statement=True) as conn:
             yield SqlProductRepository(conn)

@@ -16,6 +16,14 @@ metadata (see services.runtime.context). The server returns the newest commit LS
 in the `x-shop-lsn` trailer; a client that echoes it on its next call (to this service)
 reads its own writes even when that read lands on the replica.
 
+Cheap reads. `read(single_statement=True)` (one SELECT, e.g. a product lookup) runs on the
+replica in autocommit: one round trip instead of BEGIN READ ONLY + query + COMMIT. Replica
+connections are not pinged at checkout (the ping is BEGIN + ";" + ROLLBACK, three round
+trips): a connection the server closed is dropped for free at checkout, one idle longer than
+`ping_idle_s` is pinged, and a single-statement read that still hits a lost connection is
+re-run once on the primary. `REPLICA_PRE_PING=true` / `READ_SNAPSHOT=always` restore the
+old behaviour (bench/hot_rpc.py measures both side by side).
+
 Fallback. Replica down (health check or connect error) or lagging more than
 `replica_max_lag_bytes` -> reads go to the primary; `db_reads_total{target,reason}` says
 where every read went and why, and state changes are logged.
@@ -31,8 +39,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.runtime import context, tracing
@@ -63,6 +71,14 @@ class DatabaseConfig:
     replica_max_lag_bytes: int = setting(16 << 20, help="beyond this lag reads use the primary")
     connect_timeout_s: float = setting(2.0, help="connect timeout")
     statement_timeout_ms: int = setting(5000, help="server-side statement timeout")
+    replica_pre_ping: bool = setting(
+        False, help="ping replica connections at every checkout (3 round trips)"
+    )
+    ping_idle_s: float = setting(10.0, help="without pre-ping: ping connections idle this long")
+    pool_recycle_s: int = setting(1800, help="replace pooled connections older than this")
+    read_snapshot: str = setting(
+        "multi", help="multi: single-statement reads in autocommit; always: every read in a txn"
+    )
 
     @classmethod
     def from_env(cls, prefix: str, environ: Any = None, **defaults: Any) -> DatabaseConfig:
@@ -100,13 +116,16 @@ class Database:
 
     def _engine(self, replica: bool, pool_size: int, overflow: int) -> AsyncEngine:
         role = "replica" if replica else "primary"
+        pre_ping = not replica or self.config.replica_pre_ping
         engine = create_async_engine(
             self.config.url(replica),
             pool_size=pool_size,
             max_overflow=overflow,
-            # A stopped or restarted server leaves dead pooled connections; the ping (one
-            # round trip) replaces them instead of failing a request.
-            pool_pre_ping=True,
+            # A stopped or restarted server leaves dead pooled connections; the ping
+            # replaces them instead of failing a request. Writes keep it; replica reads use
+            # the free checks of _cheap_checkout and retry once instead (see module doc).
+            pool_pre_ping=pre_ping,
+            pool_recycle=self.config.pool_recycle_s,
             connect_args={
                 "timeout": self.config.connect_timeout_s,
                 "server_settings": {
@@ -117,6 +136,8 @@ class Database:
             },
         )
         tracing.instrument_engine(engine, role, self.config.name)
+        if not pre_ping:
+            _cheap_checkout(engine, self.config.ping_idle_s)
         self.metrics.gauge_at_scrape(
             f"db_pool:{self.config.name}:{role}", _pool_gauges(engine, role, self.config.name)
         )
@@ -206,7 +227,9 @@ class Database:
     def _count(self, target: str, reason: str) -> None:
         self.metrics.db_reads.labels(target, reason).inc()
 
-    async def _replica_conn(self, need: int) -> tuple[AsyncConnection | None, str]:
+    async def _replica_conn(
+        self, need: int, single_statement: bool = False
+    ) -> tuple[AsyncConnection | None, str]:
         """A replica connection that has replayed `need`, or (None, why not)."""
         if self._replica is None:
             return None, "no_replica"
@@ -216,6 +239,14 @@ class Database:
             return None, "replica_lagging"
         try:
             conn = await self._replica.connect()
+            # No retry for a multi-statement read: make sure the connection is alive (one
+            # round trip; the pool's pre-ping would cost three), replaced once if not.
+            if not single_statement and not self.config.replica_pre_ping and not await _alive(conn):
+                await conn.close()
+                conn = await self._replica.connect()
+                if not await _alive(conn):
+                    await conn.close()
+                    raise OSError("replica connection lost")
         except _CONNECT_ERRORS as exc:
             self._set_replica_ok(False, f"connect failed: {type(exc).__name__}")
             return None, "replica_error"
@@ -250,11 +281,23 @@ class Database:
         return None, "replica_behind"
 
     @asynccontextmanager
-    async def read_connection(self, need: int) -> AsyncIterator[AsyncConnection]:
-        conn, reason = await self._replica_conn(need)
+    async def read_connection(
+        self, need: int, single_statement: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        conn, reason = await self._replica_conn(need, single_statement)
         target = "primary" if conn is None else "replica"
         self._count(target, reason)
         with tracing.db_span("db.read", target, **{"db.route_reason": reason}):
+            if conn is not None and single_statement and self.config.read_snapshot != "always":
+                # One statement is its own snapshot: no BEGIN/COMMIT round trips, and the
+                # replica refuses writes by itself (the primary fallback stays READ ONLY).
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                one = _OneStatementRead(self, conn)
+                try:
+                    yield one  # type: ignore[misc]
+                finally:
+                    await one.close()
+                return
             if conn is None:
                 conn = await self.primary.connect()
             try:
@@ -264,6 +307,68 @@ class Database:
                     yield conn
             finally:
                 await conn.close()
+
+
+async def _alive(conn: AsyncConnection) -> bool:
+    """One empty query on the raw asyncpg connection (no transaction); invalidates it if dead."""
+    raw = await conn.get_raw_connection()
+    try:
+        await raw.driver_connection.fetchrow(";")  # type: ignore[union-attr]
+        return True
+    except Exception:
+        await conn.invalidate()
+        return False
+
+
+def _cheap_checkout(engine: AsyncEngine, ping_idle_s: float) -> None:
+    """Instead of a ping per checkout: drop connections the server already closed (asyncpg
+    saw the EOF, no round trip) and ping only those idle longer than `ping_idle_s`."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: Any) -> None:
+        record.info["shop_checkin"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        raw = getattr(dbapi_conn, "_connection", None)  # the asyncpg connection
+        if raw is not None and raw.is_closed():
+            raise DisconnectionError("connection closed by the server")
+        idle = time.monotonic() - record.info.get("shop_checkin", time.monotonic())
+        if idle > ping_idle_s:
+            try:
+                dbapi_conn.ping()
+            except Exception as exc:
+                raise DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
+
+
+class _OneStatementRead:
+    """The connection of a single-statement replica read. If the pooled connection turns out
+    to be lost, the statement (a read: safe to repeat) is re-run once on the primary in a
+    READ ONLY transaction, and the replica is marked down until the next health check."""
+
+    def __init__(self, db: Database, conn: AsyncConnection) -> None:
+        self._db = db
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def execute(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
+        try:
+            return await self._conn.execute(statement, parameters, **kw)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self._db._set_replica_ok(False, f"lost connection: {type(exc.orig).__name__}")
+        await self._conn.close()
+        self._db._count("primary", "replica_error")
+        self._conn = await self._db.primary.connect()
+        await self._conn.execution_options(postgresql_readonly=True)
+        async with self._conn.begin():
+            return await self._conn.execute(statement, parameters, **kw)
+
+    async def close(self) -> None:
+        await self._conn.close()
 
 
 def _pool_gauges(engine: AsyncEngine, role: str, db: str) -> Callable[[], Iterator[Sample]]:
@@ -306,13 +411,14 @@ class UnitOfWork:
         if ctx is not None:
             ctx.saw_lsn(self.last_lsn)
 
-    def read(self, after: int | str | None = None) -> Any:
+    def read(self, after: int | str | None = None, *, single_statement: bool = False) -> Any:
         """Read transaction on the replica once it replayed `after` (and this unit of work's
-        and the caller's LSN), else on the primary."""
+        and the caller's LSN), else on the primary. `single_statement=True`: the block runs
+        exactly one statement, so on the replica it runs without a transaction."""
         need = self.last_lsn
         if after:
             need = max(need, parse_lsn(after) if isinstance(after, str) else after)
         ctx = context.current()
         if ctx is not None:
             need = max(need, ctx.min_lsn)
-        return self.db.read_connection(need)
+        return self.db.read_connection(need, single_statement)

@@ -143,3 +143,26 @@ async def test_reads_keep_working_with_the_replica_stopped(db, stack):
     assert await db.check_replica() is True
     async with db.unit_of_work().read() as conn:
         assert (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one() is True
+
+
+async def test_single_statement_reads_survive_the_replica_stopping(db, stack):
+    """Single-statement replica reads skip BEGIN/COMMIT and the pool ping; a lost pooled
+    connection must still not fail the read (it is re-run on the primary)."""
+    key = uuid.uuid4().hex
+    async with db.unit_of_work().write() as conn:
+        await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 4)"), {"k": key})
+    await db.check_replica()
+    async with db.unit_of_work().read(single_statement=True) as conn:
+        assert (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one() is True
+    stack.stop("postgres-replica")
+    try:
+        for _ in range(5):
+            async with db.unit_of_work().read(single_statement=True) as conn:
+                row = await conn.execute(
+                    text(f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv WHERE k = :k"),
+                    {"k": key},
+                )
+                assert tuple(row.one()) == (4, False)
+    finally:
+        stack.start("postgres-replica")
+    assert await db.check_replica() is True
