@@ -1,5 +1,6 @@
 """The Users port over gRPC: UserService.CheckCredentials (an internal method, so the call
-carries this service's service token)."""
+carries this service's service token, and a CLIENT span whose traceparent the user service
+continues)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from grpclib.client import Channel
 
 from services.auth.domain import Identity
 from services.runtime.auth import ServiceIdentity
+from services.runtime.tracing import instrument_channel
 from shop.user.v1 import user_grpc, user_pb2
 
 
@@ -18,7 +20,7 @@ def role_name(value: int) -> str:
 class GrpcUsers:
     def __init__(self, address: str, identity: ServiceIdentity, timeout_s: float = 3.0) -> None:
         host, _, port = address.rpartition(":")
-        self.channel = identity.attach(Channel(host or "127.0.0.1", int(port)))
+        self.channel = identity.attach(instrument_channel(Channel(host or "127.0.0.1", int(port))))
         self.stub = user_grpc.UserServiceStub(self.channel)
         self.timeout_s = timeout_s
 

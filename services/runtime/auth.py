@@ -351,10 +351,12 @@ class JwksCache:
 
 
 def grpc_jwks_fetcher(host: str, port: int, timeout_s: float = 2.0) -> Any:
-    """JWKS from the auth service's GetJwks over gRPC (public method, no token)."""
+    """JWKS from the auth service's GetJwks over gRPC (public method, no token). The channel
+    is traced: a fetch for an unknown kid shows up inside the request that needed it."""
     from google.protobuf.json_format import MessageToDict
     from grpclib.client import Channel
 
+    from services.runtime.tracing import instrument_channel
     from shop.auth.v1 import auth_grpc, auth_pb2
 
     channel: Channel | None = None
@@ -362,7 +364,7 @@ def grpc_jwks_fetcher(host: str, port: int, timeout_s: float = 2.0) -> Any:
     async def fetch() -> dict[str, Any]:
         nonlocal channel
         if channel is None:
-            channel = Channel(host, port)
+            channel = instrument_channel(Channel(host, port))
         reply = await auth_grpc.AuthServiceStub(channel).GetJwks(
             auth_pb2.GetJwksRequest(), timeout=timeout_s
         )
