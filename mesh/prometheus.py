@@ -36,19 +36,59 @@ class PrometheusOptions:
     host: str = "127.0.0.1"
     prometheus_port: int = 9090
     envoy_admin_port: int = 9901
-    nginx_exporter_port: int = NGINX_EXPORTER_PORT
+    # None: no NGINX exporter where this config runs (compose), so no `nginx` job
+    nginx_exporter_port: int | None = NGINX_EXPORTER_PORT
     registry_port: int = REGISTRY_PORT
     scrape_interval: str = "2s"
     evaluation_interval: str = "2s"
     # service -> metrics port; default every service at mesh.services.metrics_port (tests run
     # private instances elsewhere)
     service_ports: Mapping[str, int] = field(default_factory=dict)
+    # target -> host where it is not `host`: a service name, "registry", "envoy", "nginx" or
+    # "prometheus". Containers reach each other by name (deploy/render.py).
+    hosts: Mapping[str, str] = field(default_factory=dict)
 
 
 def scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
     opt = opt or PrometheusOptions()
-    h = opt.host
     ports = dict(opt.service_ports) or {name: metrics_port(name) for name in SERVICES}
+
+    def at(target: str, port: int) -> list[str]:
+        return [f"{opt.hosts.get(target, opt.host)}:{port}"]
+
+    jobs: list[dict[str, Any]] = [
+        {
+            "job_name": SERVICES_JOB,
+            "static_configs": [
+                {"targets": at(name, ports[name]), "labels": {"service": name}}
+                for name in sorted(ports)
+            ],
+        },
+        {
+            "job_name": REGISTRY_JOB,
+            "static_configs": [
+                {"targets": at("registry", opt.registry_port), "labels": {"service": "registry"}}
+            ],
+        },
+        {
+            "job_name": "envoy",
+            "metrics_path": "/stats/prometheus",
+            "static_configs": [{"targets": at("envoy", opt.envoy_admin_port)}],
+        },
+    ]
+    if opt.nginx_exporter_port is not None:
+        jobs.append(
+            {
+                "job_name": "nginx",
+                "static_configs": [{"targets": at("nginx", opt.nginx_exporter_port)}],
+            }
+        )
+    jobs.append(
+        {
+            "job_name": "prometheus",
+            "static_configs": [{"targets": at("prometheus", opt.prometheus_port)}],
+        }
+    )
     return {
         "global": {
             "scrape_interval": opt.scrape_interval,
@@ -57,34 +97,7 @@ def scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
         },
         # Relative to this file: Prometheus resolves rule_files against the config's dir.
         "rule_files": ["rules.yml"],
-        "scrape_configs": [
-            {
-                "job_name": SERVICES_JOB,
-                "static_configs": [
-                    {"targets": [f"{h}:{ports[name]}"], "labels": {"service": name}}
-                    for name in sorted(ports)
-                ],
-            },
-            {
-                "job_name": REGISTRY_JOB,
-                "static_configs": [
-                    {"targets": [f"{h}:{opt.registry_port}"], "labels": {"service": "registry"}}
-                ],
-            },
-            {
-                "job_name": "envoy",
-                "metrics_path": "/stats/prometheus",
-                "static_configs": [{"targets": [f"{h}:{opt.envoy_admin_port}"]}],
-            },
-            {
-                "job_name": "nginx",
-                "static_configs": [{"targets": [f"{h}:{opt.nginx_exporter_port}"]}],
-            },
-            {
-                "job_name": "prometheus",
-                "static_configs": [{"targets": [f"{h}:{opt.prometheus_port}"]}],
-            },
-        ],
+        "scrape_configs": jobs,
     }
 
 
