@@ -23,6 +23,9 @@ DEV_KEK = "c2hvcG1lc2gtZGV2LWtleS1lbmNyeXB0aW9uLWtleSE"
 class AuthServiceConfig:
     access_ttl_s: int = setting(900, help="access token lifetime")
     refresh_ttl_s: int = setting(14 * 86400, help="refresh token lifetime")
+    refresh_reuse_grace_s: float = setting(
+        5.0, help="a refresh token spent this recently may be presented again (reload races)"
+    )
     key_rotate_hours: float = setting(24.0, help="a new signing key every N hours")
     key_prepublish_s: float = setting(
         300.0, help="a new key is in the JWKS this long before it signs (> JWKS cache ages)"

@@ -63,14 +63,27 @@ class RefreshRecord:
 
 class RefreshOutcome(enum.Enum):
     ROTATE = "rotate"
+    REISSUE = "reissue"  # spent moments ago: the same client retrying, issue again
     REUSE = "reuse"  # a spent token: revoke the family
     REJECT = "reject"  # expired or revoked: nothing to change
 
 
-def judge_refresh(rec: RefreshRecord | None, now: datetime) -> RefreshOutcome:
+def judge_refresh(
+    rec: RefreshRecord | None, now: datetime, grace: timedelta = timedelta(0)
+) -> RefreshOutcome:
+    """What a presented refresh token gets.
+
+    A token spent less than `grace` ago is the same client racing itself, not a thief: a
+    browser reload aborts an in-flight refresh after the server rotated the token, so the
+    new page presents the old token again. Without the grace window that user is logged
+    out (the family revoked); with it the token is honoured once more within the window,
+    as Auth0's "reuse interval" does. After the window, reuse revokes the family.
+    """
     if rec is None or rec.family_revoked_at is not None:
         return RefreshOutcome.REJECT
     if rec.spent_at is not None:
+        if now - rec.spent_at <= grace and rec.expires_at > now:
+            return RefreshOutcome.REISSUE
         return RefreshOutcome.REUSE
     if rec.expires_at <= now:
         return RefreshOutcome.REJECT

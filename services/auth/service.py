@@ -41,6 +41,7 @@ class TokenSettings:
     audience: str
     access_ttl_s: int = 900
     refresh_ttl_s: int = 14 * 86400
+    refresh_reuse_grace_s: float = 5.0
 
 
 @dataclass
@@ -93,12 +94,15 @@ class AuthService:
         now = self.clock()
         async with self.store.transaction() as tx:
             rec = await tx.refresh_token(token_hash(refresh_token))
-            outcome = judge_refresh(rec, now)
+            grace = timedelta(seconds=self.tokens.refresh_reuse_grace_s)
+            outcome = judge_refresh(rec, now, grace)
             pair = None
             if rec is not None and outcome is RefreshOutcome.REUSE:
                 await tx.revoke_family(rec.family_id, now)
             elif rec is not None and outcome is RefreshOutcome.ROTATE:
                 await tx.spend(rec.token_hash, now)
+                pair = await self._issue(tx, rec.family_id, Identity(rec.user_id, rec.roles), now)
+            elif rec is not None and outcome is RefreshOutcome.REISSUE:
                 pair = await self._issue(tx, rec.family_id, Identity(rec.user_id, rec.roles), now)
         if pair is None:
             raise RefreshRejectedError()

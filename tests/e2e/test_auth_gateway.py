@@ -10,6 +10,8 @@ so each test fails for exactly the reason it names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import re
 import secrets
 import time
@@ -24,7 +26,7 @@ from grpclib.exceptions import GRPCError
 
 from mesh.api import load
 from mesh.generate import DESCRIPTOR
-from services.auth.config import DEV_KEK
+from services.auth.config import DEV_KEK, AuthServiceConfig
 from services.auth.keys import parse_kek, unseal
 from services.runtime.auth import (
     DEFAULT_AUDIENCE,
@@ -292,6 +294,14 @@ def test_placing_an_order_for_someone_else_is_refused(
 # ---------------------------------------------------------------- sessions
 
 
+def _reuse_grace_s() -> float:
+    """The auth service's reuse window, as the running stack has it (config default)."""
+    fields = {f.name: f for f in dataclasses.fields(AuthServiceConfig)}
+    return float(
+        os.environ.get("AUTH_REFRESH_REUSE_GRACE_S", fields["refresh_reuse_grace_s"].default)
+    )
+
+
 def test_refresh_rotates_and_reuse_revokes_the_family(gw: httpx.Client) -> None:
     s = register_and_login(gw)
     r1 = gw.post("/api/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
@@ -299,10 +309,23 @@ def test_refresh_rotates_and_reuse_revokes_the_family(gw: httpx.Client) -> None:
     new = r1.json()["tokens"]
     assert new["refresh_token"] != s["refresh_token"]
     assert gw.get(f"/api/v1/users/{s['user_id']}", headers=bearer(new["access_token"])).is_success
+    time.sleep(_reuse_grace_s() + 1)  # past the reload-race window: this is a replay
     reuse = gw.post("/api/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
     assert reuse.status_code == 401
     after = gw.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
     assert after.status_code == 401  # the successor died with its family
+
+
+def test_a_refresh_repeated_within_the_grace_window_keeps_the_session(gw: httpx.Client) -> None:
+    """A reload that aborted an in-flight refresh presents the old token again at once."""
+    s = register_and_login(gw)
+    r1 = gw.post("/api/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
+    r2 = gw.post("/api/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
+    assert r1.status_code == r2.status_code == 200
+    again = r2.json()["tokens"]
+    assert gw.get(f"/api/v1/users/{s['user_id']}", headers=bearer(again["access_token"])).is_success
+    nxt = gw.post("/api/v1/auth/refresh", json={"refresh_token": again["refresh_token"]})
+    assert nxt.status_code == 200
 
 
 def test_logout_ends_the_session(gw: httpx.Client) -> None:

@@ -129,15 +129,32 @@ async def test_refresh_rotates_and_the_old_token_is_spent(svc: AuthService) -> N
     assert third.user_id == "alice"
 
 
-async def test_reusing_a_spent_token_revokes_the_whole_family(svc: AuthService) -> None:
+async def test_reusing_a_spent_token_revokes_the_whole_family(
+    svc: AuthService, clock: Clock
+) -> None:
     first = await svc.login("alice@example.com", "correct horse", "")
     second = await svc.refresh(first.refresh_token)
+    clock.advance(svc.tokens.refresh_reuse_grace_s + 1)
     with pytest.raises(RefreshRejectedError):
         await svc.refresh(first.refresh_token)  # the thief (or the victim) replays it
     with pytest.raises(RefreshRejectedError):
         await svc.refresh(second.refresh_token)  # the successor died with the family
     other = await svc.login("alice@example.com", "correct horse", "")
     assert (await svc.refresh(other.refresh_token)).user_id == "alice"  # other sessions live
+
+
+async def test_a_token_spent_moments_ago_is_honoured_again_within_the_grace_window(
+    svc: AuthService, clock: Clock
+) -> None:
+    first = await svc.login("alice@example.com", "correct horse", "")
+    lost = await svc.refresh(first.refresh_token)  # the answer a reload aborted
+    clock.advance(svc.tokens.refresh_reuse_grace_s / 2)
+    again = await svc.refresh(first.refresh_token)
+    assert again.refresh_token not in (first.refresh_token, lost.refresh_token)
+    assert (await svc.refresh(again.refresh_token)).user_id == "alice"  # family alive
+    clock.advance(svc.tokens.refresh_reuse_grace_s + 1)
+    with pytest.raises(RefreshRejectedError):
+        await svc.refresh(first.refresh_token)  # later, the same replay revokes
 
 
 async def test_expired_and_unknown_refresh_tokens_are_rejected(
