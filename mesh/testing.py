@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -174,9 +175,12 @@ def descriptor_with_extra_rpc(workdir: Path) -> Path:
     """Copy the buf workspace (schemas + vendored protos) to `workdir`, add PingCatalog to
     ProductService in the copy, and build its descriptor set with buf. The real schemas
     are never touched."""
+    vendored = ROOT / ".build" / "proto-vendor"
+    if not vendored.exists():  # a fresh clone that ran `make test` without `make gen`
+        subprocess.run([sys.executable, "tools/vendor_protos.py"], cwd=ROOT, check=True)
     shutil.copy(ROOT / "buf.yaml", workdir / "buf.yaml")
     shutil.copytree(ROOT / "schemas" / "proto", workdir / "schemas" / "proto")
-    shutil.copytree(ROOT / ".build" / "proto-vendor", workdir / ".build" / "proto-vendor")
+    shutil.copytree(vendored, workdir / ".build" / "proto-vendor")
     proto = workdir / "schemas" / "proto" / "shop" / "product" / "v1" / "product.proto"
     text = proto.read_text()
     anchor = "service ProductService {\n"
