@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -461,7 +462,7 @@ class Fleet:
             cmd = [sys.executable, "-m", "services.product.main"]
         else:
             raise BenchFailed(f"unknown config {name}")
-        if self.profile and name in ("runtime_mem", "service_db", "service_db_old"):
+        if self.profile and name in ("runtime_mem", "service_db"):
             env["BENCH_PROFILE_OUT"] = str(self.tmp / f"profile_{name}")
             cmd = [sys.executable, "-m", "bench.hot_rpc", "--profiled", *cmd[1:]]
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115
@@ -566,7 +567,15 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         )
         if args.profile:
             for name in [c for c in configs if c in ("runtime_mem", "service_db")]:
+                pid = fleet.procs[name].pid
+                os.kill(pid, signal.SIGUSR1)
                 await measure(fleet, name, "GetProduct", 16, max(args.seconds, 4), ids)
+                os.kill(pid, signal.SIGUSR2)
+                out = tmp / f"profile_{name}.json"
+                for _ in range(300):  # rendering the report takes a while on a busy box
+                    if out.exists():
+                        break
+                    await asyncio.sleep(0.1)
     finally:
         fleet.stop()
     if args.profile:
@@ -667,33 +676,31 @@ def table(result: dict[str, Any]) -> str:
 
 
 def run_profiled(argv: list[str]) -> None:
-    """Run `python -m <module> ...` or `python <script>` under pyinstrument; on exit write
-    the text report and the top self-time frames to $BENCH_PROFILE_OUT.{txt,json}."""
+    """Run `python -m <module> ...` under pyinstrument, profiling only between SIGUSR1 and
+    SIGUSR2 (a bounded window: a whole-run session is too big to render), then write the
+    text report and the top self-time frames to $BENCH_PROFILE_OUT.{txt,json}."""
     import runpy
     import signal
 
     from pyinstrument import Profiler
 
     out = os.environ["BENCH_PROFILE_OUT"]
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    profiler.start()
-    try:
-        if argv[0] == "-m":
-            sys.argv = [argv[1], *argv[2:]]
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = argv
-            runpy.run_path(argv[0], run_name="__main__")
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+
+    def start(*_: Any) -> None:
+        profiler.start()
+
+    def stop(*_: Any) -> None:
         profiler.stop()
-        session = profiler.last_session
         Path(out + ".txt").write_text(
             profiler.output_text(unicode=False, color=False, show_all=False)
         )
-        Path(out + ".json").write_text(json.dumps(top_frames(session), indent=1))
+        Path(out + ".json").write_text(json.dumps(top_frames(profiler.last_session), indent=1))
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    sys.argv = [argv[1], *argv[2:]]
+    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
 
 
 def top_frames(session: Any, n: int = 25) -> dict[str, Any]:

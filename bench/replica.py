@@ -4,7 +4,7 @@ every 100 ms while GetProduct/ListProducts load runs and a writer commits to the
 
 Reads go to the stack's product service (127.0.0.1:50051); the read routing is taken from
 its /metrics (db_reads_total{target,reason}, delta over the run). The writer inserts rows
-into a scratch table in the `postgres` database at a fixed rate (WAL traffic), dropped
+into a scratch table in the product database at a fixed rate (WAL traffic), dropped
 afterwards. Bounded (--seconds, request cap); any RPC error fails the run.
 
     python -m bench.replica [--seconds 10] [--concurrency 16] [--write-rate 200]
@@ -30,10 +30,10 @@ from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 PRIMARY = os.environ.get(
-    "BENCH_PG_PRIMARY", "postgresql://shopmesh:shopmesh@127.0.0.1:5432/postgres"
+    "BENCH_PG_PRIMARY", "postgresql://shopmesh:shopmesh@127.0.0.1:5432/product"
 )
 REPLICA = os.environ.get(
-    "BENCH_PG_REPLICA", "postgresql://shopmesh:shopmesh@127.0.0.1:5433/postgres"
+    "BENCH_PG_REPLICA", "postgresql://shopmesh:shopmesh@127.0.0.1:5433/product"
 )
 PRODUCT_PORT = int(os.environ.get("PRODUCT_PORT", 50051))
 METRICS = os.environ.get("PRODUCT_METRICS_URL", "http://127.0.0.1:9451/metrics")
@@ -90,7 +90,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             return await stub.ListProducts(pb.ListProductsRequest(page_size=20))
         return await stub.GetProduct(pb.GetProductRequest(id=ids[(w * 7 + i) % len(ids)]))
 
-    writer = await asyncpg.connect(PRIMARY)
+    writer = await asyncpg.create_pool(PRIMARY, min_size=2, max_size=8)
     before = await read_counts()
     sampler = asyncio.ensure_future(sample())
     try:
@@ -104,8 +104,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await sampler
         after = await read_counts()
         await primary.execute(f"DROP TABLE IF EXISTS {table}")
-        for c in (primary, replica, writer):
+        for c in (primary, replica):
             await c.close()
+        await writer.close()
         channel.close()
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     total = sum(delta.values())
