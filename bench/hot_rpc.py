@@ -12,7 +12,10 @@ Servers, each its own process pinned to core 0 (`taskset -c 0`), the client on c
   (~/.cache/shopmesh/bench-venv), code generated into a temp dir (never gen/);
 - service_db: the real product service (services.product.main: PostgreSQL primary + replica);
 - service_db_old: the same service with the DB read path as it was before bench's fix
-  (PRODUCT_DB_POOL_PRE_PING=true, PRODUCT_DB_READ_SNAPSHOT=always): the A/B of that change.
+  (PRODUCT_DB_POOL_PRE_PING=true, PRODUCT_DB_READ_SNAPSHOT=always): the A/B of that change;
+- runtime_mem_base / service_db_base (with --base REV): runtime_mem / service_db served by
+  the code of git revision REV, checked out in a worktree under /tmp (the same-run A/B of a
+  runtime change; the cell of runtime_mem / service_db then carries ratio_vs_<name>_base).
 
 One grpc.aio client (upb messages, one channel, closed loop, concurrency 1/16/64). Every
 server's replies are checked first (exact equality for the in-memory ones). Rounds are
@@ -21,7 +24,7 @@ the rounds and ratios are computed within a round first. --profile runs pyinstru
 runtime_mem and service_db servers at C=16 and writes their top frames into the results.
 
     python -m bench.hot_rpc [--seconds 3] [--rounds 3] [--concurrency 1,16,64]
-        [--configs a,b,...] [--no-alt] [--profile]
+        [--configs a,b,...] [--no-alt] [--profile] [--base REV]
 Writes bench/results/hot_rpc.json (+ hot_rpc_profile_*.txt with --profile).
 """
 
@@ -67,6 +70,7 @@ ALT_PINS = ["betterproto[compiler]==2.0.0b7", "betterproto2==0.10.0",
 MAX_CALLS = 60_000  # per point
 CONFIGS = ("runtime_mem", "grpclib_upb", "grpcio", "betterproto", "betterproto2", "service_db",
            "service_db_old")  # fmt: skip
+BASE_CONFIGS = ("runtime_mem_base", "service_db_base")  # need --base REV
 OLD_DB_ENV = {"PRODUCT_DB_POOL_PRE_PING": "true", "PRODUCT_DB_READ_SNAPSHOT": "always"}
 NEW_DB_ENV = {"PRODUCT_DB_POOL_PRE_PING": "false", "PRODUCT_DB_READ_SNAPSHOT": "multi"}
 
@@ -426,13 +430,27 @@ async def verify(name: str, client: Client, data: dict[str, Any], exact: bool) -
 # ================================================================== orchestration
 
 
+def base_tree(rev: str) -> Path:
+    """A detached worktree of `rev` under /tmp (created once, reused), for the *_base configs."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT, check=True,
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    path = Path(tempfile.gettempdir()) / f"shopmesh-bench-{sha[:12]}"
+    if not (path / "services").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+    return path
+
+
 class Fleet:
     """The server processes, all pinned to core 0, started once and reused by every round."""
 
-    def __init__(self, tmp: Path, data_file: Path, profile: bool) -> None:
+    def __init__(self, tmp: Path, data_file: Path, profile: bool, base: Path | None = None) -> None:
         self.tmp = tmp
         self.data_file = data_file
         self.profile = profile
+        self.base = base  # worktree of --base REV, serving the *_base configs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
@@ -449,16 +467,25 @@ class Fleet:
     def start(self, name: str, alt: dict[str, Path] | None = None, py: Path | None = None) -> None:
         port = free_port()
         env = self._env(port)
-        if name in ("runtime_mem", "grpclib_upb", "grpcio"):
-            cmd = [sys.executable, "-m", "bench.hot_rpc", "--serve", name, "--port", str(port),
-                   "--data", str(self.data_file)]  # fmt: skip
+        cwd = ROOT
+        if name in BASE_CONFIGS:
+            if self.base is None:
+                raise BenchFailed(f"{name} needs --base REV")
+            # The old revision's packages first on sys.path (gen/ still comes from ROOT).
+            cwd, name_run = self.base, name.removesuffix("_base")
+            env["PYTHONPATH"] = str(self.base)
+        else:
+            name_run = name
+        if name_run in ("runtime_mem", "grpclib_upb", "grpcio"):
+            cmd = [sys.executable, "-m", "bench.hot_rpc", "--serve", name_run, "--port",
+                   str(port), "--data", str(self.data_file)]  # fmt: skip
         elif name in ("betterproto", "betterproto2"):
             assert alt is not None and py is not None
             script = self.tmp / "alt_server.py"
             script.write_text(ALT_SERVER)
             cmd = [str(py), str(script), name, str(alt[name]), str(port), str(self.data_file)]
-        elif name in ("service_db", "service_db_old"):
-            env.update(NEW_DB_ENV if name == "service_db" else OLD_DB_ENV)
+        elif name_run in ("service_db", "service_db_old"):
+            env.update(NEW_DB_ENV if name_run == "service_db" else OLD_DB_ENV)
             cmd = [sys.executable, "-m", "services.product.main"]
         else:
             raise BenchFailed(f"unknown config {name}")
@@ -467,7 +494,7 @@ class Fleet:
             cmd = [sys.executable, "-m", "bench.hot_rpc", "--profiled", *cmd[1:]]
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
-            pinned(cmd, 0), cwd=ROOT, env=env, stdout=log, stderr=log
+            pinned(cmd, 0), cwd=cwd, env=env, stdout=log, stderr=log
         )
         self.ports[name] = port
 
@@ -537,7 +564,8 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     configs.remove(c)
                     skipped[c] = f"alt venv/codegen failed: {exc}"[:300]
             print(f"SKIP betterproto configs: {exc}", file=sys.stderr)
-    fleet = Fleet(tmp, data_file, args.profile)
+    base = base_tree(args.base) if getattr(args, "base", None) else None
+    fleet = Fleet(tmp, data_file, args.profile, base)
     points: list[dict[str, Any]] = []
     profiles: dict[str, Any] = {}
     try:
@@ -612,13 +640,21 @@ def summarize(
                     )  # fmt: skip
                     ratios.append(p["per_s"] / base["per_s"])
                     cost.append(base["server_cpu_us_per_call"] / p["server_cpu_us_per_call"])
-                    if name == "service_db" and "service_db_old" in configs:
+                    for other in (f"{name}_old", f"{name}_base"):
+                        if other not in configs:
+                            continue
                         old = next(
                             q for q in points
                             if (q["config"], q["rpc"], q["concurrency"], q["round"]) ==
-                            ("service_db_old", rpc, c, p["round"])
+                            (other, rpc, c, p["round"])
                         )  # fmt: skip
-                        ab.append(p["per_s"] / old["per_s"])
+                        ab.append(
+                            (
+                                other,
+                                p["per_s"] / old["per_s"],
+                                old["server_cpu_us_per_call"] / p["server_cpu_us_per_call"],
+                            )
+                        )
                 cell = {
                     "rpc": rpc, "concurrency": c, "config": name,
                     "per_s": median_range((p["per_s"] for p in mine), 1),
@@ -630,8 +666,9 @@ def summarize(
                     f"ratio_vs_{ref}": median_range(ratios),
                     f"cpu_ratio_vs_{ref}": median_range(cost),
                 }  # fmt: skip
-                if ab:
-                    cell["ratio_vs_service_db_old"] = median_range(ab)
+                for other in dict.fromkeys(o for o, _, _ in ab):
+                    cell[f"ratio_vs_{other}"] = median_range(r for o, r, _ in ab if o == other)
+                    cell[f"cpu_ratio_vs_{other}"] = median_range(r for o, _, r in ab if o == other)
                 cells.append(cell)
     return {
         "what": "GetProduct (rotating over 20 ids) and ListProducts(page_size=20); server "
@@ -736,6 +773,7 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--no-alt", action="store_true", help="skip the betterproto configs")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--base", help="git revision serving the *_base configs (A/B)")
     ap.add_argument("--catalog-port", type=int, default=int(os.environ.get("PRODUCT_PORT", 50051)))
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
