@@ -4,8 +4,13 @@ Per service (istio/<service>.yaml): VirtualService (per-method match on the gRPC
 timeouts, retries only for idempotent methods), DestinationRule (connection pool, outlier
 detection, mTLS) and AuthorizationPolicy (public methods open, user/admin methods need a
 verified JWT, internal methods only from workloads of the namespace, never from the edge).
-Namespace-wide (istio/mesh.yaml): PeerAuthentication STRICT and RequestAuthentication.
-The JWT issuer, JWKS URI and claim names are a skeleton the auth service refines.
+Namespace-wide (istio/mesh.yaml): PeerAuthentication STRICT and RequestAuthentication with
+two issuers: the auth service's user tokens (JWKS: GetJwks) and the service tokens every
+service mints from SHOPMESH_SERVICE_KEY (services/runtime/auth.py; JWKS: the auth service's
+GetServiceJwks, the public key derived from the same Secret, so nothing per deployment is
+committed here). Both JWKS are fetched by istiod through the gateway's REST transcoding.
+Internal methods need a namespace workload identity (mTLS) and a verified service token;
+admin methods accept a service token from a namespace workload too (as the runtime does).
 """
 
 from __future__ import annotations
@@ -14,9 +19,14 @@ from mesh import jwt
 from mesh.api import Api, Method, Service
 from mesh.envoy import NUM_RETRIES, RETRY_ON
 from mesh.services import K8S_NAMESPACE
+from services.runtime.auth import SERVICE_ISSUER
 
 NS = K8S_NAMESPACE
 JWKS_URI = f"http://gateway.{NS}.svc.cluster.local/.well-known/jwks.json"
+# AuthService.GetServiceJwks through the gateway (REST binding of the schema).
+SERVICE_JWKS_URI = f"http://gateway.{NS}.svc.cluster.local/api/v1/auth/service-jwks"
+# requestPrincipals of a verified service token are "<iss>/<sub>" (sub = the service name).
+SERVICE_TOKEN_PRINCIPALS = [f"{SERVICE_ISSUER}/*"]
 ADMIN_CLAIM = "request.auth.claims[roles]"
 # Edge identities: the Istio ingress gateway and our NGINX+Envoy gateway Deployment.
 EDGE_PRINCIPALS = [
@@ -113,6 +123,19 @@ def _paths(svc: Service, access: str) -> list[str]:
     return [m.grpc_path for m in svc.methods if m.access == access]
 
 
+def _service_source() -> dict:
+    """A workload of the namespace (mTLS identity, never the edge) presenting a verified
+    service token: both must hold (fields of one source are ANDed)."""
+    return {
+        "source": {
+            "principals": [f"cluster.local/ns/{NS}/sa/*"],
+            # Fresh lists: a shared one would come out as a YAML anchor/alias.
+            "notPrincipals": list(EDGE_PRINCIPALS),
+            "requestPrincipals": list(SERVICE_TOKEN_PRINCIPALS),
+        }
+    }
+
+
 def authorization_policies(svc: Service) -> list[dict]:
     selector = {"matchLabels": {"app.kubernetes.io/name": svc.short}}
     rules: list[dict] = [{"to": [{"operation": {"paths": HEALTH_PATHS}}]}]
@@ -134,21 +157,11 @@ def authorization_policies(svc: Service) -> list[dict]:
                 "when": [{"key": ADMIN_CLAIM, "values": ["admin"]}],
             }
         )
+        # Setup and tooling run as a service (runtime/auth.py: a service may call admin).
+        rules.append({"from": [_service_source()], "to": [{"operation": {"paths": list(paths)}}]})
     internal = _paths(svc, "internal")
     if internal:
-        rules.append(
-            {
-                "from": [
-                    {
-                        "source": {
-                            "principals": [f"cluster.local/ns/{NS}/sa/*"],
-                            "notPrincipals": EDGE_PRINCIPALS,
-                        }
-                    }
-                ],
-                "to": [{"operation": {"paths": internal}}],
-            }
-        )
+        rules.append({"from": [_service_source()], "to": [{"operation": {"paths": internal}}]})
     policies = [
         {
             "apiVersion": "security.istio.io/v1",
@@ -192,7 +205,10 @@ def mesh_wide() -> list[dict]:
             "kind": "RequestAuthentication",
             "metadata": _meta("jwt"),
             "spec": {
-                "jwtRules": [jwt.istio_jwt_rule(JWKS_URI)]
+                "jwtRules": [
+                    jwt.istio_jwt_rule(JWKS_URI),
+                    jwt.istio_service_jwt_rule(SERVICE_JWKS_URI),
+                ]
             },
         },
     ]

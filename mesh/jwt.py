@@ -25,7 +25,14 @@ No token or a bad one -> 401 (gRPC UNAUTHENTICATED); no admin role -> 403
 from __future__ import annotations
 
 from mesh.api import Api
-from services.runtime.auth import ADMIN_ROLE, DEFAULT_AUDIENCE, DEFAULT_ISSUER, PAYLOAD_HEADER
+from services.runtime.auth import (
+    ADMIN_ROLE,
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    PAYLOAD_HEADER,
+    SERVICE_AUDIENCE,
+    SERVICE_ISSUER,
+)
 
 T = "type.googleapis.com/envoy.extensions."
 PROVIDER = "shop_auth"
@@ -174,4 +181,16 @@ def istio_jwt_rule(jwks_uri: str) -> dict:
         "jwksUri": jwks_uri,
         "forwardOriginalToken": True,
         "outputPayloadToHeader": PAYLOAD_HEADER,
+    }
+
+
+def istio_service_jwt_rule(jwks_uri: str) -> dict:
+    """RequestAuthentication rule for service tokens (services/runtime/auth.py): without it
+    Istio rejects every internal call, since a token whose issuer no rule names is invalid.
+    No payload header: services verify the token themselves and nothing reads it."""
+    return {
+        "issuer": SERVICE_ISSUER,
+        "audiences": [SERVICE_AUDIENCE],
+        "jwksUri": jwks_uri,
+        "forwardOriginalToken": True,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -41,9 +42,16 @@ def client_address(metadata: object, peer: str, trusted_hops: int) -> str:
 
 
 class AuthHandlers(auth_grpc.AuthServiceBase):
-    def __init__(self, service: AuthService, trusted_hops: int) -> None:
+    def __init__(
+        self,
+        service: AuthService,
+        trusted_hops: int,
+        service_jwks: Sequence[Mapping[str, str]] = (),
+    ) -> None:
         self.service = service
         self.trusted_hops = trusted_hops
+        # Public JWKs of the shared service identity (mesh/istio.py's service jwtRule).
+        self.service_jwks = [pb.Jwk(**jwk) for jwk in service_jwks]
 
     async def Login(self, stream: Stream[pb.LoginRequest, pb.LoginResponse]) -> None:
         req = await stream.recv_message()
@@ -71,3 +79,9 @@ class AuthHandlers(auth_grpc.AuthServiceBase):
         await stream.recv_message()
         keys = [pb.Jwk(**jwk) for jwk in self.service.jwks()]
         await stream.send_message(pb.GetJwksResponse(keys=keys))
+
+    async def GetServiceJwks(
+        self, stream: Stream[pb.GetServiceJwksRequest, pb.GetServiceJwksResponse]
+    ) -> None:
+        await stream.recv_message()
+        await stream.send_message(pb.GetServiceJwksResponse(keys=self.service_jwks))

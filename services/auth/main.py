@@ -50,9 +50,8 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         cfg.key_prepublish_s,
         utcnow,
     )
-    users = GrpcUsers(
-        cfg.user_addr, ServiceIdentity("auth", service_signing_key(cfg.jwt.service_key))
-    )
+    identity = ServiceIdentity("auth", service_signing_key(cfg.jwt.service_key))
+    users = GrpcUsers(cfg.user_addr, identity)
 
     def policy(max_attempts: int, free_failures: int) -> ThrottlePolicy:
         return ThrottlePolicy(
@@ -64,13 +63,18 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         PgStore(db),
         ring,
         TokenSettings(
-            cfg.jwt.jwt_issuer, cfg.jwt.jwt_audience, cfg.access_ttl_s, cfg.refresh_ttl_s
+            cfg.jwt.jwt_issuer,
+            cfg.jwt.jwt_audience,
+            cfg.access_ttl_s,
+            cfg.refresh_ttl_s,
+            cfg.refresh_reuse_grace_s,
         ),
         policy(cfg.account_max_attempts, cfg.account_free_failures),
         policy(cfg.address_max_attempts, cfg.address_free_failures),
     )
     keys = Keys(db, ring, cfg.key_check_s)
-    return AuthHandlers(service, cfg.trusted_proxy_hops), [db, keys, users], keys
+    handlers = AuthHandlers(service, cfg.trusted_proxy_hops, [identity.jwk()])
+    return handlers, [db, keys, users], keys
 
 
 async def main() -> int:

@@ -269,6 +269,11 @@ class ServiceIdentity:
     def metadata(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token()}"}
 
+    def jwk(self) -> dict[str, str]:
+        """The public JWK that verifies this identity's tokens (Istio's service jwtRule,
+        served by the auth service's GetServiceJwks)."""
+        return okp_jwk(self.key.public_key(), self.kid)
+
     def attach(self, channel: Any) -> Any:
         """Add this service's token to every call on a grpclib Channel that carries none
         (a call forwarding a user's token keeps it)."""

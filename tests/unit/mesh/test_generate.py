@@ -20,6 +20,7 @@ import shop.mesh.v1.options_pb2 as options_pb2
 from mesh import envoy, generate, istio, nginx, openapi
 from mesh.api import ApiError, load
 from mesh.testing import descriptor_with_extra_rpc, validate_envoy
+from services.runtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, SERVICE_AUDIENCE, SERVICE_ISSUER
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = ROOT / "mesh" / "out"
@@ -333,9 +334,42 @@ def test_istio_resources_follow_policy(api) -> None:
         for rule in allow["rules"]:
             paths = rule["to"][0]["operation"]["paths"]
             access = {m.access for m in svc.methods if m.grpc_path in paths}
+            source = rule.get("from", [{}])[0].get("source", {})
+            if source.get("requestPrincipals") == istio.SERVICE_TOKEN_PRINCIPALS:
+                # A verified service token from a namespace workload, never the edge.
+                assert access <= {"internal", "admin"}
+                assert source["principals"] == [f"cluster.local/ns/{istio.NS}/sa/*"]
+                assert source["notPrincipals"] == istio.EDGE_PRINCIPALS
+                continue
+            assert "internal" not in access, "internal methods need a service token"
             if access & {"user", "admin"}:
-                assert rule["from"][0]["source"]["requestPrincipals"] == ["*"]
+                assert source["requestPrincipals"] == ["*"]
                 assert rule["when"][0]["key"].startswith("request.auth.claims[")
+
+
+def test_istio_accepts_user_and_service_tokens(api) -> None:
+    files = istio.build(api)
+    rules = {r["issuer"]: r for r in files["mesh.yaml"][1]["spec"]["jwtRules"]}
+    assert set(rules) == {DEFAULT_ISSUER, SERVICE_ISSUER}
+    assert rules[SERVICE_ISSUER]["audiences"] == [SERVICE_AUDIENCE]
+    assert rules[DEFAULT_ISSUER]["audiences"] == [DEFAULT_AUDIENCE]
+    # The service JWKS is the auth service's GetServiceJwks REST binding, via the gateway.
+    path = rules[SERVICE_ISSUER]["jwksUri"].split(".svc.cluster.local", 1)[1]
+    served = {r.path for m in api.methods for r in m.http if m.name == "GetServiceJwks"}
+    assert path in served
+    for svc in api.services:
+        internal = {m.grpc_path for m in svc.methods if m.access == "internal"}
+        allow = next(
+            d for d in files[f"{svc.short}.yaml"] if d["metadata"]["name"] == f"{svc.short}-allow"
+        )
+        covered = {
+            p
+            for r in allow["spec"]["rules"]
+            if r.get("from", [{}])[0].get("source", {}).get("requestPrincipals")
+            == [f"{SERVICE_ISSUER}/*"]
+            for p in r["to"][0]["operation"]["paths"]
+        }
+        assert internal <= covered, svc.short
 
 
 # ------------------------------------------------------------------ schema rules

@@ -34,6 +34,10 @@ class AuthServiceBase(abc.ABC):
     async def GetJwks(self, stream: 'grpclib.server.Stream[shop.auth.v1.auth_pb2.GetJwksRequest, shop.auth.v1.auth_pb2.GetJwksResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def GetServiceJwks(self, stream: 'grpclib.server.Stream[shop.auth.v1.auth_pb2.GetServiceJwksRequest, shop.auth.v1.auth_pb2.GetServiceJwksResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/shop.auth.v1.AuthService/Login': grpclib.const.Handler(
@@ -59,6 +63,12 @@ class AuthServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 shop.auth.v1.auth_pb2.GetJwksRequest,
                 shop.auth.v1.auth_pb2.GetJwksResponse,
+            ),
+            '/shop.auth.v1.AuthService/GetServiceJwks': grpclib.const.Handler(
+                self.GetServiceJwks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                shop.auth.v1.auth_pb2.GetServiceJwksRequest,
+                shop.auth.v1.auth_pb2.GetServiceJwksResponse,
             ),
         }
 
@@ -89,4 +99,10 @@ class AuthServiceStub:
             '/shop.auth.v1.AuthService/GetJwks',
             shop.auth.v1.auth_pb2.GetJwksRequest,
             shop.auth.v1.auth_pb2.GetJwksResponse,
+        )
+        self.GetServiceJwks = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/shop.auth.v1.AuthService/GetServiceJwks',
+            shop.auth.v1.auth_pb2.GetServiceJwksRequest,
+            shop.auth.v1.auth_pb2.GetServiceJwksResponse,
         )
