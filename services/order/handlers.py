@@ -16,6 +16,7 @@ from services.order import domain as d
 from services.order.service import OrderService
 from services.runtime import context, tracing
 from services.runtime.auth import require_self_or_admin
+from services.runtime.convert import from_message, to_message
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -51,7 +52,6 @@ def _ts(t) -> Timestamp:  # type: ignore[no-untyped-def]
 
 
 def to_proto(o: d.Order) -> pb.Order:
-    a = o.shipping_address
     return pb.Order(
         id=o.id,
         user_id=o.user_id,
@@ -67,15 +67,7 @@ def to_proto(o: d.Order) -> pb.Order:
             for line in o.lines
         ],
         total=_money(o.total),
-        shipping_address=common_pb2.Address(
-            recipient_name=a.recipient_name,
-            line1=a.line1,
-            line2=a.line2,
-            city=a.city,
-            region=a.region,
-            postal_code=a.postal_code,
-            country_code=a.country_code,
-        ),
+        shipping_address=to_message(common_pb2.Address, o.shipping_address),
         create_time=_ts(o.created_at),
         update_time=_ts(o.updated_at),
         cancel_reason=o.cancel_reason,
@@ -83,20 +75,8 @@ def to_proto(o: d.Order) -> pb.Order:
 
 
 def to_command(r: pb.PlaceOrderRequest) -> d.PlaceOrder:
-    a = r.shipping_address
-    address = (
-        d.Address(
-            recipient_name=a.recipient_name,
-            line1=a.line1,
-            line2=a.line2,
-            city=a.city,
-            region=a.region,
-            postal_code=a.postal_code,
-            country_code=a.country_code,
-        )
-        if r.HasField("shipping_address")
-        else None
-    )
+    has_address = r.HasField("shipping_address")
+    address = from_message(d.Address, r.shipping_address) if has_address else None
     return d.PlaceOrder(
         user_id=r.user_id,
         idempotency_key=r.idempotency_key,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.runtime.auth import require_self_or_admin
+from services.runtime.convert import from_message, to_message
 from services.runtime.rpc import unary
 from services.user import service
 from services.user.domain import (
@@ -44,31 +45,12 @@ def user_proto(u: User) -> pb.User:
 
 
 def to_address(a: common_pb2.Address) -> Address:
-    return Address(
-        recipient_name=a.recipient_name,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-    )
+    return from_message(Address, a)
 
 
 def saved_address_proto(s: SavedAddress) -> pb.SavedAddress:
-    a = s.address
     return pb.SavedAddress(
-        id=s.id,
-        is_default=s.is_default,
-        address=common_pb2.Address(
-            recipient_name=a.recipient_name,
-            line1=a.line1,
-            line2=a.line2,
-            city=a.city,
-            region=a.region,
-            postal_code=a.postal_code,
-            country_code=a.country_code,
-        ),
+        id=s.id, is_default=s.is_default, address=to_message(common_pb2.Address, s.address)
     )
 
 
