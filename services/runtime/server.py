@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -110,6 +110,10 @@ class _ValidatingStream:
         return message
 
 
+def _new_id() -> str:
+    return os.urandom(16).hex()  # a trace id without a tracer; uuid4() costs more
+
+
 def _trace_id(metadata: Any) -> str:
     rid = metadata.get(context.TRACE_HEADER)
     if rid:
@@ -117,7 +121,7 @@ def _trace_id(metadata: Any) -> str:
     tp = metadata.get("traceparent")  # W3C: version-traceid-spanid-flags
     if tp and len(parts := str(tp).split("-")) == 4:
         return parts[1]
-    return uuid.uuid4().hex
+    return ""  # the server span starts a new trace (or, untraced, a random id)
 
 
 class _Call:
@@ -126,6 +130,7 @@ class _Call:
         self.path = path
         self.func = handler.func
         self.policy = method_policy(path)
+        self.span_attributes = tracing.rpc_attributes(path)
 
     async def __call__(self, stream: Any) -> None:
         app = self.app
@@ -136,8 +141,10 @@ class _Call:
             with contextlib.suppress(ValueError):
                 ctx.min_lsn = context.parse_lsn(str(raw_lsn))
         context.bind(ctx)  # this task serves only this call: no reset needed
-        span = tracing.start_server_span(self.path, md, ctx.trace_id)
-        ctx.trace_id = tracing.current_trace_id() or ctx.trace_id  # logs, errors = the trace
+        span = tracing.start_server_span(self.path, md, ctx.trace_id, self.span_attributes)
+        sc = span.get_span_context()
+        # logs, errors and x-request-id name the trace (sampled or not)
+        ctx.trace_id = f"{sc.trace_id:032x}" if sc.is_valid else ctx.trace_id or _new_id()
         start = time.perf_counter()
         code = "OK"
         app.in_flight += 1

@@ -9,6 +9,10 @@ metadata), one span per unit of work and per SQL statement, one PRODUCER span pe
 through order, product, user, the outbox relay (child of the traceparent stored with the
 event) and the notification email.
 
+Sampling: SHOPMESH_TRACE_SAMPLE (0..1, default 1.0) is the share of new traces recorded,
+parent-based (a caller's sampled flag wins, so a trace is never cut in half). An unsampled
+call still has a trace id for its logs and x-request-id; it just exports no spans.
+
 Export: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (gRPC, or HTTP when
 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf); otherwise one JSON object per span, appended to
 `<state dir>/traces/<service>.jsonl` (SHOPMESH_TRACE_DIR, else $SHOPMESH_STATE_DIR/traces,
@@ -35,6 +39,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -49,6 +54,8 @@ class _Installed:
 
     provider: TracerProvider | None = None
     service: str = ""
+    # Made once per install: get_tracer() builds a Tracer (and scope) on every call.
+    tracer: trace.Tracer = trace.NoOpTracer()
 
 
 def trace_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -132,6 +139,18 @@ def _exporter(service: str, environ: Mapping[str, str]) -> SpanExporter:
     return JsonLinesExporter(trace_file(service, environ))
 
 
+def sampler(environ: Mapping[str, str]) -> Sampler:
+    """Parent-based ratio sampler from SHOPMESH_TRACE_SAMPLE (default 1.0 = every trace)."""
+    raw = environ.get("SHOPMESH_TRACE_SAMPLE", "").strip() or "1"
+    try:
+        ratio = float(raw)
+    except ValueError:
+        raise ValueError(f"SHOPMESH_TRACE_SAMPLE={raw!r}: expected a number in 0..1") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"SHOPMESH_TRACE_SAMPLE={raw!r}: expected a number in 0..1")
+    return ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
+
+
 def install(
     service: str,
     environ: Mapping[str, str] | None = None,
@@ -140,19 +159,29 @@ def install(
     """Install this process's provider (replacing an earlier one, which is flushed)."""
     env = os.environ if environ is None else environ
     shutdown()
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}), sampler=sampler(env)
+    )
     # Short export delay: the file is read by tests and the ops page seconds after a call.
+    # Bounded queue: when the exporter falls behind, spans are dropped, never memory.
     provider.add_span_processor(
-        BatchSpanProcessor(exporter or _exporter(service, env), schedule_delay_millis=500)
+        BatchSpanProcessor(
+            exporter or _exporter(service, env),
+            schedule_delay_millis=500,
+            max_queue_size=int(env.get("SHOPMESH_TRACE_QUEUE", "") or 2048),
+            max_export_batch_size=512,
+        )
     )
     _Installed.provider = provider
     _Installed.service = service
+    _Installed.tracer = provider.get_tracer(_SCOPE)
     return provider
 
 
 def shutdown() -> None:
     """Flush and close the installed provider (at process exit)."""
     provider, _Installed.provider = _Installed.provider, None
+    _Installed.tracer = trace.NoOpTracer()
     if provider is not None:
         provider.shutdown()
 
@@ -163,9 +192,7 @@ def force_flush() -> None:
 
 
 def tracer() -> trace.Tracer:
-    if _Installed.provider is not None:
-        return _Installed.provider.get_tracer(_SCOPE)
-    return trace.NoOpTracer()
+    return _Installed.tracer
 
 
 # ---------------------------------------------------------------- context
@@ -232,18 +259,37 @@ def _remote_parent(trace_id_hex: str) -> otel_context.Context | None:
 # ---------------------------------------------------------------- server and client RPC
 
 
-def start_server_span(method: str, metadata: Mapping[str, Any], request_id: str = "") -> Span:
-    """The SERVER span of one RPC, made current in the calling task (the call's own task,
-    so nothing needs resetting). `request_id` seeds the trace id when no traceparent came."""
-    parent = extract(metadata)
-    if not trace.get_current_span(parent).get_span_context().is_valid and request_id:
-        parent = _remote_parent(request_id) or parent
+def rpc_attributes(method: str) -> dict[str, str]:
+    """The span attributes of `/pkg.Service/Method` (computed once per method by callers)."""
     service, _, name = method.strip("/").partition("/")
-    span = tracer().start_span(
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+_EMPTY_CONTEXT = otel_context.Context()
+
+
+def start_server_span(
+    method: str,
+    metadata: Mapping[str, Any],
+    request_id: str = "",
+    attributes: Mapping[str, str] | None = None,
+) -> Span:
+    """The SERVER span of one RPC, made current in the calling task (the call's own task,
+    so nothing needs resetting). `request_id` (the caller's x-request-id) seeds the trace id
+    when no traceparent came; without either the span starts a new trace."""
+    if metadata.get(TRACEPARENT):
+        parent = extract(metadata)
+        if not trace.get_current_span(parent).get_span_context().is_valid and request_id:
+            parent = _remote_parent(request_id) or parent
+    elif request_id:
+        parent = _remote_parent(request_id) or _EMPTY_CONTEXT
+    else:
+        parent = _EMPTY_CONTEXT
+    span = _Installed.tracer.start_span(
         method.strip("/"),
         context=parent,
         kind=SpanKind.SERVER,
-        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        attributes=attributes if attributes is not None else rpc_attributes(method),
     )
     otel_context.attach(trace.set_span_in_context(span, parent))
     return span
