@@ -1,0 +1,230 @@
+"""What the reliability tests share: the run's scale (short for `make test`, long for
+`make soak`), accounts with real tokens, gRPC stubs, fresh products, and the figures every
+test records for bench/results/reliability.json and REPORT.md.
+
+Everything talks to the real stack on 127.0.0.1 as a client would: users register and log
+in through the user and auth services and place orders with their own access token; only
+test setup (creating products) uses a service token, as the platform's tooling does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from services.runtime.auth import authenticate_channel, process_identity
+from shop.auth.v1 import auth_pb2
+from shop.auth.v1.auth_grpc import AuthServiceStub
+from shop.common.v1 import common_pb2
+from shop.notification.v1.notification_grpc import NotificationServiceStub
+from shop.order.v1.order_grpc import OrderServiceStub
+from shop.product.v1 import product_pb2
+from shop.product.v1.product_grpc import ProductServiceStub
+from shop.user.v1 import user_pb2
+from shop.user.v1.user_grpc import UserServiceStub
+
+SOAK = os.environ.get("SHOPMESH_SOAK") == "1"
+
+PORTS = {"product": 50051, "user": 50052, "order": 50053, "notification": 50054, "auth": 50055}
+ADMIN = ("admin@shopmesh.local", "shopmesh-admin")  # demo admin (services/user/demo.py)
+PASSWORD = "reliability-" + uuid.uuid4().hex[:12]
+ADDRESS = common_pb2.Address(
+    recipient_name="Rel Tester", line1="1 Loopback Way", city="Lyon", postal_code="69001",
+    country_code="FR",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Bounds of one run. Env overrides (RELIABILITY_ORDERS, ...) are for local tuning only."""
+
+    orders: int
+    rate_per_s: float
+    concurrency: int
+    buyers: int
+    fuzz_examples: int
+    converge_s: float
+    timeout_s: int
+
+    @classmethod
+    def current(cls) -> Scale:
+        base = (
+            cls(10_000, 40.0, 24, 50, 300, 900.0, 5400)
+            if SOAK
+            else cls(1_000, 40.0, 16, 20, 25, 300.0, 900)
+        )
+        env = os.environ.get
+
+        return cls(
+            orders=int(env("RELIABILITY_ORDERS", base.orders)),
+            rate_per_s=float(env("RELIABILITY_RATE", base.rate_per_s)),
+            concurrency=int(env("RELIABILITY_CONCURRENCY", base.concurrency)),
+            buyers=base.buyers,
+            fuzz_examples=int(env("RELIABILITY_FUZZ_EXAMPLES", base.fuzz_examples)),
+            converge_s=base.converge_s,
+            timeout_s=base.timeout_s,
+        )
+
+
+SCALE = Scale.current()
+
+
+# ---------------------------------------------------------------- figures
+
+
+@dataclass
+class Figures:
+    """What the run measured; the session writes it out (report.py)."""
+
+    mode: str = "soak" if SOAK else "short"
+    orders: dict[str, Any] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    oversell: dict[str, Any] = field(default_factory=dict)
+    fuzz: dict[str, dict[str, Any]] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=dict)
+    tests: dict[str, str] = field(default_factory=dict)  # nodeid -> outcome
+    failures: dict[str, str] = field(default_factory=dict)  # nodeid -> short reason
+
+
+FIGURES = Figures()
+
+
+# ---------------------------------------------------------------- clients
+
+
+class Stubs:
+    """One channel per service, direct (no mesh). Channels reconnect by themselves after a
+    service restart, so the same stubs survive the fault injection."""
+
+    def __init__(self, service_token: bool = False) -> None:
+        self.channels = {
+            name: (
+                authenticate_channel(Channel("127.0.0.1", port))
+                if service_token
+                else Channel("127.0.0.1", port)
+            )
+            for name, port in PORTS.items()
+        }
+        c = self.channels
+        self.product = ProductServiceStub(c["product"])
+        self.user = UserServiceStub(c["user"])
+        self.order = OrderServiceStub(c["order"])
+        self.notification = NotificationServiceStub(c["notification"])
+        self.auth = AuthServiceStub(c["auth"])
+
+    def close(self) -> None:
+        for ch in self.channels.values():
+            ch.close()
+
+
+def service_token() -> str:
+    return process_identity().token()
+
+
+@dataclass
+class Account:
+    """A signed-in user; `metadata()` logs in again before the access token gets old (soak
+    runs outlive the 15-minute tokens)."""
+
+    user_id: str
+    email: str
+    password: str
+    token: str = ""
+    token_at: float = 0.0
+    roles: tuple[str, ...] = ()
+
+    async def login(self, auth: AuthServiceStub) -> None:
+        for attempt in range(10):
+            try:
+                reply = await auth.Login(
+                    auth_pb2.LoginRequest(email=self.email, password=self.password), timeout=10
+                )
+                break
+            except (GRPCError, OSError, asyncio.TimeoutError) as exc:
+                status = getattr(exc, "status", None)
+                if status not in (None, Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED):
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        else:
+            raise RuntimeError(f"cannot log in {self.email}")
+        self.token = reply.tokens.access_token
+        self.user_id = reply.tokens.user_id or self.user_id
+        self.token_at = time.monotonic()
+
+    async def metadata(self, auth: AuthServiceStub) -> dict[str, str]:
+        if not self.token or time.monotonic() - self.token_at > 600:
+            await self.login(auth)
+        return {"authorization": f"Bearer {self.token}"}
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+async def register(stubs: Stubs, tag: str, display_name: str = "Rel Tester") -> Account:
+    email = f"rel-{tag}-{uuid.uuid4().hex[:10]}@example.com"
+    reply = await stubs.user.RegisterUser(
+        user_pb2.RegisterUserRequest(email=email, password=PASSWORD, display_name=display_name),
+        timeout=15,
+    )
+    account = Account(reply.user.id, email, PASSWORD)
+    await account.login(stubs.auth)
+    return account
+
+
+async def register_many(stubs: Stubs, tag: str, n: int) -> list[Account]:
+    sem = asyncio.Semaphore(4)  # argon2id per registration: keep the box responsive
+
+    async def one() -> Account:
+        async with sem:
+            return await register(stubs, tag)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def admin_account(stubs: Stubs) -> Account:
+    account = Account("", *ADMIN)
+    await account.login(stubs.auth)
+    return account
+
+
+async def create_product(stubs: Stubs, tag: str, stock: int, units: int = 2) -> product_pb2.Product:
+    """A fresh product (service token: platform tooling may call admin methods)."""
+    reply = await stubs.product.CreateProduct(
+        product_pb2.CreateProductRequest(
+            sku=f"REL-{tag}-{uuid.uuid4().hex[:8]}".upper(),
+            name=f"Reliability {tag}",
+            category="reliability",
+            price=common_pb2.Money(currency_code="USD", units=units),
+            stock=stock,
+        ),
+        metadata={"authorization": f"Bearer {service_token()}"},
+        timeout=10,
+    )
+    return reply.product
+
+
+async def stock_of(stubs: Stubs, product_id: str) -> int:
+    reply = await stubs.product.GetProduct(
+        product_pb2.GetProductRequest(id=product_id), timeout=10
+    )
+    return reply.product.stock
+
+
+async def eventually(check, *, within: float, every: float = 1.0):  # type: ignore[no-untyped-def]
+    """Poll an async `check()` until it returns a truthy value or `within` seconds pass;
+    returns the last value (falsy on timeout) so the caller asserts with its own message."""
+    deadline = time.monotonic() + within
+    value = await check()
+    while not value and time.monotonic() < deadline:
+        await asyncio.sleep(every)
+        value = await check()
+    return value
