@@ -1,5 +1,11 @@
 """Structured JSON logs: one object per line on stderr, with the service name and, inside a
-call, the trace id. `log.info("rpc", extra={"fields": {...}})` adds fields."""
+call, the trace id. `log.info("rpc", extra={"fields": {...}})` adds fields.
+
+The per-call access line ("rpc": method, code, duration_ms, trace and span id) is written by
+`AccessLog`, a fast path that builds the same object and serializes it once, without a
+LogRecord, formatter or handler per call; `<SERVICE>_ACCESS_LOG=all|errors|off` chooses
+which calls get one (errors = every status but OK).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +47,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _Setup:
+    """What setup_logging installed: the JSON handler AccessLog writes beside."""
+
+    handler: logging.StreamHandler[Any] | None = None
+    service: str = ""
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     """Replace the root handlers with one JSON handler (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -48,5 +61,68 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    _Setup.handler, _Setup.service = handler, service
     # grpclib logs every handler exception itself; ours are already mapped and logged once.
     logging.getLogger("grpclib.server").setLevel(logging.CRITICAL)
+
+
+ACCESS_LOG_MODES = ("all", "errors", "off")
+
+
+class AccessLog:
+    """One JSON line per served call, the same object JsonFormatter makes for
+    `log.info("rpc", extra={"fields": ...})`, written straight to the JSON handler's stream.
+    Without setup_logging's handler (an App in a test) it goes through `logger` instead."""
+
+    __slots__ = ("_sec", "_ts_prefix", "errors_only", "logger")
+
+    def __init__(self, logger: logging.Logger, mode: str = "all") -> None:
+        if mode not in ACCESS_LOG_MODES:
+            raise ValueError(f"access log mode {mode!r}: expected one of {ACCESS_LOG_MODES}")
+        self.logger = logger
+        self.errors_only = mode == "errors"
+        self._sec = -1
+        self._ts_prefix = ""
+
+    def write(self, method: str, code: str, elapsed_s: float, trace_id: str, span_id: str) -> None:
+        if self.errors_only and code == "OK":
+            return
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):  # cached by logging: a dict lookup
+            return
+        handler = _Setup.handler
+        if handler is None or logging.getLogger().handlers != [handler]:
+            logger.info(
+                "rpc",
+                extra={
+                    "fields": {
+                        "method": method,
+                        "code": code,
+                        "duration_ms": round(elapsed_s * 1000, 3),
+                    }
+                },
+            )
+            return
+        now = time.time()
+        sec = int(now)
+        if sec != self._sec:  # strftime once per second, not per call
+            self._sec = sec
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        out: dict[str, Any] = {
+            "ts": f"{self._ts_prefix}.{int((now - sec) * 1000):03d}Z",
+            "level": "info",
+            "service": _Setup.service,
+            "logger": logger.name,
+            "msg": "rpc",
+        }
+        if trace_id:
+            out["trace_id"] = trace_id
+            out["span_id"] = span_id
+        out["method"] = method
+        out["code"] = code
+        out["duration_ms"] = round(elapsed_s * 1000, 3)
+        line = json.dumps(out) + "\n"
+        try:  # noqa: SIM105 (per call: no context manager object)
+            handler.stream.write(line)  # stderr: line buffered, so whole lines
+        except (OSError, ValueError):  # closed or broken stream: as logging would, go on
+            pass

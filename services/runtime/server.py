@@ -40,7 +40,7 @@ from services.runtime import context, tracing
 from services.runtime.config import ConfigError, check_port, load, setting
 from services.runtime.errors import to_grpc_error
 from services.runtime.health import Health
-from services.runtime.logs import setup_logging
+from services.runtime.logs import ACCESS_LOG_MODES, AccessLog, setup_logging
 from services.runtime.metrics import Metrics, start_metrics_server
 from services.runtime.policy import AuthHook, CallInfo, method_policy
 from services.runtime.validation import validate
@@ -59,10 +59,16 @@ class ServerConfig:
     drain_timeout_s: float = setting(10.0, help="how long shutdown waits for in-flight calls")
     health_interval_s: float = setting(1.0, help="dependency check period")
     log_level: str = setting("INFO", help="log level")
+    access_log: str = setting("all", help="per-call JSON log line: all | errors | off")
 
     @classmethod
     def from_env(cls, prefix: str, environ: Any = None, **defaults: Any) -> ServerConfig:
         cfg = load(cls, prefix, environ, **defaults)
+        if cfg.access_log not in ACCESS_LOG_MODES:
+            raise ConfigError(
+                f"{prefix}_ACCESS_LOG={cfg.access_log!r}: expected one of "
+                + ", ".join(ACCESS_LOG_MODES)
+            )
         for field in ("grpc_port", "metrics_port"):
             if getattr(cfg, field):
                 check_port(f"{prefix}_{field.upper()}", getattr(cfg, field))
@@ -183,16 +189,13 @@ class _Call:
             app.metrics.rpc_requests.labels(self.path, code).inc()
             app.metrics.rpc_duration.labels(self.path).observe(elapsed)
             tracing.end_rpc_span(span, code)
-            if app.log_calls:
-                log.info(
-                    "rpc",
-                    extra={
-                        "fields": {
-                            "method": self.path,
-                            "code": code,
-                            "duration_ms": round(elapsed * 1000, 3),
-                        }
-                    },
+            if app.access_log is not None:
+                app.access_log.write(
+                    self.path,
+                    code,
+                    elapsed,
+                    ctx.trace_id,
+                    f"{sc.span_id:016x}" if sc.is_valid else "",
                 )
 
 
@@ -243,6 +246,8 @@ class App:
         self.task_fns = list(tasks)
         self.auth = auth
         self.log_calls = log_calls
+        mode = config.access_log if log_calls else "off"
+        self.access_log = AccessLog(log, mode) if mode != "off" else None
         self.in_flight = 0
         self.draining = False
         self.grpc_port = 0
