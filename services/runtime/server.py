@@ -92,10 +92,11 @@ Task = Callable[[], Awaitable[None]]
 class _ValidatingStream:
     """The handler's view of the stream: every received message is validated first."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "send_message")
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self.send_message = stream.send_message  # every handler sends: skip __getattr__
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -137,6 +138,9 @@ class _Call:
         self.func = handler.func
         self.policy = method_policy(path)
         self.span_attributes = tracing.rpc_attributes(path)
+        # Labelled metric children made once per method (labels() locks and hashes per call).
+        self.duration = app.metrics.rpc_duration.labels(path)
+        self.requests: dict[str, Any] = {}
 
     async def __call__(self, stream: Any) -> None:
         app = self.app
@@ -163,7 +167,7 @@ class _Call:
             async with asyncio.timeout(self.policy.timeout_s) as deadline:
                 if app.auth is not None:
                     ctx.principal = await app.auth(
-                        CallInfo(self.policy, dict(md), str(stream.peer.addr()))
+                        CallInfo(self.policy, md, str(stream.peer.addr()))
                     )
                 await self.func(_ValidatingStream(stream))
         except asyncio.CancelledError:
@@ -186,8 +190,11 @@ class _Call:
             if not app.in_flight:
                 app._idle.set()
             app.metrics.rpc_in_flight.dec()
-            app.metrics.rpc_requests.labels(self.path, code).inc()
-            app.metrics.rpc_duration.labels(self.path).observe(elapsed)
+            counter = self.requests.get(code)
+            if counter is None:
+                counter = self.requests[code] = app.metrics.rpc_requests.labels(self.path, code)
+            counter.inc()
+            self.duration.observe(elapsed)
             tracing.end_rpc_span(span, code)
             if app.access_log is not None:
                 app.access_log.write(
