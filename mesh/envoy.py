@@ -479,7 +479,10 @@ def build(api: Api, opt: EnvoyOptions | None = None) -> dict:
                 _listener("edge", opt.edge_port, edge),
                 _listener("internal", opt.internal_port, internal),
             ],
-            "clusters": [*(_cluster(s, opt) for s in api.services), jwt.jwks_cluster(opt.edge_port)],
+            "clusters": [
+                *(_cluster(s, opt) for s in api.services),
+                jwt.jwks_cluster(opt.edge_port),
+            ],
         },
         "overload_manager": {
             "resource_monitors": [
