@@ -3,8 +3,8 @@ runtime's server, gRPC clients, database and Kafka code call.
 
 Spans: one SERVER span per RPC (parent from the caller's `traceparent` metadata), one CLIENT
 span per outgoing call (`instrument_channel`, which also puts `traceparent` in the request
-metadata), one span per unit of work and per SQL statement, one PRODUCER span per Kafka send
-(its context is the record's `traceparent` header) and one CONSUMER span per processed record
+metadata), one span per unit of work (and per SQL statement when asked), one PRODUCER span
+per Kafka send (its context is the record's `traceparent` header), one CONSUMER span per record
 (`consume_span`, the child of that header). So one order's trace runs from the edge request
 through order, product, user, the outbox relay (child of the traceparent stored with the
 event) and the notification email.
@@ -12,6 +12,8 @@ event) and the notification email.
 Sampling: SHOPMESH_TRACE_SAMPLE (0..1, default 1.0) is the share of new traces recorded,
 parent-based (a caller's sampled flag wins, so a trace is never cut in half). An unsampled
 call still has a trace id for its logs and x-request-id; it just exports no spans.
+Per-statement SQL spans are opt-in (`instrument_engine`, <SERVICE>_DB_TRACE_STATEMENTS): the
+unit of work's `db.read` / `db.write` span is enough on the hot path.
 
 Export: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (gRPC, or HTTP when
 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf); otherwise one JSON object per span, appended to
