@@ -172,6 +172,9 @@ def from_doc(doc: dict[str, Any]) -> Order:
 # ---------------------------------------------------------------- the repository
 
 
+SOCKET_TIMEOUT_MS = 10_000  # longer than any order operation (PlaceOrder's budget is less)
+
+
 class MongoOrders:
     """OrderRepository on motor; also the runtime Resource that opens the client."""
 
@@ -184,8 +187,15 @@ class MongoOrders:
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
+        # socketTimeoutMS bounds every operation: a wedged server (FerretDB once stopped
+        # answering createIndexes) must fail startup and health checks, not hang them with
+        # the port never opened (Envoy then answers 503 "remote connection failure").
         self.client = AsyncIOMotorClient(
-            self.url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=2000
+            self.url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=2000,
+            socketTimeoutMS=SOCKET_TIMEOUT_MS,
         )
         await self.ensure_indexes()
 

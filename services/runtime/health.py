@@ -24,6 +24,7 @@ from grpclib.server import Stream
 from services.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+CHECK_TIMEOUT_S = 3.0  # one dependency check; a hung one counts as down
 
 CheckFn = Callable[[], Awaitable[bool]]
 
@@ -56,7 +57,16 @@ class Health(HealthBase):
     async def check_all(self) -> None:
         async def one(name: str, status: ServiceStatus, fn: CheckFn) -> None:
             try:
-                ok = bool(await fn())
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    ok = bool(await fn())
+            except TimeoutError:
+                # A dependency that accepts connections but never answers is down too, and
+                # must not stall every later check (the status would stay stale).
+                log.warning(
+                    "health check timed out",
+                    extra={"fields": {"dependency": name, "timeout_s": CHECK_TIMEOUT_S}},
+                )
+                ok = False
             except Exception:
                 log.exception("health check crashed", extra={"fields": {"dependency": name}})
                 ok = False
