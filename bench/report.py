@@ -64,6 +64,15 @@ def hot_rpc(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def runtime_hot_path(r: dict[str, Any]) -> list[str]:
+    from bench.runtime_hot_path import table
+
+    out = ["## runtime_hot_path: same-run A/B of each runtime change", "", r.get("what", ""), ""]
+    for e in r["changes"]:
+        out += [f"**{e['change']}** (base {e['base']}; {_machine(e)})", "", table(e), ""]
+    return out
+
+
 def generic(name: str, r: dict[str, Any]) -> list[str]:
     import json
 
@@ -82,7 +91,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     out = [HEAD]
     if "hot_rpc" in results:
         out += hot_rpc(results["hot_rpc"])
+    if "runtime_hot_path" in results:
+        out += runtime_hot_path(results["runtime_hot_path"])
     for name in sorted(results):
-        if name != "hot_rpc":
+        if name not in ("hot_rpc", "runtime_hot_path"):
             out += generic(name, results[name])
     return "\n".join(out) + "\n"
