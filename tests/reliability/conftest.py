@@ -11,7 +11,7 @@ from tests.reliability import report
 from tests.reliability.harness import FIGURES
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:  # noqa: F811
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if "tests/reliability/" not in report.nodeid:
         return
     if report.when == "call" or report.outcome != "passed":

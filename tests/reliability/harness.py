@@ -37,9 +37,12 @@ PORTS = {"product": 50051, "user": 50052, "order": 50053, "notification": 50054,
 ADMIN = ("admin@shopmesh.local", "shopmesh-admin")  # demo admin (services/user/demo.py)
 PASSWORD = "reliability-" + uuid.uuid4().hex[:12]
 ADDRESS = common_pb2.Address(
-    recipient_name="Rel Tester", line1="1 Loopback Way", city="Lyon", postal_code="69001",
+    recipient_name="Rel Tester",
+    line1="1 Loopback Way",
+    city="Lyon",
+    postal_code="69001",
     country_code="FR",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,9 @@ class Scale:
     @classmethod
     def current(cls) -> Scale:
         base = (
-            cls(10_000, 40.0, 24, 50, 300, 900.0, 5400)
+            cls(10_000, 10.0, 24, 50, 300, 900.0, 5400)
             if SOAK
-            else cls(1_000, 40.0, 16, 20, 25, 300.0, 900)
+            else cls(1_000, 10.0, 16, 20, 25, 300.0, 900)
         )
         env = os.environ.get
 
@@ -148,7 +151,7 @@ class Account:
                     auth_pb2.LoginRequest(email=self.email, password=self.password), timeout=10
                 )
                 break
-            except (GRPCError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, GRPCError, OSError) as exc:
                 status = getattr(exc, "status", None)
                 if status not in (None, Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED):
                     raise
@@ -213,9 +216,7 @@ async def create_product(stubs: Stubs, tag: str, stock: int, units: int = 2) -> 
 
 
 async def stock_of(stubs: Stubs, product_id: str) -> int:
-    reply = await stubs.product.GetProduct(
-        product_pb2.GetProductRequest(id=product_id), timeout=10
-    )
+    reply = await stubs.product.GetProduct(product_pb2.GetProductRequest(id=product_id), timeout=10)
     return reply.product.stock
 
 

@@ -69,21 +69,51 @@ for _svc in {m.service for m in METHODS}:  # register every request type in the 
 POOL = descriptor_pool.Default()
 
 ALLOWED = {
-    Status.OK, Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.UNAUTHENTICATED,
-    Status.PERMISSION_DENIED, Status.FAILED_PRECONDITION, Status.ALREADY_EXISTS,
+    Status.OK,
+    Status.INVALID_ARGUMENT,
+    Status.NOT_FOUND,
+    Status.UNAUTHENTICATED,
+    Status.PERMISSION_DENIED,
+    Status.FAILED_PRECONDITION,
+    Status.ALREADY_EXISTS,
     Status.RESOURCE_EXHAUSTED,
-}  # fmt: skip
+}
 ALLOWED_HTTP = {200, 400, 401, 403, 404, 409, 429}
 STOCK = 100_000
 CALL_TIMEOUT = 15.0
 
 INJECTIONS = [
-    "' OR 1=1 --", "' OR '1'='1", "'; DROP TABLE products; --", "1; SELECT pg_sleep(10)",
-    '{"$gt": ""}', '{"$ne": null}', "$where", "this.password.length > 0", "$regex", ".*",
-    "%", "_", "\\", "\\x00", "\x00", "../../etc/passwd", "<script>alert(1)</script>",
-    "${jndi:ldap://127.0.0.1/x}", "{{7*7}}", "\u202e\u0645", "😀" * 20, "a" * 600, " ",
-    "\r\nBcc: victim@example.com", "p-0001", "USD", "null", "true", "-1", "1e309",
-]  # fmt: skip
+    "' OR 1=1 --",
+    "' OR '1'='1",
+    "'; DROP TABLE products; --",
+    "1; SELECT pg_sleep(10)",
+    '{"$gt": ""}',
+    '{"$ne": null}',
+    "$where",
+    "this.password.length > 0",
+    "$regex",
+    ".*",
+    "%",
+    "_",
+    "\\",
+    "\\x00",
+    "\x00",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "${jndi:ldap://127.0.0.1/x}",
+    "{{7*7}}",
+    "\u202e\u0645",
+    "😀" * 20,
+    "a" * 600,
+    " ",
+    "\r\nBcc: victim@example.com",
+    "p-0001",
+    "USD",
+    "null",
+    "true",
+    "-1",
+    "1e309",
+]
 
 
 def message_class(name: str) -> type[Message]:
@@ -284,15 +314,19 @@ class Transports:
         md = {"authorization": f"Bearer {token}"} if token else None
         try:
             async with channel.request(
-                m.grpc_path, Cardinality.UNARY_UNARY, type(req), resp_cls,
-                timeout=CALL_TIMEOUT, metadata=md,
-            ) as stream:  # fmt: skip
+                m.grpc_path,
+                Cardinality.UNARY_UNARY,
+                type(req),
+                resp_cls,
+                timeout=CALL_TIMEOUT,
+                metadata=md,
+            ) as stream:
                 await stream.send_message(req, end=True)
                 reply = await stream.recv_message()
                 await stream.recv_trailing_metadata()
         except GRPCError as exc:
             return Answer(exc.status.name, exc.status in ALLOWED, None, exc.message or "")
-        except (StreamTerminatedError, ProtocolError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, StreamTerminatedError, ProtocolError, OSError) as exc:
             return Answer(type(exc).__name__, False, None, str(exc))
         return Answer("OK", True, reply, "")
 
@@ -301,11 +335,14 @@ class Transports:
         if token:
             headers["authorization"] = f"Bearer {token}"
         r = await self.http.post(
-            f"/api{m.grpc_path}", content=grpc_web_request(req.SerializeToString()),
+            f"/api{m.grpc_path}",
+            content=grpc_web_request(req.SerializeToString()),
             headers=headers,
-        )  # fmt: skip
+        )
         if r.status_code != 200:
-            return Answer(f"HTTP_{r.status_code}", r.status_code in (401, 403, 429), None, r.text[:200])
+            return Answer(
+                f"HTTP_{r.status_code}", r.status_code in (401, 403, 429), None, r.text[:200]
+            )
         messages, trailers = grpc_web_parse(r.content, dict(r.headers))
         status = Status(int(trailers.get("grpc-status", "2")))
         reply = message_class(m.output_type).FromString(messages[0]) if messages else None
@@ -376,23 +413,31 @@ def world(stack, loop: Loop) -> World:
             for i in range(3):
                 reply = await stubs.order.PlaceOrder(
                     opb.PlaceOrderRequest(
-                        idempotency_key=f"{tag}-own-{i}", user_id=owner.user_id,
+                        idempotency_key=f"{tag}-own-{i}",
+                        user_id=owner.user_id,
                         lines=[opb.LineItem(product_id=scratch, quantity=1)],
                         shipping_address=ADDRESS,
                     ),
-                    metadata=owner.bearer, timeout=15,
-                )  # fmt: skip
+                    metadata=owner.bearer,
+                    timeout=15,
+                )
                 own_orders.append(reply.order.id)
             from shop.user.v1 import user_pb2
 
             added = await stubs.user.AddAddress(
                 user_pb2.AddAddressRequest(user_id=owner.user_id, address=ADDRESS),
-                metadata=owner.bearer, timeout=10,
-            )  # fmt: skip
+                metadata=owner.bearer,
+                timeout=10,
+            )
             return World(
-                owner, placer, admin, own_orders, scratch, placer_products,
+                owner,
+                placer,
+                admin,
+                own_orders,
+                scratch,
+                placer_products,
                 added.address.id,
-            )  # fmt: skip
+            )
         finally:
             stubs.close()
 
@@ -428,10 +473,10 @@ def examples_for(m: Method) -> int:
     return SCALE.fuzz_examples
 
 
-@pytest.mark.parametrize(
-    ("method", "transport"), CASES, ids=[f"{m.name}-{t}" for m, t in CASES]
-)
-def test_fuzz_rpc_answers_only_contract_statuses(method: Method, transport: str, world, transports, loop, stack):
+@pytest.mark.parametrize(("method", "transport"), CASES, ids=[f"{m.name}-{t}" for m, t in CASES])
+def test_fuzz_rpc_answers_only_contract_statuses(
+    method: Method, transport: str, world, transports, loop, stack
+):
     strategy = message_strategy(POOL.FindMessageTypeByName(method.input_type), world.overrides())
     send: Callable[..., Any] = getattr(transports, transport)
     token = world.token_for(method)
@@ -512,14 +557,19 @@ def test_oversized_body_is_413_at_nginx(world, transports, loop):
         big = b"x" * (2 * 1024 * 1024)
         out = []
         r = await transports.http.post(
-            "/api/v1/orders", content=big, headers={"content-type": "application/json",
-                                                    "authorization": f"Bearer {world.placer.token}"},
-        )  # fmt: skip
+            "/api/v1/orders",
+            content=big,
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {world.placer.token}",
+            },
+        )
         out.append(r.status_code)
         r = await transports.http.post(
             "/api/shop.product.v1.ProductService/SearchProducts",
-            content=grpc_web_request(big), headers=GRPC_WEB_HEADERS,
-        )  # fmt: skip
+            content=grpc_web_request(big),
+            headers=GRPC_WEB_HEADERS,
+        )
         out.append(r.status_code)
         return out
 
@@ -539,23 +589,34 @@ def test_deep_nesting_is_rejected_not_crashing(world, transports, loop):
 
     async def go() -> list[Any]:
         r1 = await transports.http.post(
-            "/api/v1/orders", content=deep_json,
-            headers={"content-type": "application/json",
-                     "authorization": f"Bearer {world.placer.token}"},
-        )  # fmt: skip
+            "/api/v1/orders",
+            content=deep_json,
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {world.placer.token}",
+            },
+        )
         r2 = await transports.http.post(
-            f"/api{search.grpc_path}", content=grpc_web_request(deep_proto),
+            f"/api{search.grpc_path}",
+            content=grpc_web_request(deep_proto),
             headers=GRPC_WEB_HEADERS,
-        )  # fmt: skip
-        _, trailers = grpc_web_parse(r2.content, dict(r2.headers)) if r2.status_code == 200 else ((), {})
+        )
+        _, trailers = (
+            grpc_web_parse(r2.content, dict(r2.headers)) if r2.status_code == 200 else ((), {})
+        )
         direct = await raw_direct(search, deep_proto)
-        alive = await transports.direct(search, message_class(search.input_type)(query="phone"), None)
+        alive = await transports.direct(
+            search, message_class(search.input_type)(query="phone"), None
+        )
         return [r1.status_code, r2.status_code, trailers.get("grpc-status"), direct, alive.code]
 
     rest_code, web_http, web_status, direct_status, alive = loop.run(go())
     FIGURES.security["deep nesting (REST, gRPC-Web, direct)"] = 3
     assert rest_code == 400, rest_code
-    assert web_http in (200, 400) and web_status != str(Status.INTERNAL.value), (web_http, web_status)
+    assert web_http in (200, 400) and web_status != str(Status.INTERNAL.value), (
+        web_http,
+        web_status,
+    )
     if web_status is not None:
         assert Status(int(web_status)) in ALLOWED, web_status
     assert direct_status in {s.name for s in ALLOWED}, direct_status
@@ -569,11 +630,11 @@ async def raw_direct(m: Method, payload: bytes) -> str:
         def __init__(self, data: bytes = b"") -> None:
             self.data = data
 
-        def SerializeToString(self) -> bytes:  # noqa: N802 (protobuf's name)
+        def SerializeToString(self) -> bytes:
             return self.data
 
         @classmethod
-        def FromString(cls, data: bytes) -> Raw:  # noqa: N802
+        def FromString(cls, data: bytes) -> Raw:
             return cls(data)
 
     channel = Channel("127.0.0.1", PORTS[m.service.split(".")[1]])

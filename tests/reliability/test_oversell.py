@@ -6,10 +6,13 @@ and the losers leave no order behind (only compensated FAILED tombstones, no res
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import uuid
 from collections import Counter
 
 import pytest
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from motor.motor_asyncio import AsyncIOMotorClient
 
@@ -24,11 +27,13 @@ from tests.reliability.harness import (
     stock_of,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(400)]
 
 BUYERS = 100
 UNITS = 10
 ACCOUNTS = 20  # 5 buyers (checkout attempts with their own keys) per account
+GIVE_UP_S = 150.0
+RETRY = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.ABORTED}
 
 
 async def test_hundred_buyers_ten_units_exactly_ten_orders(stack):
@@ -40,6 +45,7 @@ async def test_hundred_buyers_ten_units_exactly_ten_orders(stack):
         product = await create_product(stubs, tag, UNITS)
         headers = [await a.metadata(stubs.auth) for a in accounts]
         go = asyncio.Event()
+        retries: Counter[str] = Counter()
 
         async def buy(i: int) -> str:
             account = accounts[i % ACCOUNTS]
@@ -50,13 +56,20 @@ async def test_hundred_buyers_ten_units_exactly_ten_orders(stack):
                 shipping_address=ADDRESS,
             )
             await go.wait()  # all 100 leave together
-            try:
-                reply = await stubs.order.PlaceOrder(
-                    request, metadata=headers[i % ACCOUNTS], timeout=30
-                )
-            except GRPCError as exc:
-                return exc.status.name
-            return opb.OrderStatus.Name(reply.order.status).removeprefix("ORDER_STATUS_")
+            # Like a real client: resend with the same key while the outcome is unknown.
+            deadline = time.monotonic() + GIVE_UP_S
+            while True:
+                try:
+                    reply = await stubs.order.PlaceOrder(
+                        request, metadata=headers[i % ACCOUNTS], timeout=15
+                    )
+                except GRPCError as exc:
+                    if exc.status not in RETRY or time.monotonic() > deadline:
+                        return exc.status.name
+                    retries[exc.status.name] += 1
+                    await asyncio.sleep(random.uniform(0.5, 2.0))
+                    continue
+                return opb.OrderStatus.Name(reply.order.status).removeprefix("ORDER_STATUS_")
 
         tasks = [asyncio.create_task(buy(i)) for i in range(BUYERS)]
         await asyncio.sleep(0.2)
@@ -86,12 +99,14 @@ async def test_hundred_buyers_ten_units_exactly_ten_orders(stack):
             "units": UNITS,
             "confirmed": results["CONFIRMED"],
             "failed_precondition": results["FAILED_PRECONDITION"],
-            "other_answers": sum(v for k, v in results.items() if k not in
-                                 ("CONFIRMED", "FAILED_PRECONDITION")),
+            "other_answers": sum(
+                v for k, v in results.items() if k not in ("CONFIRMED", "FAILED_PRECONDITION")
+            ),
+            "client_retries": dict(retries),
             "final_stock": final,
             "oversold": max(0, results["CONFIRMED"] - UNITS) + max(0, -final),
             "orders_in_store_not_failed": sum(v for k, v in stored.items() if k != "FAILED"),
-        }  # fmt: skip
+        }
         print(FIGURES.oversell, dict(results), dict(stored))
 
         assert results["CONFIRMED"] == UNITS, f"answers: {dict(results)}"
