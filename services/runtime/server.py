@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from google.protobuf.message import DecodeError
 from grpclib.const import Handler, Status
 from grpclib.events import SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
@@ -38,7 +39,7 @@ from multidict import MultiDict
 
 from services.runtime import context, tracing
 from services.runtime.config import ConfigError, check_port, load, setting
-from services.runtime.errors import to_grpc_error
+from services.runtime.errors import InvalidArgument, to_grpc_error
 from services.runtime.health import Health
 from services.runtime.logs import ACCESS_LOG_MODES, AccessLog, setup_logging
 from services.runtime.metrics import Metrics, start_metrics_server
@@ -102,7 +103,12 @@ class _ValidatingStream:
         return getattr(self._stream, name)
 
     async def recv_message(self) -> Any:
-        message = await self._stream.recv_message()
+        try:
+            message = await self._stream.recv_message()
+        except DecodeError:
+            # Bytes that are not a message of the request type (or nest deeper than the
+            # parser allows) are the client's fault, not an internal error.
+            raise InvalidArgument("request", "body is not a valid request message") from None
         if message is not None:
             validate(message)
         return message

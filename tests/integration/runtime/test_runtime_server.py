@@ -9,7 +9,7 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpclib.client import Channel
-from grpclib.const import Status
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
@@ -119,6 +119,29 @@ async def test_invalid_request_names_field_with_bad_request_details(channel):
     (details,) = err.value.details
     assert isinstance(details, error_details_pb2.BadRequest)
     assert details.field_violations[0].field == "id"
+
+
+class _RawBody:
+    """A request whose bytes are given as they are: lets a test send what no client would."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+
+async def test_undecodable_body_is_invalid_argument_not_internal(channel):
+    nested_groups = b"\x0b" * 10000 + b"\x0c" * 10000  # deeper than the parser allows
+    path = "/shop.product.v1.ProductService/GetProduct"
+    async with channel.request(
+        path, Cardinality.UNARY_UNARY, _RawBody, pb.GetProductResponse
+    ) as stream:
+        await stream.send_message(_RawBody(nested_groups), end=True)
+        with pytest.raises(GRPCError) as err:
+            await stream.recv_message()
+    assert err.value.status is Status.INVALID_ARGUMENT
+    assert "request" in err.value.message
 
 
 async def test_domain_not_found_maps_to_not_found(channel):
