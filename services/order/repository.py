@@ -11,21 +11,38 @@ write back, without a transaction (FerretDB#3040). Measured here: 30 concurrent
 `$push`/`$pull` on one array lose elements. What IS atomic is an insert under a unique
 index. So every write to an order document runs under a lease lock acquired by inserting
 `{_id: order_id}` into `order_locks` (exactly one inserter wins; a lease lets a crashed
-holder's lock expire). Inside the lock, read-check-write is safe, which gives the
-versioned compare-and-set that `save` promises. New orders need no lock: the unique
-(user_id, idempotency_key) index decides between racing inserts. With a backend that
-updates atomically (MongoDB, FerretDB v2) the lock can go; test_ferretdb_update_is_not_atomic
-in tests/integration/order tells when.
+holder's lock expire). Inside the lock, read-check-write is safe, which gives the versioned
+compare-and-set that `save` promises (events appended with `$push`, `outbox_since` lowered
+with `$min`, so the read fetches three small fields). Reads and writes filter by `_id` alone:
+FerretDB v1 pushes only a lone `_id` filter down to SQLite; any other filter (even `_id`
+plus `version`) scans the whole collection. New orders need no lock: the unique
+(user_id, idempotency_key) index decides between racing inserts.
+
+The creating request skips the lock for its first save. Its PENDING insert carries a write
+lease (`creating_owner`, `creating_until`): the insert is the lock. Every other writer's
+update matches only once that lease is gone or expired, so it waits (order_locks held,
+polling) while the creator reserves stock; the creator writes unlocked only while at least
+half its lease is left, and that write clears the lease. A new order thus costs one insert
+and one update (it was a key lookup scanning the collection, an insert, and lock insert +
+read + update + unlock); the key lookup runs only when the insert finds the key taken.
+The lease is handed from `add` to `save` within the request's task (a contextvar claimed
+once, so tasks it spawns cannot share it). All instances must run this protocol: code that
+ignores `creating_until` must not write the same database.
+
+With a backend that updates atomically (MongoDB, FerretDB v2) the lock can go;
+test_ferretdb_update_is_not_atomic in tests/integration/order tells when.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
@@ -55,6 +72,21 @@ LOCK_WAIT_S = 3.0
 class OrderLockTimeout(Unavailable):
     def __init__(self, order_id: str) -> None:
         super().__init__(f"order {order_id} is busy, retry")
+
+
+@dataclass
+class _Creation:
+    """The write lease a successful `add` holds on its new order, for one `save`."""
+
+    order_id: str
+    owner: str
+    until: dt.datetime
+    claimed: bool = False
+
+
+_CREATION: contextvars.ContextVar[_Creation | None] = contextvars.ContextVar(
+    "order_creation", default=None
+)
 
 
 # ---------------------------------------------------------------- mapping
@@ -287,13 +319,27 @@ class MongoOrders:
     # ------------------------------------------------------------ OrderRepository
 
     async def add(self, order: Order) -> bool:
+        owner = uuid.uuid4().hex
+        until = dt.datetime.now(dt.UTC) + self.lock_lease
         doc = {"_id": order.id, **_state(order), "version": order.version}
         doc |= {"pending_events": [], "outbox_claim_until": EPOCH}
+        doc |= {"creating_owner": owner, "creating_until": until}
         try:
             await self.orders.insert_one(doc)
         except DuplicateKeyError:
             return False
+        _CREATION.set(_Creation(order.id, owner, until))
         return True
+
+    def _claim_creation(self, order_id: str) -> _Creation | None:
+        """This task's lease on `order_id` if it inserted it and nobody used the lease yet.
+        Claimed synchronously (no await), so of the tasks that inherited the contextvar
+        exactly one gets it."""
+        c = _CREATION.get()
+        if c is None or c.claimed or c.order_id != order_id:
+            return None
+        c.claimed = True
+        return c
 
     async def get(self, order_id: str) -> Order | None:
         doc = await self.orders.find_one({"_id": order_id}, {"pending_events": 0})
@@ -306,25 +352,78 @@ class MongoOrders:
         return from_doc(doc) if doc else None
 
     async def save(self, order: Order) -> bool:
-        async with self.locked(order.id):
-            current = await self.orders.find_one(
-                {"_id": order.id}, {"version": 1, "pending_events": 1, "outbox_since": 1}
-            )
-            if current is None or current.get("version", 0) != order.version:
-                return False
-            update: dict[str, Any] = {**_state(order), "version": order.version + 1}
-            if order.events:
-                # State and its events in one document write: the transactional outbox.
-                update["pending_events"] = current.get("pending_events", []) + [
-                    event_to_doc(e) for e in order.events
-                ]
-                first = order.events[0].occurred_at
-                since = current.get("outbox_since")
-                update["outbox_since"] = min(since, first) if since else first
-            await self.orders.update_one({"_id": order.id}, {"$set": update})
+        update: dict[str, Any] = {
+            "$set": {**_state(order), "version": order.version + 1},
+            "$unset": {"creating_owner": "", "creating_until": ""},
+        }
+        if order.events:
+            # State and its events in one document write: the transactional outbox.
+            update["$push"] = {"pending_events": {"$each": [event_to_doc(e) for e in order.events]}}
+            update["$min"] = {"outbox_since": min(e.occurred_at for e in order.events)}
+        creation = self._claim_creation(order.id)
+        if creation is not None and await self._save_as_creator(order, creation, update):
+            return self._saved(order)
+        owner = creation.owner if creation is not None else None
+        if await self._save_locked(order, update, owner):
+            return self._saved(order)
+        return False
+
+    @staticmethod
+    def _saved(order: Order) -> bool:
         order.events = []
         order.version += 1
         return True
+
+    async def _save_as_creator(
+        self, order: Order, creation: _Creation, update: dict[str, Any]
+    ) -> bool:
+        """Unlocked write under the insert's lease, while at least half of it is left (every
+        other writer waits for the lease to end, and this write ends it). The filter is the
+        `_id` alone: FerretDB v1 pushes only a lone `_id` filter down to SQLite, any other
+        filter scans the whole collection."""
+        if creation.until - dt.datetime.now(dt.UTC) < self.lock_lease / 2:
+            return False  # too late to be sure the write lands inside the lease
+        res = await self.orders.update_one({"_id": order.id}, update)
+        return res.matched_count == 1
+
+    async def _save_locked(self, order: Order, update: dict[str, Any], owner: str | None) -> bool:
+        """Compare-and-set under the order lock (read by `_id`, check, write by `_id`). While
+        a creating request's lease is live it waits, peeking without the lock (racers with
+        one key would otherwise queue on the lock just to see the lease)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + LOCK_WAIT_S + self.lock_lease.total_seconds()
+        delay = 0.002
+        fields = {"version": 1, "creating_owner": 1, "creating_until": 1}
+        while True:
+            async with self.locked(order.id):
+                current = await self.orders.find_one({"_id": order.id}, fields)
+                if current is None or current.get("version", 0) != order.version:
+                    return False
+                if not self._leased(current, owner):
+                    await self.orders.update_one({"_id": order.id}, update)
+                    return True
+            # The creating request's lease is live: let it finish (its write ends the lease;
+            # a creator that died mid-reservation is waited out, the lease is short).
+            while True:
+                if loop.time() > give_up:
+                    raise OrderLockTimeout(order.id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                current = await self.orders.find_one({"_id": order.id}, fields)
+                if current is None or current.get("version", 0) != order.version:
+                    return False
+                if not self._leased(current, owner):
+                    break
+
+    @staticmethod
+    def _leased(doc: dict[str, Any], owner: str | None) -> bool:
+        """True while another request's creating lease on the order is live."""
+        until = doc.get("creating_until")
+        return (
+            until is not None
+            and until >= dt.datetime.now(dt.UTC)
+            and doc.get("creating_owner") != owner
+        )
 
     async def retire_key(self, order: Order) -> None:
         async with self.locked(order.id):

@@ -3,7 +3,8 @@
 Stdlib, domain and ports only. The saga, and why it cannot end half made:
 
 1. A PENDING placeholder is inserted under the unique (user_id, idempotency_key) index, so
-   racing requests with one key all find the same order id and continue the same saga.
+   racing requests with one key all find the same order id and continue the same saga
+   (insert first: only a request whose insert lost looks the key up).
 2. ReserveStock is idempotent by order id, so every racer may call it; they all get the
    same reservation at catalog prices.
 3. Leaving PENDING is a versioned single-document write: exactly one racer confirms (and
@@ -39,6 +40,7 @@ from services.order.domain import (
     Trace,
     UpdateOrderStatus,
     UserNotFoundError,
+    UserServiceUnavailableError,
     new_order_id,
     request_fingerprint,
     validate_place_order,
@@ -140,19 +142,28 @@ class OrderService:
 
     async def _place(self, cmd: PlaceOrder) -> tuple[Order, bool]:
         items = validate_place_order(cmd)
-        existing = await self.repo.get_by_key(cmd.user_id, cmd.idempotency_key)
-        if existing is not None and existing.visible:
-            self._same_request(existing, cmd)
-            if existing.status is not OrderStatus.PENDING:
-                return existing, True
-        if not await self.users.user_exists(cmd.user_id):
+        try:
+            known = await self.users.user_exists(cmd.user_id)
+        except UserServiceUnavailableError:
+            replay = await self._replay(cmd)  # a finished order needs no user check
+            if replay is None:
+                raise
+            return replay, True
+        if not known:
             raise UserNotFoundError(cmd.user_id)
-        order = existing if existing is not None and existing.visible else None
-        if order is None:
-            order = await self._insert_pending(cmd, items)
-            if order.status is not OrderStatus.PENDING:
-                return order, True
+        # Insert first, look the key up only when it is taken: the lookup is not by id (a
+        # collection scan on FerretDB v1), and a new key is the common case.
+        order = await self._insert_pending(cmd, items)
+        if order.status is not OrderStatus.PENDING:
+            return order, True
         return await self._complete(order, cmd.trace), False
+
+    async def _replay(self, cmd: PlaceOrder) -> Order | None:
+        existing = await self.repo.get_by_key(cmd.user_id, cmd.idempotency_key)
+        if existing is None or not existing.visible:
+            return None
+        self._same_request(existing, cmd)
+        return None if existing.status is OrderStatus.PENDING else existing
 
     def _same_request(self, order: Order, cmd: PlaceOrder) -> None:
         if order.request_hash != request_fingerprint(cmd):

@@ -1,0 +1,301 @@
+"""Same-run A/B of PlaceOrder latency: two order servers side by side, interleaved rounds.
+
+Side `new` runs the working tree, side `base` a git revision checked out as a worktree under
+/tmp (or both the working tree against two FerretDB URLs, to A/B a storage setting). Both are
+subprocesses on spare ports (relay and sweeper off, each its own scratch database) using the
+stack's product and user services; PlaceOrder goes direct over loopback gRPC, each call a new
+idempotency key, concurrency 1 and 8, bounded by calls and seconds per round. The entry
+`--change` in bench/results/order_place_ab.json gets, per concurrency, both sides' p50/p99/
+mean/calls/s over all rounds and the ratios base/new (latency: >1 = new is faster), as the
+median (min-max) of the per-round ratios.
+
+    python -m bench.order_place_ab --change NAME --base REV [--rounds 4] [--calls 150]
+    python -m bench.order_place_ab --change NAME --base-mongo URL --new-mongo URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RESULTS,
+    ROOT,
+    BenchFailed,
+    Result,
+    free_port,
+    machine,
+    median_range,
+    run_main,
+    wait_grpc_serving,
+)
+
+MONGO = "mongodb://127.0.0.1:27017/"
+
+
+class Side:
+    """One order server subprocess (code from `tree`), its channel and scratch database."""
+
+    def __init__(self, name: str, tree: Path, mongo_url: str) -> None:
+        self.name = name
+        self.tree = tree
+        self.mongo_url = mongo_url
+        self.database = f"order_ab_{name}_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.channel: Any = None
+        self.stub: Any = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{self.tree}:{self.tree / 'gen' / 'python'}",
+            "ORDER_GRPC_PORT": str(self.port),
+            "ORDER_METRICS_PORT": str(free_port()),
+            "ORDER_MONGO_URL": self.mongo_url,
+            "ORDER_MONGO_DATABASE": self.database,
+            "ORDER_RELAY_ENABLED": "false",
+            "ORDER_SWEEP_INTERVAL_S": "0",
+            "ORDER_ACCESS_LOG": "off",
+            "ORDER_LOG_LEVEL": "WARNING",
+            # Each side its own span file: the tree's .stack/traces is shared with the stack's
+            # order service (found as a 0.7x handicap of the working-tree side).
+            "SHOPMESH_TRACE_DIR": f"/tmp/{self.database}-traces",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.order.main"], cwd=self.tree, env=env
+        )
+
+    async def connect(self) -> None:
+        from grpclib.client import Channel
+
+        from services.runtime.auth import authenticate_channel
+        from shop.order.v1.order_grpc import OrderServiceStub
+
+        await wait_grpc_serving(self.port, 60)
+        self.channel = authenticate_channel(Channel("127.0.0.1", self.port))
+        self.stub = OrderServiceStub(self.channel)
+
+    async def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        client = AsyncIOMotorClient(self.mongo_url, serverSelectionTimeoutMS=3000)
+        with contextlib.suppress(Exception):
+            await client.drop_database(self.database)
+        client.close()
+
+
+async def fixtures(products: int = 32) -> tuple[str, list[str]]:
+    """A fresh user and products with stock for every call of the run (many products, so
+    ReserveStock does not queue on one PostgreSQL row)."""
+    from grpclib.client import Channel
+
+    from services.runtime.auth import authenticate_channel
+    from shop.common.v1 import common_pb2
+    from shop.product.v1 import product_pb2
+    from shop.product.v1.product_grpc import ProductServiceStub
+    from shop.user.v1 import user_pb2
+    from shop.user.v1.user_grpc import UserServiceStub
+
+    tag = uuid.uuid4().hex[:8]
+    pch = authenticate_channel(Channel("127.0.0.1", 50051))
+    uch = authenticate_channel(Channel("127.0.0.1", 50052))
+    try:
+        user = (
+            await UserServiceStub(uch).RegisterUser(
+                user_pb2.RegisterUserRequest(
+                    email=f"ab-{tag}@example.com", password="bench-password-1", display_name="AB"
+                )
+            )
+        ).user
+        ids = [
+            (
+                await ProductServiceStub(pch).CreateProduct(
+                    product_pb2.CreateProductRequest(
+                        sku=f"AB-{tag}-{i}", name="AB thing", category="bench",
+                        price=common_pb2.Money(currency_code="USD", units=3), stock=1_000_000,
+                    )
+                )
+            ).product.id
+            for i in range(products)
+        ]  # fmt: skip
+    finally:
+        pch.close()
+        uch.close()
+    return user.id, ids
+
+
+async def place_round(
+    side: Side, user_id: str, product_ids: list[str], concurrency: int, calls: int, seconds: float
+) -> Result:
+    from shop.common.v1 import common_pb2
+    from shop.order.v1 import order_pb2 as pb
+
+    address = common_pb2.Address(
+        recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
+        country_code="FR",
+    )  # fmt: skip
+    lat: list[float] = []
+    errors = 0
+    first = ""
+    issued = 0
+    end = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors, first, issued
+        while issued < calls and time.perf_counter() < end:
+            issued += 1
+            req = pb.PlaceOrderRequest(
+                idempotency_key=f"ab-{uuid.uuid4().hex}",
+                user_id=user_id,
+                lines=[pb.LineItem(product_id=product_ids[issued % len(product_ids)], quantity=1)],
+                shipping_address=address,
+            )
+            t = time.perf_counter()
+            try:
+                await side.stub.PlaceOrder(req, timeout=10)
+                lat.append(time.perf_counter() - t)
+            except Exception as exc:
+                errors += 1
+                first = first or repr(exc)[:200]
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result.from_samples(lat, errors, time.perf_counter() - start, first)
+
+
+def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rs in results.items():
+        out[name] = {
+            "calls": sum(r.calls for r in rs),
+            "errors": sum(r.errors for r in rs),
+            "p50_ms": median_range((r.p50_ms for r in rs), 2),
+            "p99_ms": median_range((r.p99_ms for r in rs), 2),
+            "mean_ms": median_range((r.mean_ms for r in rs), 2),
+            "per_s": median_range((r.per_s for r in rs), 1),
+        }
+    base, new = results["base"], results["new"]
+    for metric in ("p50_ms", "p99_ms", "mean_ms"):
+        out[f"ratio_{metric}_base_over_new"] = median_range(
+            getattr(b, metric) / getattr(n, metric) for b, n in zip(base, new, strict=True)
+        )
+    out["ratio_per_s_new_over_base"] = median_range(
+        n.per_s / b.per_s for b, n in zip(base, new, strict=True)
+    )
+    return out
+
+
+async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
+    sides = {
+        "base": Side("base", base_tree, args.base_mongo),
+        "new": Side("new", ROOT, args.new_mongo),
+    }
+    try:
+        for s in sides.values():
+            s.start()
+        for s in sides.values():
+            await s.connect()
+        user_id, product_ids = await fixtures()
+        for s in sides.values():  # warm both (connections, indexes, JIT-free but caches)
+            r = await place_round(s, user_id, product_ids, 2, 20, 10)
+            r.require_no_errors(f"warm-up {s.name}")
+        cells: dict[int, dict[str, list[Result]]] = {}
+        for c in args.concurrency:
+            cells[c] = {"base": [], "new": []}
+            for i in range(args.rounds):
+                order = ("base", "new") if i % 2 == 0 else ("new", "base")
+                for name in order:
+                    r = await place_round(
+                        sides[name], user_id, product_ids, c, args.calls, args.seconds
+                    )
+                    r.require_no_errors(f"{name} c={c} round {i}")
+                    cells[c][name].append(r)
+        return {str(c): summarize(v) for c, v in cells.items()}
+    finally:
+        for s in sides.values():
+            await s.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--change", required=True, help="entry name in the results file")
+    p.add_argument("--base", default="", help="git revision for side base (default: this tree)")
+    p.add_argument("--base-mongo", default=MONGO)
+    p.add_argument("--new-mongo", default=MONGO)
+    p.add_argument("--note", default="")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--calls", type=int, default=150, help="per side, round and concurrency")
+    p.add_argument("--seconds", type=float, default=20, help="cap per side and round")
+    p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    args = p.parse_args()
+    for url in (args.base_mongo, args.new_mongo):
+        if "127.0.0.1" not in url:
+            raise BenchFailed("benchmarks only talk to 127.0.0.1")
+    worktree = Path(f"/tmp/order-ab-{uuid.uuid4().hex[:8]}") if args.base else None
+    if worktree is not None:
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), args.base],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+    try:
+        cells = run_main(run(args, worktree or ROOT))
+    finally:
+        if worktree is not None:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(worktree)],
+                cwd=ROOT, check=False, capture_output=True,
+            )  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    path = RESULTS / "order_place_ab.json"
+    data = json.loads(path.read_text()) if path.exists() else {"benchmark": "order_place_ab"}
+    data.setdefault("changes", {})[args.change] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "base": args.base or "working tree",
+        "new": f"working tree on {head}",
+        "base_mongo": args.base_mongo,
+        "new_mongo": args.new_mongo,
+        "note": args.note,
+        "settings": {
+            "rounds": args.rounds,
+            "calls": args.calls,
+            "seconds_cap": args.seconds,
+            "concurrency": args.concurrency,
+            "transport": "direct gRPC, loopback",
+        },
+        "machine": machine(),
+        "by_concurrency": cells,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    for c, cell in cells.items():
+        print(
+            f"c={c}: p50 base {cell['base']['p50_ms']['median']}"
+            f" new {cell['new']['p50_ms']['median']}"
+            f" | ratio base/new p50 {cell['ratio_p50_ms_base_over_new']['median']}"
+            f" p99 {cell['ratio_p99_ms_base_over_new']['median']}"
+            f" mean {cell['ratio_mean_ms_base_over_new']['median']}"
+            f" | calls/s new/base {cell['ratio_per_s_new_over_base']['median']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
