@@ -10,7 +10,7 @@ from services.order.clients import GrpcCatalog, GrpcUsers
 from services.order.config import OrderConfig
 from services.order.handlers import OrderHandlers
 from services.order.metrics import OrderMetrics
-from services.order.outbox import OutboxRelay
+from services.order.outbox import LazyProducer, OutboxRelay
 from services.order.repository import MongoOrders
 from services.order.service import OrderService
 from services.runtime.kafka import AvroSerde, EventProducer
@@ -18,20 +18,6 @@ from services.runtime.metrics import Metrics
 from services.runtime.server import run, serve
 
 log = logging.getLogger("services.order")
-
-
-class KafkaProducerResource:
-    """The relay's producer as a runtime Resource. Kafka being down must not stop the API
-    (orders are still placed; events wait in the outbox), so it is not a health check."""
-
-    def __init__(self, producer: EventProducer) -> None:
-        self.producer = producer
-
-    async def open(self) -> None:
-        await self.producer.start()
-
-    async def close(self) -> None:
-        await self.producer.stop()
 
 
 async def main() -> int:
@@ -53,8 +39,10 @@ async def main() -> int:
     tasks = []
     if cfg.relay_enabled:
         serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
-        producer = EventProducer(cfg.kafka, serde, metrics=metrics)
-        resources.append(KafkaProducerResource(producer))
+        # Started by the relay, retrying: Kafka down at startup must not stop the API
+        # (orders are still placed; events wait in the documents).
+        producer = LazyProducer(lambda: EventProducer(cfg.kafka, serde, metrics=metrics))
+        resources.append(producer)
         relay = OutboxRelay(
             repo,
             producer,

@@ -14,15 +14,23 @@ Never runs in the request path; several relays may run (in the order process or 
 
 A crash between 2 and 3 republishes after the lease: at least once, consumers dedupe by
 event id (the `event_id` header and field).
+
+Kafka being down never stops the order service: `LazyProducer` starts the producer from the
+relay loop, retrying with backoff, and reports it as the optional `kafka` health dependency
+(NOT_SERVING until connected, and while publishes fail). Orders are still placed; their
+events wait in the documents. The backlog gauges are refreshed on their own timer whether or
+not Kafka answers, so a stuck outbox shows its growing age.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pymongo import UpdateOne
@@ -45,11 +53,47 @@ def to_record(entry: dict[str, Any]) -> Any:
     return cls.parse_obj(entry["data"])
 
 
+class LazyProducer:
+    """The relay's producer as a runtime Resource that does not connect at open(): `get()`
+    starts it on first use (the relay retries), so the process starts without Kafka."""
+
+    def __init__(self, make: Callable[[], EventProducer]) -> None:
+        self.make = make
+        self.producer: EventProducer | None = None
+        self.publishing = False  # connected and the last publish went through
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    def health_checks(self) -> dict[str, tuple[Any, bool]]:
+        async def kafka() -> bool:
+            return self.producer is not None and self.publishing
+
+        return {"kafka": (kafka, False)}  # optional: orders are placed without it
+
+    async def get(self) -> EventProducer:
+        if self.producer is None:
+            candidate = self.make()
+            try:
+                await candidate.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await candidate.stop()  # aiokafka leaves its client open on a failed start
+                raise
+            self.producer = candidate
+            self.publishing = True
+        return self.producer
+
+
 class OutboxRelay:
     def __init__(
         self,
         repo: MongoOrders,
-        producer: EventProducer,
+        producer: EventProducer | LazyProducer,
         *,
         topic: str = TOPIC,
         batch: int = 200,
@@ -57,7 +101,8 @@ class OutboxRelay:
         metrics: OrderMetrics | None = None,
     ) -> None:
         self.repo = repo
-        self.producer = producer
+        self.lazy = producer if isinstance(producer, LazyProducer) else None
+        self.producer: EventProducer | None = None if self.lazy else producer  # type: ignore[assignment]
         self.topic = topic
         self.batch = batch
         # Longer than a publish can take (producer request timeout), or a slow relay's
@@ -102,6 +147,9 @@ class OutboxRelay:
 
     async def run_once(self) -> int:
         """One claim-publish-mark pass; returns how many events were acknowledged."""
+        if self.producer is None:
+            assert self.lazy is not None
+            self.producer = await self.lazy.get()  # before claiming: a down Kafka claims nothing
         token, orders = await self.claim()
         if not orders:
             if token:
@@ -138,6 +186,8 @@ class OutboxRelay:
                 if self.metrics:
                     self.metrics.publish_seconds.observe(time.perf_counter() - started)
                 acked.setdefault(order_id, set()).add(event_id)
+            if self.lazy is not None and sent:
+                self.lazy.publishing = failed < len(sent)
             marked = await self._mark_published(acked)
             if self.metrics:
                 self.metrics.events_published.inc(marked)
@@ -191,25 +241,43 @@ class OutboxRelay:
             age = max(0.0, (dt.datetime.now(dt.UTC) - oldest["outbox_since"]).total_seconds())
         return count, age
 
-    async def run(self, idle_sleep: float = 0.2, max_backoff: float = 5.0) -> None:
-        """Forever: drain while there is work, sleep when idle, back off on errors."""
+    async def refresh_gauges(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            count, age = await self.backlog()
+        except Exception:  # FerretDB being down is its health check's news, not the relay's
+            log.warning("outbox backlog query failed", exc_info=True)
+            return
+        self.metrics.outbox_backlog.set(count)
+        self.metrics.outbox_oldest_age.set(age)
+
+    async def run(
+        self, idle_sleep: float = 0.2, max_backoff: float = 5.0, gauge_every_s: float = 5.0
+    ) -> None:
+        """Forever: drain while there is work, sleep when idle, back off on errors (Kafka or
+        FerretDB down). The gauges refresh every `gauge_every_s` either way."""
         backoff = idle_sleep
         next_gauge = 0.0
         while True:
+            if time.monotonic() >= next_gauge:
+                await self.refresh_gauges()
+                next_gauge = time.monotonic() + gauge_every_s
             try:
                 n = await self.run_once()
                 backoff = idle_sleep
-                if self.metrics and time.monotonic() >= next_gauge:
-                    count, age = await self.backlog()
-                    self.metrics.outbox_backlog.set(count)
-                    self.metrics.outbox_oldest_age.set(age)
-                    next_gauge = time.monotonic() + 5
                 if n == 0:
                     await asyncio.sleep(idle_sleep)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("relay pass failed")
+            except Exception as exc:
+                if self.lazy is not None:
+                    self.lazy.publishing = False
+                if self.producer is None:  # still connecting: expected while Kafka is down
+                    fields = {"error": repr(exc)}
+                    log.warning("kafka producer not started", extra={"fields": fields})
+                else:
+                    log.exception("relay pass failed")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff)
 
@@ -225,14 +293,15 @@ async def _main() -> int:
     repo = MongoOrders(cfg.mongo_url, cfg.mongo_database)
     await repo.open()
     serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
-    async with EventProducer(cfg.kafka, serde) as producer:
-        relay = OutboxRelay(
-            repo, producer, batch=cfg.relay_batch, lease=dt.timedelta(seconds=cfg.relay_lease_s)
-        )
-        try:
-            await relay.run(cfg.relay_idle_s)
-        finally:
-            await repo.close()
+    producer = LazyProducer(lambda: EventProducer(cfg.kafka, serde))
+    relay = OutboxRelay(
+        repo, producer, batch=cfg.relay_batch, lease=dt.timedelta(seconds=cfg.relay_lease_s)
+    )
+    try:
+        await relay.run(cfg.relay_idle_s)
+    finally:
+        await producer.close()
+        await repo.close()
     return 0
 
 
