@@ -83,6 +83,10 @@ class Unavailable(DomainError):
 # ---------------------------------------------------------------- the mapping (grpclib only here)
 
 
+MAX_VIOLATIONS = 20
+MAX_MESSAGE = 1000
+
+
 def to_grpc_error(exc: BaseException, trace_id: str) -> tuple[object, bool]:
     """Map any exception to (GRPCError, expected). `expected` is False for internal errors,
     which the caller logs with their stack trace."""
@@ -105,18 +109,24 @@ def to_grpc_error(exc: BaseException, trace_id: str) -> tuple[object, bool]:
     for cls, status in statuses:
         if isinstance(exc, cls):
             details = None
+            message = exc.message
             if isinstance(exc, InvalidArgument):
-                # google.rpc.BadRequest in grpc-status-details-bin: clients get every
-                # violation as data, not only in the message text.
+                # google.rpc.BadRequest in grpc-status-details-bin: clients get the
+                # violations as data, not only in the message text. Both travel in HTTP
+                # headers, so a request with hundreds of bad fields is answered with the
+                # first MAX_VIOLATIONS, and the text is cut to MAX_MESSAGE characters.
+                shown = exc.violations[:MAX_VIOLATIONS]
                 details = [
                     error_details_pb2.BadRequest(
                         field_violations=[
                             error_details_pb2.BadRequest.FieldViolation(
-                                field=v.field, description=v.description
+                                field=v.field, description=v.description[:MAX_MESSAGE]
                             )
-                            for v in exc.violations
+                            for v in shown
                         ]
                     )
                 ]
-            return GRPCError(status, exc.message, details), True
+                if len(exc.violations) > len(shown) or len(message) > MAX_MESSAGE:
+                    message = message[:MAX_MESSAGE] + f" (and more: {len(exc.violations)} in all)"
+            return GRPCError(status, message, details), True
     return GRPCError(Status.INTERNAL, f"internal error (trace id {trace_id})"), False

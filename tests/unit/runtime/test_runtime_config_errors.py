@@ -113,3 +113,27 @@ def test_lsn_round_trip_and_order():
     assert parse_lsn("0/16B3748") == 0x16B3748
     assert parse_lsn("1/0") > parse_lsn("0/FFFFFFFF")
     assert format_lsn(parse_lsn("2A/BC0")) == "2A/BC0"
+
+
+def test_invalid_argument_with_many_violations_fits_in_headers() -> None:
+    """grpc-message and grpc-status-details-bin travel in HTTP headers (gRPC-Web errors are
+    trailers-only): hundreds of violations must not make a header proxies refuse."""
+    from google.rpc import error_details_pb2
+
+    from services.runtime.errors import (
+        MAX_MESSAGE,
+        MAX_VIOLATIONS,
+        FieldViolation,
+        InvalidArgument,
+        to_grpc_error,
+    )
+
+    many = [FieldViolation(f"lines[{i}].product_id", "x" * 200) for i in range(500)]
+    err, expected = to_grpc_error(InvalidArgument.many(many), "t")
+    assert expected
+    assert len(err.message) <= MAX_MESSAGE + 40
+    assert "500 in all" in err.message
+    (details,) = err.details
+    assert isinstance(details, error_details_pb2.BadRequest)
+    assert len(details.field_violations) == MAX_VIOLATIONS
+    assert details.field_violations[0].field == "lines[0].product_id"
