@@ -43,6 +43,7 @@ from tests.reliability.harness import (
     PORTS,
     Stubs,
     create_product,
+    eventually,
     register,
 )
 from tests.reliability.test_fuzz import message_class
@@ -265,13 +266,20 @@ async def test_injection_strings_are_stored_verbatim_or_rejected_never_interpret
     got = (await stubs.user.GetUser(upb.GetUserRequest(id=user.user_id), metadata=user.bearer)).user
     assert got.display_name == INJECTIONS[0]
     for s in INJECTIONS:
-        await stubs.user.UpdateProfile(
+        updated = await stubs.user.UpdateProfile(
             upb.UpdateProfileRequest(id=user.user_id, display_name=s), metadata=user.bearer
         )
-        got = (
-            await stubs.user.GetUser(upb.GetUserRequest(id=user.user_id), metadata=user.bearer)
-        ).user
-        assert got.display_name == s
+        assert updated.user.display_name == s
+
+        async def read_back(s: str = s) -> bool:
+            # Reads go to the replica: a read that does not echo the write's x-shop-lsn sees
+            # the write once the replica has replayed it, so poll briefly.
+            got = await stubs.user.GetUser(
+                upb.GetUserRequest(id=user.user_id), metadata=user.bearer
+            )
+            return got.user.display_name == s
+
+        assert await eventually(read_back, within=5.0, every=0.1), f"{s!r} not stored verbatim"
         cases += 1
     address = opb.PlaceOrderRequest().shipping_address
     address.CopyFrom(ADDRESS)

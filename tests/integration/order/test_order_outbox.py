@@ -88,14 +88,15 @@ async def test_versioned_save_has_one_winner_under_concurrency(repo):
     order = new_order(0)
     assert await repo.add(order)
 
-    async def confirm_copy() -> bool:
-        copy = await repo.get(order.id)
+    # Ten writers each hold a copy read before anyone saved (read all first, so a slow
+    # machine cannot let a late reader see the winner's CONFIRMED and skip the race).
+    copies = await asyncio.gather(*(repo.get(order.id) for _ in range(10)))
+    for copy in copies:
         copy.confirm(
             [OrderLine("p-1", "Mug", 1, Money("USD", 3, 0))], dt.datetime.now(dt.UTC), None
         )
-        return await repo.save(copy)
 
-    results = await asyncio.gather(*(confirm_copy() for _ in range(10)))
+    results = await asyncio.gather(*(repo.save(copy) for copy in copies))
     assert results.count(True) == 1
     doc = await repo.orders.find_one({"_id": order.id})
     assert doc["version"] == 1 and len(doc["pending_events"]) == 1
