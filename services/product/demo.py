@@ -12,8 +12,7 @@ from services.product.domain import CreateProduct, Money
 from services.product.main import MIGRATIONS
 from services.product.repository import SqlProductRepository
 from services.runtime.db import Database
-from services.runtime.metrics import Metrics
-from services.runtime.migrations import migrate
+from services.runtime.migrations import migrated_database
 
 # category -> [(name, description, price USD)], ten each
 CATALOG: dict[str, list[tuple[str, str, str]]] = {
@@ -130,13 +129,8 @@ async def load(db: Database) -> int:
 
 async def main() -> None:
     config = ProductConfig.from_env()
-    db = Database(config.db, Metrics("product-demo"), service="product-demo")
-    await db.open()
-    try:
-        await migrate(db.primary, MIGRATIONS)
+    async with migrated_database(config.db, "product-demo", MIGRATIONS) as db:
         added = await load(db)
-    finally:
-        await db.close()
     print(f"product demo data: {added} products added, {len(demo_products())} in the catalog")
 
 

@@ -7,12 +7,17 @@ takes a PostgreSQL advisory lock so two replicas starting together do not race, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from services.runtime.db import Database, DatabaseConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +55,21 @@ def run_env() -> None:
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(
+    config: DatabaseConfig, service: str, script_location: Path
+) -> AsyncIterator[Database]:
+    """An opened and migrated Database for one-shot commands (demo loaders, admin tasks)
+    outside `serve()`; closed on exit."""
+    from services.runtime.db import Database
+    from services.runtime.metrics import Metrics
+
+    db = Database(config, Metrics(service), service=service)
+    await db.open()
+    try:
+        await migrate(db.primary, script_location)
+        yield db
+    finally:
+        await db.close()

@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 
 from services.runtime.config import environment
 from services.runtime.db import Database
-from services.runtime.metrics import Metrics
-from services.runtime.migrations import migrate
+from services.runtime.migrations import migrated_database
 from services.user.config import UserConfig
 from services.user.domain import AddAddress, Address, Role, User, UserRegistered
 from services.user.main import MIGRATIONS
@@ -55,13 +54,8 @@ async def main() -> None:
     if environment() != "dev":
         raise SystemExit("demo users have well-known passwords: dev only")
     config = UserConfig.from_env()
-    db = Database(config.db, Metrics("user-demo"), service="user-demo")
-    await db.open()
-    try:
-        await migrate(db.primary, MIGRATIONS)
+    async with migrated_database(config.db, "user-demo", MIGRATIONS) as db:
         added = await load(db)
-    finally:
-        await db.close()
     print(f"user demo data: {added} users added (demo@shopmesh.local, admin@shopmesh.local)")
 
 
