@@ -287,10 +287,15 @@ async def test_injection_strings_are_stored_verbatim_or_rejected_never_interpret
     await stubs.user.AddAddress(
         upb.AddAddressRequest(user_id=user.user_id, address=address), metadata=user.bearer
     )
-    listed = await stubs.user.ListAddresses(
-        upb.ListAddressesRequest(user_id=user.user_id), metadata=user.bearer
-    )
-    assert [a.address for a in listed.addresses] == [address]
+
+    async def addresses_read_back() -> bool:
+        # A replica read without the write's x-shop-lsn: it sees the write once replayed.
+        listed = await stubs.user.ListAddresses(
+            upb.ListAddressesRequest(user_id=user.user_id), metadata=user.bearer
+        )
+        return [a.address for a in listed.addresses] == [address]
+
+    assert await eventually(addresses_read_back, within=5.0, every=0.1), "address not verbatim"
     placed = (
         await stubs.order.PlaceOrder(
             opb.PlaceOrderRequest(
