@@ -146,22 +146,15 @@ NGINX_MIME = Path("/etc/nginx/mime.types")
 
 def _nginx_html() -> Path:
     """The generated nginx.conf serves `root html` under the -p prefix: link it to the
-    frontend build, or to a placeholder page until there is one."""
+    frontend build directory whether or not it is built yet. The link names the path, not
+    a build, so a build that lands after NGINX started (the frontend component swaps
+    dist in by rename) is served at once; until then the config's @placeholder answers."""
     d = state_dir() / "nginx"
-    target = FRONTEND_DIST
-    if not (FRONTEND_DIST / "index.html").exists():
-        target = d / "placeholder"
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "index.html").write_text(
-            "<!doctype html><title>Shopmesh</title><h1>Shopmesh</h1>"
-            "<p>Frontend not built yet (frontend/dist). "
-            "API docs: <a href='/api/docs'>/api/docs</a>.</p>\n"
-        )
     link = d / "html"
-    if not link.is_symlink() or link.readlink() != target:
+    if not link.is_symlink() or link.readlink() != FRONTEND_DIST:
         d.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
-        link.symlink_to(target)
+        link.symlink_to(FRONTEND_DIST)
     return link
 
 
