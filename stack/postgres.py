@@ -20,7 +20,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"
 APP_ROLE = "shopmesh"
 APP_PASSWORD = "shopmesh"  # local dev only; k8s overlays take it from a Secret
-DATABASES = ("product", "user", "notification", "registry", "auth")
+DATABASES = ("product", "user", "notification", "registry", "auth", "ferretdb")
 SLOT = "replica_5433"
 
 
@@ -86,7 +86,7 @@ def _server_argv(data: Path, p: int) -> list[str]:
         "-c", "hot_standby_feedback=on",
         "-c", "wal_keep_size=256MB",
         "-c", "shared_buffers=64MB",
-        "-c", "max_connections=200",  # five services with pools + tests
+        "-c", "max_connections=300",  # five services' pools, FerretDB's 100, tests
         "-c", "fsync=on",  # reliability tests kill -9 the primary: keep it honest
         "-c", "log_min_messages=warning",
     ]  # fmt: skip

@@ -5,6 +5,7 @@
 | ORDER_GRPC_PORT / ORDER_METRICS_PORT | 50053 / 9453 |
 | ORDER_HOST, ORDER_LOG_LEVEL, ORDER_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
 | ORDER_MONGO_URL, ORDER_MONGO_DATABASE | mongodb://127.0.0.1:27017/, order |
+| ORDER_MONGO_MAX_POOL | 20 (commands in flight; x2 must stay under FerretDB's pool) |
 | ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | 127.0.0.1:50051, 127.0.0.1:50052 (direct for now) |
 | ORDER_RESERVE_ATTEMPTS | 3 (ReserveStock is idempotent: retried on UNAVAILABLE) |
 | ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | 127.0.0.1:9092, http://127.0.0.1:8085 |
@@ -27,6 +28,9 @@ from services.runtime.server import ServerConfig
 class Options:
     mongo_url: str = setting("mongodb://127.0.0.1:27017/", help="FerretDB / MongoDB URL")
     mongo_database: str = setting("order", help="database holding orders")
+    mongo_max_pool: int = setting(
+        20, help="Mongo connections (commands in flight); x2 must stay under FerretDB's pool"
+    )
     product_addr: str = setting("127.0.0.1:50051", help="product service host:port")
     user_addr: str = setting("127.0.0.1:50052", help="user service host:port")
     reserve_attempts: int = setting(3, help="ReserveStock tries on UNAVAILABLE")
@@ -45,6 +49,7 @@ class OrderConfig:
     kafka: KafkaConfig
     mongo_url: str
     mongo_database: str
+    mongo_max_pool: int
     product_addr: tuple[str, int]
     user_addr: tuple[str, int]
     reserve_attempts: int
@@ -70,6 +75,7 @@ class OrderConfig:
             kafka=KafkaConfig.from_env("ORDER", env),
             mongo_url=o.mongo_url,
             mongo_database=o.mongo_database,
+            mongo_max_pool=max(1, o.mongo_max_pool),
             product_addr=_addr("ORDER_PRODUCT_ADDR", o.product_addr),
             user_addr=_addr("ORDER_USER_ADDR", o.user_addr),
             reserve_attempts=max(1, o.reserve_attempts),

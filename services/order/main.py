@@ -24,7 +24,7 @@ async def main() -> int:
     cfg = OrderConfig.from_env()
     metrics = Metrics("order")
     order_metrics = OrderMetrics(metrics.registry)
-    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database)
+    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database, max_pool=cfg.mongo_max_pool)
     catalog = GrpcCatalog(*cfg.product_addr, attempts=cfg.reserve_attempts)
     users = GrpcUsers(*cfg.user_addr)
     service = OrderService(

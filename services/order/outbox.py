@@ -43,6 +43,8 @@ from services.runtime.kafka import EventProducer, TraceContext
 log = logging.getLogger(__name__)
 
 TOPIC = "shop.orders.v1"
+MARK_ATTEMPTS = 4  # lock tries when dropping published events (sleeps 40, 80, 160 ms)
+MARK_CHUNK = 8  # update statements per command (see _drop_events)
 
 
 def to_record(entry: dict[str, Any]) -> Any:
@@ -199,29 +201,43 @@ class OutboxRelay:
 
     async def _mark_published(self, acked: dict[str, set[str]]) -> int:
         """Drop acknowledged events, batched: one lock insert, one read, one bulk update and
-        one unlock per pass. Orders locked by someone else keep their events for a later
-        pass (republished then; consumers dedupe by id)."""
-        async with self.repo.locked_many(list(acked)) as mine:
-            if not mine:
-                return 0
-            ops = []
-            marked = 0
-            async for doc in self.repo.orders.find(
-                {"_id": {"$in": list(mine)}}, {"pending_events": 1}
-            ):
-                ids = acked[doc["_id"]]
-                left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
-                marked += len(doc.get("pending_events") or ()) - len(left)
-                if left:
-                    # Appended while we published: the oldest left says how late we are.
-                    since = min(e["occurred_at"] for e in left)
-                    update = {"$set": {"pending_events": left, "outbox_since": since}}
-                else:
-                    update = {"$set": {"pending_events": left}, "$unset": {"outbox_since": ""}}
-                ops.append(UpdateOne({"_id": doc["_id"]}, update))
-            if ops:
-                await self.repo.orders.bulk_write(ops, ordered=False)
-            return marked
+        one unlock per attempt. An order whose write lock a request holds is retried a few
+        times over ~0.3 s (a request holds it for one write); one still busy after that
+        keeps its events for a later pass (republished then; consumers dedupe by id)."""
+        marked = 0
+        busy = list(acked)
+        for attempt in range(MARK_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.02 * 2**attempt)
+            async with self.repo.locked_many(busy) as mine:
+                if mine:
+                    marked += await self._drop_events(mine, acked)
+            busy = [i for i in busy if i not in mine]
+            if not busy:
+                break
+        return marked
+
+    async def _drop_events(self, mine: set[str], acked: dict[str, set[str]]) -> int:
+        """Under the caller's locks on `mine`: remove the acked events from those orders."""
+        ops = []
+        marked = 0
+        async for doc in self.repo.orders.find({"_id": {"$in": list(mine)}}, {"pending_events": 1}):
+            ids = acked[doc["_id"]]
+            left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
+            marked += len(doc.get("pending_events") or ()) - len(left)
+            if left:
+                # Appended while we published: the oldest left says how late we are.
+                since = min(e["occurred_at"] for e in left)
+                update = {"$set": {"pending_events": left, "outbox_since": since}}
+            else:
+                update = {"$set": {"pending_events": left}, "$unset": {"outbox_since": ""}}
+            ops.append(UpdateOne({"_id": doc["_id"]}, update))
+        # FerretDB v1 keeps one backend connection per statement of an update command until
+        # the command ends (its handler defers each statement's cursor close): a bulk of 200
+        # needed more connections than its pool has and wedged it for good. Small bulks.
+        for i in range(0, len(ops), MARK_CHUNK):
+            await self.repo.orders.bulk_write(ops[i : i + MARK_CHUNK], ordered=False)
+        return marked
 
     async def backlog(self) -> tuple[int, float]:
         """(pending events, age in seconds of the oldest) for the gauges."""
@@ -290,7 +306,7 @@ async def _main() -> int:
 
     cfg = OrderConfig.from_env()
     setup_logging("order-relay", cfg.server.log_level)
-    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database)
+    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database, max_pool=cfg.mongo_max_pool)
     await repo.open()
     serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
     producer = LazyProducer(lambda: EventProducer(cfg.kafka, serde))

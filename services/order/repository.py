@@ -204,16 +204,29 @@ def from_doc(doc: dict[str, Any]) -> Order:
 # ---------------------------------------------------------------- the repository
 
 
+# Commands in flight at once. FerretDB v1 holds two backend connections per update, delete
+# or findAndModify (the query's, kept while it writes with another) and waits for them
+# without a deadline, so clients x 2 must stay below its backend pool (stack/ferretdb:
+# pool_max_conns=100) or every command waits forever.
+MAX_POOL = 20
 SOCKET_TIMEOUT_MS = 10_000  # longer than any order operation (PlaceOrder's budget is less)
 
 
 class MongoOrders:
     """OrderRepository on motor; also the runtime Resource that opens the client."""
 
-    def __init__(self, url: str, database: str, *, lock_lease: dt.timedelta = LOCK_LEASE) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        lock_lease: dt.timedelta = LOCK_LEASE,
+        max_pool: int = MAX_POOL,
+    ) -> None:
         self.url = url
         self.database = database
         self.lock_lease = lock_lease
+        self.max_pool = max_pool
         self.client: AsyncIOMotorClient | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -228,6 +241,7 @@ class MongoOrders:
             serverSelectionTimeoutMS=3000,
             connectTimeoutMS=2000,
             socketTimeoutMS=SOCKET_TIMEOUT_MS,
+            maxPoolSize=self.max_pool,
         )
         await self.ensure_indexes()
 

@@ -1,8 +1,13 @@
-"""FerretDB v1.24.2 (MongoDB wire protocol) built from the Go module proxy, SQLite backend.
+"""FerretDB v1.24.2 (MongoDB wire protocol) built from the Go module proxy, on its
+PostgreSQL backend: a `ferretdb` database on the stack's primary.
 
-Why SQLite and not the PostgreSQL primary: the order store then has no runtime coupling to
-the PostgreSQL primary (the reliability suite restarts PostgreSQL and FerretDB separately),
-needs no extra database or credentials, and its data is one dir under the state dir.
+Why PostgreSQL and not SQLite: FerretDB's default and most complete v1 backend. It pushes
+equality filters on any field down to SQL and turns createIndexes into real indexes (the
+SQLite backend pushes down only a lone `_id` filter, so a lookup by idempotency key scanned
+the collection), and it stays answering through the reliability suite's faults: on SQLite,
+FerretDB stopped answering reads after a kill -9 of a client mid-write (3 of 3 runs).
+The price is a runtime dependency on the primary, which the order store's durability
+shares with every other store here anyway.
 
 Build: `go.mod` beside this file pins FerretDB (tool directive + go.sum). The module zip
 lacks the generated build/version/version.txt that FerretDB's init() insists on, so we copy
@@ -17,6 +22,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+from stack import postgres
 from stack.model import CACHE_DIR, Component, Custom, Step, port, state_dir
 from stack.runner import StackError, run_cmd
 
@@ -24,14 +30,28 @@ VERSION = "v1.24.2"
 MODULE = "github.com/FerretDB/FerretDB"
 GO_MOD_DIR = Path(__file__).parent
 BINARY = CACHE_DIR / "bin" / f"ferretdb-{VERSION}"
+DATABASE = "ferretdb"  # on the PostgreSQL primary; FerretDB makes a schema per Mongo database
+POOL_MAX_CONNS = 100  # see postgresql_url()
 
 
 def mongo_port() -> int:
     return port("SHOPMESH_FERRETDB_PORT", 27017)
 
 
+def debug_port() -> int:
+    return port("SHOPMESH_FERRETDB_DEBUG_PORT", 8089)
+
+
 def mongo_url(database: str = "") -> str:
     return f"mongodb://127.0.0.1:{mongo_port()}/{database}"
+
+
+def postgresql_url() -> str:
+    """The backend DSN. pool_max_conns: FerretDB v1 holds two backend connections per
+    update/delete/findAndModify and waits for them without a deadline, so its pool must
+    exceed twice the commands clients keep in flight (the order service: 2 x 20) or it
+    stops answering for good (seen: FerretDB's default of 50 vs a 200-statement bulk)."""
+    return f"{postgres.dsn(DATABASE, driver='postgres')}?pool_max_conns={POOL_MAX_CONNS}"
 
 
 def _build() -> None:
@@ -67,7 +87,7 @@ def _dir() -> Path:
 
 
 def _prepare() -> None:
-    (_dir() / "sqlite").mkdir(parents=True, exist_ok=True)
+    _dir().mkdir(parents=True, exist_ok=True)
 
 
 def _ping() -> bool:
@@ -88,16 +108,18 @@ def components() -> list[Component]:
             command=lambda: [
                 str(BINARY),
                 f"--listen-addr=127.0.0.1:{mongo_port()}",
-                "--handler=sqlite",
-                f"--sqlite-url=file:{_dir() / 'sqlite'}/",
+                "--handler=postgresql",
+                f"--postgresql-url={postgresql_url()}",
                 f"--state-dir={_dir()}",
                 "--telemetry=disable",
-                "--debug-addr=-",
+                # Metrics (/debug/metrics: cursors, pool, commands) and pprof for diagnosis.
+                f"--debug-addr=127.0.0.1:{debug_port()}",
                 "--log-level=warn",
             ],
             health=Custom(_ping, f"mongo ping on :{mongo_port()}"),
             requires=[Step(f"go build FerretDB {VERSION}", BINARY.exists, _build)],
             prepare=_prepare,
+            depends_on=["postgres-primary"],
             info=mongo_url,
         )
     ]

@@ -4,9 +4,13 @@ current end (so a test sees only what it caused) and filters by order id."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
 
+import httpx
 from aiokafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.runtime.kafka import AvroSerde, ConsumedEvent, EventConsumer, KafkaConfig
 from stack.topics import TOPICS
@@ -45,3 +49,21 @@ class TopicTail:
         while not done([e for e in self.seen if keep(e)]) and loop.time() < end:
             self.seen += await self.consumer.getmany(timeout_ms=300)
         return [e for e in self.seen if keep(e)]
+
+
+@contextlib.asynccontextmanager
+async def scratch_topic(cfg: KafkaConfig, partitions: int = 3) -> AsyncIterator[str]:
+    """A private topic (and its auto-registered subjects, removed afterwards), for tests
+    that publish many made-up events the platform's consumers must not see."""
+    topic = f"test.orders.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
+    await asyncio.to_thread(admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result, 20)
+    try:
+        yield topic
+    finally:
+        await asyncio.to_thread(admin.delete_topics([topic])[topic].result, 20)
+        async with httpx.AsyncClient(base_url=cfg.registry_url, timeout=5) as http:
+            for subject in (await http.get("/subjects")).json():
+                if subject.startswith(f"{topic}-"):
+                    await http.delete(f"/subjects/{subject}")
+                    await http.delete(f"/subjects/{subject}", params={"permanent": "true"})

@@ -19,7 +19,7 @@ from services.order.domain import Address, LineItem, Money, Order, OrderLine, Pl
 from services.order.outbox import OutboxRelay
 from services.order.repository import MongoOrders
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
-from tests.integration.order.order_helpers import TopicTail
+from tests.integration.order.order_helpers import TopicTail, scratch_topic
 
 pytestmark = pytest.mark.stack
 
@@ -137,6 +137,24 @@ async def test_relay_publishes_each_event_once_and_clears_the_outbox(repo, kafka
         for e in got
     )
     assert await repo.orders.count_documents({"outbox_since": {"$exists": True}}) == 0
+
+
+async def test_relay_marks_a_batch_larger_than_ferretdbs_backend_pool(repo, kafka_cfg):
+    """FerretDB v1 holds a backend connection per statement of an update command until the
+    command ends: a relay pass that marked 150 orders in one bulk needed more connections
+    than FerretDB's pool (100) and wedged it for good. The relay sends small bulks."""
+    n = 150
+    for i in range(n):
+        await confirmed(repo, i)
+    async with scratch_topic(kafka_cfg) as topic:
+        serde = AvroSerde(kafka_cfg.registry_url, auto_register=True)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            relay = OutboxRelay(repo, producer, topic=topic, batch=n)
+            # One pass claims, publishes and marks all of them; bounded, so a wedged
+            # FerretDB fails here instead of hanging the run.
+            assert await asyncio.wait_for(relay.run_once(), timeout=60) == n
+    assert await repo.orders.count_documents({"outbox_since": {"$exists": True}}) == 0
+    assert await repo.orders.find_one({}, {"_id": 1}) is not None  # still answering
 
 
 async def test_relay_killed_mid_batch_loses_nothing(repo, kafka_cfg, infra):
