@@ -14,8 +14,8 @@ index. So every write to an order document runs under a lease lock acquired by i
 holder's lock expire). Inside the lock, read-check-write is safe, which gives the versioned
 compare-and-set that `save` promises (events appended with `$push`, `outbox_since` lowered
 with `$min`, so the read fetches three small fields). Reads and writes filter by `_id` alone:
-FerretDB v1 pushes only a lone `_id` filter down to SQLite; any other filter (even `_id`
-plus `version`) scans the whole collection. New orders need no lock: the unique
+FerretDB v1 pushes simple equality filters down to PostgreSQL (on its SQLite backend, only a
+lone `_id`) and evaluates anything else on every fetched row. New orders need no lock: the unique
 (user_id, idempotency_key) index decides between racing inserts.
 
 The creating request skips the lock for its first save. Its PENDING insert carries a write
@@ -393,8 +393,7 @@ class MongoOrders:
     ) -> bool:
         """Unlocked write under the insert's lease, while at least half of it is left (every
         other writer waits for the lease to end, and this write ends it). The filter is the
-        `_id` alone: FerretDB v1 pushes only a lone `_id` filter down to SQLite, any other
-        filter scans the whole collection."""
+        `_id` alone, which FerretDB v1 answers from the `_id` index."""
         if creation.until - dt.datetime.now(dt.UTC) < self.lock_lease / 2:
             return False  # too late to be sure the write lands inside the lease
         res = await self.orders.update_one({"_id": order.id}, update)

@@ -49,9 +49,8 @@ ADDRESS = common_pb2.Address(
 class Scale:
     """Bounds of one run. Env overrides (RELIABILITY_ORDERS, ...) are for local tuning only.
 
-    Short: 400 orders, because PlaceOrder sustains ~3/s on this shared 2-core box (FerretDB
-    v1 on SQLite, a locked write per state change; bench/results/order.json), so 1,000 would
-    take ~6 minutes on its own. Soak: 10,000 orders (~1 hour)."""
+    Short: 1,000 orders at 10/s (~2 minutes with the faults and convergence). Soak: 10,000
+    orders at 10/s (~20 minutes)."""
 
     orders: int
     rate_per_s: float
@@ -66,7 +65,7 @@ class Scale:
         base = (
             cls(10_000, 10.0, 24, 50, 300, 900.0, 7200)
             if SOAK
-            else cls(400, 10.0, 16, 20, 25, 300.0, 900)
+            else cls(1_000, 10.0, 16, 20, 25, 300.0, 900)
         )
         env = os.environ.get
 
