@@ -247,6 +247,37 @@ def pin_self(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def pin_preexec(cpu: int) -> Callable[[], None] | None:
+    """A Popen preexec_fn pinning the child to `cpu`, or None on a one-core machine."""
+    if cpus() < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def start_product_service(cpu: int, log_level: str = "warning") -> tuple[Any, int]:
+    """Load the demo catalog, then start a private product service (free ports, not the
+    stack's) pinned to `cpu`; returns (process, gRPC port). Wait with wait_grpc_serving."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "services.product.demo"], cwd=ROOT, check=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PRODUCT_GRPC_PORT": str(port),
+        "PRODUCT_METRICS_PORT": str(free_port()),
+        "PRODUCT_LOG_LEVEL": log_level,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.product.main"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=pin_preexec(cpu),
+    )
+    return proc, port
+
+
 def proc_cpu_s(pid: int) -> float:
     """user+system CPU seconds of a process (children excluded), from /proc."""
     try:

@@ -17,18 +17,21 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from grpclib.client import Channel
-from grpclib.health.v1.health_grpc import HealthStub
-from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
-from bench.common import closed_loop
+from bench.common import (
+    closed_loop,
+    free_port,
+    pin_preexec,
+    pin_self,
+    start_product_service,
+    wait_grpc_serving,
+)
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
@@ -37,18 +40,6 @@ RESULTS = ROOT / "bench" / "results" / "grpc_direct.json"
 GET = pb.GetProductRequest(id="p-0001")
 LIST = pb.ListProductsRequest(page_size=20)
 MAX_CALLS = 100_000  # per point
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pin(cpu: int) -> Any:
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 # ------------------------------------------------------------------ the baseline server
@@ -94,23 +85,6 @@ async def serve_baseline(port: int, replies: Path) -> None:
 # ------------------------------------------------------------------ client side
 
 
-async def wait_serving(port: int, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    while True:
-        channel = Channel("127.0.0.1", port)
-        try:
-            reply = await asyncio.wait_for(HealthStub(channel).Check(HealthCheckRequest()), 2)
-            if reply.status == HealthCheckResponse.SERVING:
-                return
-        except Exception:
-            pass
-        finally:
-            channel.close()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"server on :{port} not serving")
-        await asyncio.sleep(0.2)
-
-
 async def run_point(port: int, rpc: str, concurrency: int, seconds: float) -> dict[str, Any]:
     channel = Channel("127.0.0.1", port)
     stub = product_grpc.ProductServiceStub(channel)
@@ -148,38 +122,23 @@ async def fetch_replies(port: int) -> dict[str, str]:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     # Setup and teardown block the loop on purpose: nothing is measured while they run.
-    subprocess.run([sys.executable, "-m", "services.product.demo"], cwd=ROOT, check=True)  # noqa: ASYNC221
-    svc_port, base_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PRODUCT_GRPC_PORT": str(svc_port),
-        "PRODUCT_METRICS_PORT": str(free_port()),
-        "PRODUCT_LOG_LEVEL": args.log_level,
-    }
     procs: list[subprocess.Popen[bytes]] = []
     replies = ROOT / "bench" / "results" / ".grpc_direct_replies.json"
+    base_port = free_port()
     try:
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "services.product.main"],
-                cwd=ROOT,
-                env=env,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_pin(1),
-            )
-        )
-        await wait_serving(svc_port)
+        service, svc_port = start_product_service(1, args.log_level)
+        procs.append(service)
+        await wait_grpc_serving(svc_port)
         replies.write_text(json.dumps(await fetch_replies(svc_port)))
         procs.append(
             subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "bench.grpc_direct", "--serve-baseline", str(base_port)],
                 cwd=ROOT,
-                preexec_fn=_pin(1),
+                preexec_fn=pin_preexec(1),
             )
         )
-        await wait_serving(base_port)
-        if _pin(0):
-            os.sched_setaffinity(0, {0})
+        await wait_grpc_serving(base_port)
+        pin_self(0)
         points = []
         for rpc in ("GetProduct", "ListProducts"):
             for c in args.concurrency:

@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 from grpclib.client import Channel
 
-from bench.grpc_direct import _pin, wait_serving
+from bench.common import pin_preexec, pin_self, start_product_service, wait_grpc_serving
 from mesh import envoy, nginx
 from mesh.api import load
 from mesh.generate import DESCRIPTOR, OUT
@@ -108,7 +108,7 @@ def start_nginx(workdir: Path, listen: int, edge: int) -> subprocess.Popen[bytes
     globals_ = f"daemon off; pid {workdir / 'nginx.pid'};"
     return subprocess.Popen(
         [NGINX_BIN, "-p", f"{workdir}/", "-c", str(conf), "-g", globals_],
-        preexec_fn=_pin(0),
+        preexec_fn=pin_preexec(0),
         stderr=subprocess.DEVNULL,
     )
 
@@ -209,7 +209,7 @@ async def measure(
     points = []
     try:
         proxy.__enter__()
-        if _pin(0):
+        if pin_preexec(0):
             os.sched_setaffinity(proxy.proc.pid, {0})  # type: ignore[union-attr]
         gateway = start_nginx(work / f"nginx-{upstream}", gw, edge)
         direct, close_direct = grpc_call(svc)
@@ -247,27 +247,13 @@ async def measure(
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     # Setup blocks the loop on purpose: nothing is measured while it runs.
-    subprocess.run([sys.executable, "-m", "services.product.demo"], cwd=ROOT, check=True)  # noqa: ASYNC221
     work = Path(tempfile.mkdtemp(prefix="mesh-bench-"))
-    svc, mem = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PRODUCT_GRPC_PORT": str(svc),
-        "PRODUCT_METRICS_PORT": str(free_port()),
-        "PRODUCT_LOG_LEVEL": "warning",
-    }
+    mem = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "services.product.main"],
-                cwd=ROOT,
-                env=env,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_pin(1),
-            )
-        )
-        await wait_serving(svc)
+        service, svc = start_product_service(1)
+        procs.append(service)
+        await wait_grpc_serving(svc)
         channel = Channel("127.0.0.1", svc)
         reply = await product_grpc.ProductServiceStub(channel).GetProduct(
             pb.GetProductRequest(id=PRODUCT_ID)
@@ -286,12 +272,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     str(reply_file),
                 ],
                 cwd=ROOT,
-                preexec_fn=_pin(1),
+                preexec_fn=pin_preexec(1),
             )
         )
-        await wait_serving(mem)
-        if _pin(0):
-            os.sched_setaffinity(0, {0})
+        await wait_grpc_serving(mem)
+        pin_self(0)
         points = await measure("memory", mem, work, args)
         points += await measure("product_service", svc, work, args)
     finally:
