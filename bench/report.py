@@ -87,8 +87,109 @@ def generic(name: str, r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _cell(r: dict[str, Any], rpc: str, c: int, config: str) -> dict[str, Any]:
+    for cell in r.get("cells", []):
+        if (cell.get("rpc"), cell.get("concurrency"), cell.get("config")) == (rpc, c, config):
+            return cell
+    return {}
+
+
+def _med(v: Any) -> Any:
+    return v.get("median") if isinstance(v, dict) else v
+
+
+def summary(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One table of the headline figures, each beside the baseline it was measured with."""
+    rows: list[tuple[str, str, str, str]] = []
+    hot = results.get("hot_rpc", {})
+    for config, label in (
+        ("runtime_mem", "our runtime, no DB"),
+        ("grpclib_upb", "bare grpclib + upb"),
+        ("betterproto2", "grpclib + betterproto2"),
+        ("service_db", "product service with PostgreSQL"),
+    ):
+        cell = _cell(hot, "GetProduct", 16, config)
+        if cell:
+            rows.append(
+                ("hot_rpc", f"GetProduct C=16, {label}", f"{_med(cell.get('per_s'))} calls/s",
+                 f"x{_med(cell.get('ratio_vs_grpcio'))} of grpc.aio")
+            )  # fmt: skip
+    changes = results.get("runtime_hot_path", {}).get("changes", [])
+    if changes:
+        last = changes[-1]
+        for row in last.get("rows", []):
+            if (row.get("rpc"), row.get("concurrency")) == ("GetProduct", 16):
+                rows.append(
+                    ("runtime_hot_path", f"GetProduct C=16, our runtime after '{last['change']}'",
+                     f"x{_med(row.get('new_ratio_vs_grpcio'))} of grpc.aio",
+                     f"x{_med(row.get('ratio_new_vs_base'))} of the runtime before")
+                )  # fmt: skip
+    for p in results.get("mesh_overhead", {}).get("points", []):
+        if p.get("upstream") == "product_service" and p.get("path") != "direct":
+            rows.append(
+                ("mesh_overhead", f"GetProduct via {p['path']}", f"{p['calls_per_s']} calls/s, "
+                 f"p99 {p['p99_ms']} ms", f"x{p.get('calls_per_s_ratio_vs_direct')} of direct")
+            )  # fmt: skip
+    shop = results.get("shop_load", {})
+    if shop:
+        best = shop.get("best_under_threshold") or {}
+        rows.append(
+            ("shop_load", f"req/s at p99 < {shop.get('p99_threshold_ms')} ms (whole mix)",
+             f"{shop.get('req_per_s_at_p99_under_threshold')}",
+             f"{best.get('orders_per_s', 0)} orders/s, 0 errors")
+        )  # fmt: skip
+        if "req_per_s_at_read_p99_under_threshold" in shop:
+            rows.append(
+                ("shop_load", "req/s with reads' p99 under it",
+                 f"{shop['req_per_s_at_read_p99_under_threshold']}",
+                 f"checkout p99 {shop.get('checkout_p99_ms_at_that_step')} ms at that step")
+            )  # fmt: skip
+    order = results.get("order", {})
+    relay = order.get("relay", {})
+    if relay:
+        rows.append(
+            ("order", "outbox relay", f"{relay.get('relay_events_per_s')} events/s",
+             f"aiokafka alone {relay.get('aiokafka_producer_only_events_per_s')}/s, "
+             f"confluent-kafka alone {relay.get('confluent_producer_only_events_per_s')}/s")
+        )  # fmt: skip
+    place = order.get("rpc", {}).get("place_order", {})
+    get = order.get("rpc", {}).get("get_order", {})
+    if place.get("per_s"):
+        rows.append(
+            ("order", "PlaceOrder (direct gRPC)",
+             f"{place['per_s']}/s, p99 {place.get('p99_ms')} ms", f"GetOrder {get.get('per_s')}/s")
+        )  # fmt: skip
+    notif = results.get("notification", {})
+    if notif.get("throughput"):
+        t, lat = notif["throughput"], notif.get("latency", {})
+        base = notif.get("throughput_baseline_bare_consume", {})
+        rows.append(
+            ("notification", "emails/s (consume, GetUser, SMTP, log)", f"{t.get('emails_per_s')}",
+             f"bare consume {base.get('records_per_s')} records/s")
+        )  # fmt: skip
+        lb = notif.get("latency_baseline_bare_consume", {})
+        rows.append(
+            ("notification", f"order event -> email at {lat.get('rate_per_s')}/s",
+             f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms",
+             f"produce -> consumer p50 {lb.get('p50_ms')}, p99 {lb.get('p99_ms')} ms")
+        )  # fmt: skip
+    rep = results.get("replica", {})
+    if rep:
+        lag = rep.get("lag_bytes", {})
+        rows.append(
+            ("replica", "reads served by the replica under writes", f"{rep.get('replica_share')}",
+             f"replica lag p99 {lag.get('p99')} bytes")
+        )  # fmt: skip
+    if not rows:
+        return []
+    out = ["## Latest figures", "", "| benchmark | figure | value | beside |", "|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return [*out, ""]
+
+
 def render(results: dict[str, dict[str, Any]]) -> str:
     out = [HEAD]
+    out += summary(results)
     if "hot_rpc" in results:
         out += hot_rpc(results["hot_rpc"])
     if "runtime_hot_path" in results:

@@ -8,9 +8,12 @@ PlaceOrder with the user's JWT (1; skipped with a message if auth/order are not 
 Users get their own loopback source address (127.0.0.10+) so NGINX's per-IP limit applies
 per user, as it would to real shoppers; traffic goes to 127.0.0.1 only.
 
-Per step (users 2, 4, 8, ... up to --max-users, --seconds each, bounded request count):
-req/s, p50/p99 of single requests, orders/s, errors. Any error fails the run loudly. The
-result is the highest req/s whose p99 stayed under 100 ms.
+Per step (users 1, 2, 4, ... up to --max-users, --seconds each, bounded request count):
+req/s, p50/p99 of single requests (all, reads alone, checkout alone), orders/s, errors.
+Any error fails the run loudly. Results: the highest req/s whose p99 over all requests
+stayed under 100 ms, and the highest whose p99 of reads did (checkout is ~4% of requests,
+so PlaceOrder's latency alone decides the first; the second shows the browse capacity,
+reported with checkout's p99 at that step). Stepping stops once reads pass the threshold.
 
     python -m bench.shop_load [--seconds 8] [--max-users 64] [--p99-ms 100]
 Writes bench/results/shop_load.json.
@@ -43,12 +46,15 @@ class Shop:
         self.accounts = accounts  # (token, user_id); empty = no checkout
         self.budget = {p["id"]: max(0, int(p.get("stock", 0)) - 20) for p in products}
         self.lat: list[float] = []
+        self.lat_by: dict[str, list[float]] = {"read": [], "checkout": []}
         self.errors = 0
         self.first_error = ""
         self.orders = 0
         self.requests = 0
 
-    async def req(self, s: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> Any:
+    async def req(
+        self, s: aiohttp.ClientSession, method: str, path: str, kind: str = "read", **kw: Any
+    ) -> Any:
         t0 = time.perf_counter()
         try:
             async with s.request(method, GATEWAY + path, **kw) as r:
@@ -59,7 +65,9 @@ class Shop:
             self.errors += 1
             self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"[:300]
             return None
-        self.lat.append(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self.lat.append(took)
+        self.lat_by[kind].append(took)
         self.requests += 1
         return body
 
@@ -93,7 +101,7 @@ class Shop:
                             "lines": [{"product_id": p, "quantity": 1} for p in lines],
                             "shipping_address": ADDRESS}  # fmt: skip
                     got = await self.req(
-                        s, "POST", "/api/v1/orders", json=body,
+                        s, "POST", "/api/v1/orders", kind="checkout", json=body,
                         headers={"authorization": f"Bearer {token}"},
                     )  # fmt: skip
                     if got is not None:
@@ -134,6 +142,7 @@ async def step(products: list[dict[str, Any]], accounts: Any, users: int, second
     await asyncio.gather(*(shop.user(n, t0 + seconds) for n in range(users)))
     wall = time.perf_counter() - t0
     xs = sorted(shop.lat)
+    by = {k: sorted(v) for k, v in shop.lat_by.items()}
     return {
         "users": users,
         "requests": shop.requests,
@@ -143,6 +152,17 @@ async def step(products: list[dict[str, Any]], accounts: Any, users: int, second
         "orders_per_s": round(shop.orders / wall, 2),
         "p50_ms": round(percentile(xs, 50) * 1000, 2),
         "p99_ms": round(percentile(xs, 99) * 1000, 2),
+        # Reads (home, product, cart) and checkout (PlaceOrder) apart: checkout is ~4% of
+        # requests, so its latency alone decides the mix's p99.
+        "read_p50_ms": round(percentile(by["read"], 50) * 1000, 2) if by["read"] else None,
+        "read_p99_ms": round(percentile(by["read"], 99) * 1000, 2) if by["read"] else None,
+        "checkouts": len(by["checkout"]),
+        "checkout_p50_ms": (
+            round(percentile(by["checkout"], 50) * 1000, 2) if by["checkout"] else None
+        ),
+        "checkout_p99_ms": (
+            round(percentile(by["checkout"], 99) * 1000, 2) if by["checkout"] else None
+        ),
     }
 
 
@@ -162,17 +182,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         res = await step(products, accounts, users, args.seconds)
         print(
             f"users {users:>3}: {res['req_per_s']:>7.1f} req/s  p50 {res['p50_ms']} ms  "
-            f"p99 {res['p99_ms']} ms  orders/s {res['orders_per_s']}  errors {res['errors']}",
+            f"p99 {res['p99_ms']} ms (reads {res['read_p99_ms']}, checkout "
+            f"{res['checkout_p99_ms']})  orders/s {res['orders_per_s']}  errors {res['errors']}",
             flush=True,
         )
         steps.append(res)
         if res["errors"]:
             raise BenchFailed(f"{res['errors']} errors at {users} users: {res['first_error']}")
-        if res["p99_ms"] > args.p99_ms:
-            break
+        if (res["read_p99_ms"] or 0) > args.p99_ms:
+            break  # past the threshold for the whole mix and for reads alone
         users *= 2
     ok = [s for s in steps if s["p99_ms"] <= args.p99_ms]
     best = max(ok, key=lambda s: s["req_per_s"]) if ok else None
+    ok_reads = [s for s in steps if (s["read_p99_ms"] or 0) <= args.p99_ms]
+    best_reads = max(ok_reads, key=lambda s: s["req_per_s"]) if ok_reads else None
     return {
         "what": "Online Boutique mix via NGINX -> Envoy (REST transcoding) -> services; "
         "closed-loop users without think time, stepped until p99 > threshold",
@@ -185,6 +208,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "best_under_threshold": best,
         "req_per_s_at_p99_under_threshold": best["req_per_s"] if best else 0.0,
         "orders_per_s_at_that_step": best["orders_per_s"] if best else 0.0,
+        "req_per_s_at_read_p99_under_threshold": best_reads["req_per_s"] if best_reads else 0.0,
+        "checkout_p99_ms_at_that_step": best_reads["checkout_p99_ms"] if best_reads else None,
         "p99_ms_over_steps": median_range(s["p99_ms"] for s in steps),
     }
 
@@ -192,7 +217,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--start-users", type=int, default=2)
+    ap.add_argument("--start-users", type=int, default=1)
     ap.add_argument("--max-users", type=int, default=64)
     ap.add_argument("--p99-ms", type=float, default=100.0)
     ap.add_argument("--accounts", type=int, default=4)
