@@ -2,10 +2,11 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { create } from "@bufbuild/protobuf";
 import { AuthService } from "@gen/shop/auth/v1/auth_pb.js";
 import { OrderSchema, OrderService } from "@gen/shop/order/v1/order_pb.js";
+import { ProductSchema, ProductService } from "@gen/shop/product/v1/product_pb.js";
 import { describe, expect, it } from "vitest";
 import { fakeJwt, tokenPair } from "../test-utils";
 import { AuthSession, rolesFromJwt } from "./session";
-import { authInterceptor, wireRefresh } from "./transport";
+import { LSN_HEADER, LsnTracker, authInterceptor, lsnInterceptor, wireRefresh } from "./transport";
 
 function stack(opts: { refreshFails?: Code } = {}) {
   const seen: string[] = [];
@@ -90,5 +91,44 @@ describe("auth interceptor", () => {
     expect(rolesFromJwt(fakeJwt({ roles: ["ROLE_ADMIN", "customer"] }))).toEqual(["admin", "customer"]);
     expect(rolesFromJwt(fakeJwt({ scope: "admin orders" }))).toEqual(["admin", "orders"]);
     expect(rolesFromJwt("garbage")).toEqual([]);
+  });
+});
+
+describe("read-your-writes LSN echo", () => {
+  it("sends the newest x-shop-lsn any call returned, never an older one", async () => {
+    const sent: (string | null)[] = [];
+    const answers = ["0/1A0", "1/10", "0/FFFF"]; // the last is older than 1/10
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ProductService, {
+          async updateProduct(req, ctx) {
+            sent.push(ctx.requestHeader.get(LSN_HEADER));
+            ctx.responseTrailer.set(LSN_HEADER, answers.shift() ?? "");
+            return { product: create(ProductSchema, { id: req.id }) };
+          },
+          async getProduct(req, ctx) {
+            sent.push(ctx.requestHeader.get(LSN_HEADER));
+            return { product: create(ProductSchema, { id: req.id }) };
+          },
+        });
+      },
+      { transport: { interceptors: [lsnInterceptor(new LsnTracker())] } },
+    );
+    const client = createClient(ProductService, transport);
+    await client.getProduct({ id: "p-1" });
+    await client.updateProduct({ id: "p-1" });
+    await client.getProduct({ id: "p-1" });
+    await client.updateProduct({ id: "p-1" });
+    await client.updateProduct({ id: "p-1" });
+    await client.getProduct({ id: "p-1" });
+    expect(sent).toEqual([null, null, "0/1A0", "0/1A0", "1/10", "1/10"]);
+  });
+
+  it("ignores malformed values", () => {
+    const t = new LsnTracker();
+    for (const bad of ["", "x/y", "1/2/3", "123456789/0", " "]) t.see(bad);
+    expect(t.text).toBe("");
+    t.see(" 2/0 ");
+    expect(t.text).toBe("2/0");
   });
 });

@@ -35,8 +35,47 @@ export function authInterceptor(session: AuthSession): Interceptor {
   };
 }
 
+export const LSN_HEADER = "x-shop-lsn";
+
+/**
+ * The newest PostgreSQL commit position ('X/Y', hex halves) this app has seen. LSNs are
+ * cluster-wide (product, user and the rest share one primary), so one maximum serves every
+ * service.
+ */
+export class LsnTracker {
+  private value = 0n;
+  text = "";
+
+  see(lsn: string | null | undefined): void {
+    const m = lsn?.trim().match(/^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/);
+    if (!m) return;
+    const v = (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+    if (v > this.value) {
+      this.value = v;
+      this.text = lsn!.trim();
+    }
+  }
+}
+
+/**
+ * Read-your-writes: services answer a write with its commit's LSN in the `x-shop-lsn`
+ * trailer, and a call that sends one reads from the replica only once it has replayed that
+ * far (else from the primary). Echoing the newest seen means a shopper never reads a page
+ * older than their own change, e.g. the product list right after an admin edit.
+ */
+export function lsnInterceptor(tracker: LsnTracker): Interceptor {
+  return (next) => async (req) => {
+    if (tracker.text) req.header.set(LSN_HEADER, tracker.text);
+    const res = await next(req);
+    tracker.see(res.header.get(LSN_HEADER));
+    if (!res.stream) tracker.see(res.trailer.get(LSN_HEADER));
+    return res;
+  };
+}
+
 export function createShopTransport(session: AuthSession, baseUrl = API_BASE_URL): Transport {
-  const transport = createGrpcWebTransport({ baseUrl, interceptors: [authInterceptor(session)] });
+  const interceptors = [lsnInterceptor(new LsnTracker()), authInterceptor(session)];
+  const transport = createGrpcWebTransport({ baseUrl, interceptors });
   wireRefresh(session, transport);
   return transport;
 }
