@@ -31,6 +31,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notification.domain import (
+    ClaimHeldError,
     DependencyUnavailableError,
     NotificationError,
     PermanentError,
@@ -191,6 +192,11 @@ class Pipeline:
         except PermanentError as exc:
             await self.dead_letter(ev, base, exc.reason, str(exc), attempts)
             return
+        except ClaimHeldError as exc:
+            # Another worker's sending claim: it will be sent, released, or go stale (its
+            # worker died mid-send) and be taken over. Not a failure: it never exhausts.
+            await self.retry_or_give_up(ev, base, stage, attempts, exc.reason, str(exc), held=True)
+            return
         except TransientError as exc:
             await self.retry_or_give_up(ev, base, stage, attempts, exc.reason, str(exc))
             return
@@ -225,12 +231,24 @@ class Pipeline:
         return ev.topic, str(ev.partition), str(ev.offset)
 
     async def retry_or_give_up(
-        self, ev: ConsumedEvent, base: str, stage: int, attempts: int, reason: str, error: str
+        self,
+        ev: ConsumedEvent,
+        base: str,
+        stage: int,
+        attempts: int,
+        reason: str,
+        error: str,
+        *,
+        held: bool = False,
     ) -> None:
-        if stage >= self.topology.stages:
+        """The next retry stage, or the DLQ after the last. A held claim (`held`) goes back
+        to the last stage instead of the DLQ, for as long as the claim is held: a claim of
+        a killed worker goes stale after NOTIFICATION_STALE_CLAIM_S (120 s), longer than
+        the stages' delays add up to (5 s + 30 s), and its email must still go out."""
+        if stage >= self.topology.stages and not held:
             await self.dead_letter(ev, base, "retries-exhausted", f"{reason}: {error}", attempts)
             return
-        nxt = stage + 1
+        nxt = min(stage + 1, self.topology.stages)
         due_ms = int((time.time() + self.topology.retry_delays_s[nxt - 1]) * 1000)
         topic, partition, offset = self._origin(ev)
         headers = [

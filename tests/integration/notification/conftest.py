@@ -150,8 +150,10 @@ class Events:
         self.producer = producer
         self.topics = topics
 
-    async def user_registered(self, user_id: str, address: str, name: str = "Tess") -> str:
-        eid = uuid.uuid4()
+    async def user_registered(
+        self, user_id: str, address: str, name: str = "Tess", event_id: uuid.UUID | None = None
+    ) -> str:
+        eid = event_id or uuid.uuid4()
         rec = events.UserRegistered(
             event_id=eid,
             occurred_at=datetime.now(UTC),

@@ -8,6 +8,7 @@ import os
 import struct
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -15,7 +16,7 @@ from grpclib.client import Channel
 
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
-from services.notification.domain import LogStatus
+from services.notification.domain import Claim, Kind, LogStatus
 from services.runtime.auth import RuntimeAuth, authenticate_channel
 from services.runtime.metrics import Metrics
 from services.runtime.server import App
@@ -235,3 +236,43 @@ async def all_sent(app: NotificationApp, eids: list[str]) -> bool:
 async def _when(coro, pred):
     value = await coro
     return value if pred(value) else None
+
+
+async def test_a_dead_workers_claim_is_taken_over_not_dead_lettered(
+    topics, users, produce, since_ns
+):
+    """A worker killed mid-send leaves a fresh 'sending' claim. The redelivered event finds
+    it held, and must wait in the retry stages until the claim goes stale, then send: the
+    stages' delays (0.3 s + 0.6 s here, 5 s + 30 s by default) are shorter than the stale
+    window (4 s here, 120 s by default), so counting held claims as failures dead-lettered
+    exactly the emails a crash had cut."""
+    env = {
+        **os.environ,
+        **service_env(topics, users, f"nt-{uuid.uuid4().hex[:8]}"),
+        "NOTIFICATION_STALE_CLAIM_S": "4",
+    }
+    app = NotificationApp(NotificationConfig.from_env(env), Metrics("notification-test"))
+    await app.open()
+    task = asyncio.create_task(app.consume())
+    try:
+        eid = uuid.uuid4()
+        address = f"held-{uuid.uuid4().hex[:6]}@shop.test"
+        user_id = await users.add(address, "Held")
+        # The dead worker's claim, made just now.
+        claim = await app.log.claim(
+            str(eid), Kind.WELCOME, user_id, "", datetime.now(UTC), timedelta(seconds=4)
+        )
+        assert claim is Claim.CLAIMED
+        await produce.user_registered(user_id, address, event_id=eid)
+        got = await eventually(lambda: mail_for(since_ns, {str(eid)}).get(str(eid)), within=30)
+        assert len(got) == 1
+        held = _sample(app, "notification_events_retried_total",
+                       topic=topics.users, reason="claim-held")  # fmt: skip
+        assert held >= 3, "the event never waited on the held claim: test proves nothing"
+        assert not _sample(app, "notification_events_dead_lettered_total",
+                           topic=topics.users, reason="retries-exhausted")  # fmt: skip
+        assert (await app.log.get(str(eid))).status is LogStatus.SENT
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await app.close()
