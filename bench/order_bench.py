@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,73 +200,86 @@ async def bench_rpc(seconds: float, concurrency: int) -> dict[str, object]:
     return out
 
 
-async def bench_relay(n: int) -> dict[str, object]:
-    db = f"order_bench_{uuid.uuid4().hex[:8]}"
+@contextlib.asynccontextmanager
+async def scratch_topic() -> AsyncIterator[str]:
+    """A private 6-partition topic; it and its auto-registered subject go afterwards."""
     topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": KAFKA.bootstrap_servers})
     admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(timeout=20)
+    try:
+        yield topic
+    finally:
+        admin.delete_topics([topic])[topic].result(timeout=20)
+        for suffix in ("", "?permanent=true"):
+            req = urllib.request.Request(
+                f"{KAFKA.registry_url}/subjects/{topic}-shop.events.v1.OrderPlaced{suffix}",
+                method="DELETE",
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(urllib.request.urlopen, req, timeout=5)
+
+
+async def drain(repo: MongoOrders, producer: EventProducer, topic: str) -> tuple[int, float]:
+    """Relay passes until the outbox is empty: (events published, seconds)."""
+    relay = OutboxRelay(repo, producer, topic=topic, batch=200)
+    t = time.perf_counter()
+    done = 0
+    while m := await relay.run_once():
+        done += m
+    return done, time.perf_counter() - t
+
+
+async def bench_relay(n: int) -> dict[str, object]:
+    db = f"order_bench_{uuid.uuid4().hex[:8]}"
     repo = MongoOrders(MONGO, db)
     await repo.open()
     serde = AvroSerde(KAFKA.registry_url, auto_register=True)
     out: dict[str, object] = {"events": n}
     try:
-        t = time.perf_counter()
-        await seed_confirmed(repo, n)
-        out["seed_orders_per_s"] = round(n / (time.perf_counter() - t), 1)
-        entries = [
-            (d["_id"], e)
-            async for d in repo.orders.find({}, {"pending_events": 1})
-            for e in d["pending_events"]
-        ]
-        async with EventProducer(KAFKA, serde) as producer:
-            relay = OutboxRelay(repo, producer, topic=topic, batch=200)
+        async with scratch_topic() as topic:
             t = time.perf_counter()
-            done = 0
-            while m := await relay.run_once():
-                done += m
-            wall = time.perf_counter() - t
-            out["relay_events_per_s"] = round(done / wall, 1)
-            out["relay_published"] = done
-
-            t = time.perf_counter()
-            futs = [
-                await producer.send(topic, to_record(e), key=k, event_id=e["id"])
-                for k, e in entries
+            await seed_confirmed(repo, n)
+            out["seed_orders_per_s"] = round(n / (time.perf_counter() - t), 1)
+            entries = [
+                (d["_id"], e)
+                async for d in repo.orders.find({}, {"pending_events": 1})
+                for e in d["pending_events"]
             ]
-            await asyncio.gather(*futs)
-            out["aiokafka_producer_only_events_per_s"] = round(
-                len(entries) / (time.perf_counter() - t), 1
+            async with EventProducer(KAFKA, serde) as producer:
+                done, wall = await drain(repo, producer, topic)
+                out["relay_events_per_s"] = round(done / wall, 1)
+                out["relay_published"] = done
+
+                t = time.perf_counter()
+                futs = [
+                    await producer.send(topic, to_record(e), key=k, event_id=e["id"])
+                    for k, e in entries
+                ]
+                await asyncio.gather(*futs)
+                out["aiokafka_producer_only_events_per_s"] = round(
+                    len(entries) / (time.perf_counter() - t), 1
+                )
+            values = [(k, await serde.encode(topic, to_record(e)), e["id"]) for k, e in entries]
+            p = Producer(
+                {"bootstrap.servers": KAFKA.bootstrap_servers, "enable.idempotence": True,
+                 "acks": "all", "linger.ms": 5}
+            )  # fmt: skip
+            t = time.perf_counter()
+            for k, v, eid in values:
+                while True:
+                    try:
+                        p.produce(topic, v, k.encode(), headers=[("event_id", eid.encode())])
+                        break
+                    except BufferError:
+                        p.poll(0.01)
+                p.poll(0)
+            p.flush(30)
+            out["confluent_producer_only_events_per_s"] = round(
+                len(values) / (time.perf_counter() - t), 1
             )
-        values = [(k, await serde.encode(topic, to_record(e)), e["id"]) for k, e in entries]
-        p = Producer(
-            {"bootstrap.servers": KAFKA.bootstrap_servers, "enable.idempotence": True,
-             "acks": "all", "linger.ms": 5}
-        )  # fmt: skip
-        t = time.perf_counter()
-        for k, v, eid in values:
-            while True:
-                try:
-                    p.produce(topic, v, k.encode(), headers=[("event_id", eid.encode())])
-                    break
-                except BufferError:
-                    p.poll(0.01)
-            p.poll(0)
-        p.flush(30)
-        out["confluent_producer_only_events_per_s"] = round(
-            len(values) / (time.perf_counter() - t), 1
-        )
     finally:
         await repo.client.drop_database(db)  # type: ignore[union-attr]
         await repo.close()
-        admin.delete_topics([topic])[topic].result(timeout=20)
-        for rec in ("OrderPlaced",):
-            for suffix in ("", "?permanent=true"):
-                req = urllib.request.Request(
-                    f"{KAFKA.registry_url}/subjects/{topic}-shop.events.v1.{rec}{suffix}",
-                    method="DELETE",
-                )
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(urllib.request.urlopen, req, timeout=5)
     return out
 
 
