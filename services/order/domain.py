@@ -233,6 +233,11 @@ class UserServiceUnavailableError(Unavailable):
     pass
 
 
+class OrderStoreUnavailableError(Unavailable):
+    """The order store (FerretDB / MongoDB) cannot be reached: UNAVAILABLE, safe to retry
+    (PlaceOrder is idempotent by key; a half-made order is resumed or swept)."""
+
+
 class MixedCurrencyError(FailedPrecondition):
     def __init__(self) -> None:
         super().__init__("products of one order must share one currency")

@@ -39,15 +39,16 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
 from services.order.domain import (
     Address,
@@ -58,6 +59,7 @@ from services.order.domain import (
     OrderLine,
     OrderPlaced,
     OrderStatus,
+    OrderStoreUnavailableError,
 )
 from services.order.ports import Cursor
 from services.runtime.errors import Unavailable
@@ -212,6 +214,28 @@ MAX_POOL = 20
 SOCKET_TIMEOUT_MS = 10_000  # longer than any order operation (PlaceOrder's budget is less)
 
 
+def _unreachable(exc: ConnectionFailure) -> OrderStoreUnavailableError:
+    return OrderStoreUnavailableError(f"order store unreachable: {type(exc).__name__}")
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """The store being down (refused, timed out, no server selected) is UNAVAILABLE to
+    callers, not an unexpected error: pymongo's ConnectionFailure -> a domain error."""
+
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise _unreachable(exc) from exc
+
+    return call
+
+
 class MongoOrders:
     """OrderRepository on motor; also the runtime Resource that opens the client."""
 
@@ -332,6 +356,7 @@ class MongoOrders:
 
     # ------------------------------------------------------------ OrderRepository
 
+    @_store_call
     async def add(self, order: Order) -> bool:
         owner = uuid.uuid4().hex
         until = dt.datetime.now(dt.UTC) + self.lock_lease
@@ -355,16 +380,19 @@ class MongoOrders:
         c.claimed = True
         return c
 
+    @_store_call
     async def get(self, order_id: str) -> Order | None:
         doc = await self.orders.find_one({"_id": order_id}, {"pending_events": 0})
         return from_doc(doc) if doc else None
 
+    @_store_call
     async def get_by_key(self, user_id: str, idempotency_key: str) -> Order | None:
         doc = await self.orders.find_one(
             {"user_id": user_id, "idempotency_key": idempotency_key}, {"pending_events": 0}
         )
         return from_doc(doc) if doc else None
 
+    @_store_call
     async def save(self, order: Order) -> bool:
         update: dict[str, Any] = {
             "$set": {**_state(order), "version": order.version + 1},
@@ -438,6 +466,7 @@ class MongoOrders:
             and doc.get("creating_owner") != owner
         )
 
+    @_store_call
     async def retire_key(self, order: Order) -> None:
         async with self.locked(order.id):
             await self.orders.update_one(
@@ -445,10 +474,12 @@ class MongoOrders:
                 {"$set": {"idempotency_key": f"failed:{order.id}"}},
             )
 
+    @_store_call
     async def mark_released(self, order_id: str) -> None:
         async with self.locked(order_id):
             await self.orders.update_one({"_id": order_id}, {"$set": {"release_pending": False}})
 
+    @_store_call
     async def delete_failed(self, order_id: str) -> bool:
         async with self.locked(order_id):
             res = await self.orders.delete_one(
@@ -456,6 +487,7 @@ class MongoOrders:
             )
         return res.deleted_count == 1
 
+    @_store_call
     async def list_by_user(self, user_id: str, limit: int, after: Cursor | None) -> list[Order]:
         query: dict[str, Any] = {"user_id": user_id, "status": {"$ne": OrderStatus.FAILED.value}}
         if after is not None:
@@ -470,6 +502,7 @@ class MongoOrders:
         )
         return [from_doc(d) async for d in cur]
 
+    @_store_call
     async def find_stale(
         self, statuses: Sequence[OrderStatus], updated_before: dt.datetime, limit: int
     ) -> list[Order]:
@@ -479,6 +512,7 @@ class MongoOrders:
         ).limit(limit)
         return [from_doc(d) async for d in cur]
 
+    @_store_call
     async def find_release_pending(self, updated_before: dt.datetime, limit: int) -> list[Order]:
         cur = self.orders.find(
             {"release_pending": True, "updated_at": {"$lt": updated_before}},
