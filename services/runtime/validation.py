@@ -28,12 +28,46 @@ def field_path(violation: Any) -> str:
     return ".".join(parts) or "(message)"
 
 
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+
+
+def nul_violations(message: Any, prefix: str = "") -> list[FieldViolation]:
+    """A platform-wide rule the schema does not spell out per field: no string may hold
+    U+0000. PostgreSQL text cannot store it (the fuzzer got INTERNAL from product and user
+    for one), and no name, address or id has a use for it. Walks only the fields set."""
+    found: list[FieldViolation] = []
+    for fd, value in message.ListFields():
+        path = f"{prefix}{fd.name}"
+        if fd.type == fd.TYPE_STRING:
+            items = value if fd.is_repeated else (value,)
+            for i, text in enumerate(items):
+                if "\x00" in text:
+                    where = f"{path}[{i}]" if fd.is_repeated else path
+                    found.append(FieldViolation(where, NUL_MESSAGE))
+        elif fd.type == fd.TYPE_MESSAGE:
+            if fd.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if isinstance(key, str) and "\x00" in key:
+                        found.append(FieldViolation(f"{path}[{key!r}]", NUL_MESSAGE))
+                    if isinstance(item, str):
+                        if "\x00" in item:
+                            found.append(FieldViolation(f"{path}[{key!r}]", NUL_MESSAGE))
+                    elif hasattr(item, "ListFields"):
+                        found += nul_violations(item, f"{path}[{key!r}].")
+            elif fd.is_repeated:
+                for i, item in enumerate(value):
+                    found += nul_violations(item, f"{path}[{i}].")
+            else:
+                found += nul_violations(value, f"{path}.")
+    return found
+
+
 def violations(message: Any) -> list[FieldViolation]:
     """Every rule the message breaks, as (field path, description); empty when valid."""
     return [
         FieldViolation(field_path(v), v.proto.message or v.proto.rule_id)
         for v in protovalidate.collect_violations(message)
-    ]
+    ] + nul_violations(message)
 
 
 def validate(message: Any) -> None:

@@ -127,3 +127,23 @@ def test_all_violations_are_reported_together():
     )
     fields = [v.field for v in violations(msg)]
     assert fields == ["order_id", "lines[0].product_id", "lines[0].quantity"]
+
+
+def test_nul_characters_are_refused_in_every_string_field_with_its_path():
+    """PostgreSQL text cannot hold U+0000: the fuzz suite got INTERNAL for one."""
+    req = order.PlaceOrderRequest(
+        idempotency_key="key-000001",
+        user_id="u-1",
+        lines=[order.LineItem(product_id="p-\x00", quantity=1)],
+        shipping_address=common.Address(
+            recipient_name="Ada\x00", line1="1 Main St", city="Lyon", postal_code="69001",
+            country_code="FR",
+        ),
+    )  # fmt: skip
+    found = {(v.field, v.description) for v in violations(req)}
+    assert ("lines[0].product_id", "must not contain NUL (U+0000) characters") in found
+    assert ("shipping_address.recipient_name", "must not contain NUL (U+0000) characters") in found
+    with pytest.raises(InvalidArgument):
+        validate(user.UpdateProfileRequest(id="u-1", display_name="Eve\x00"))
+    # Elsewhere in a string the same text is fine.
+    assert not [v for v in violations(user.UpdateProfileRequest(id="u-1", display_name="Eve 0"))]
