@@ -37,7 +37,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from services.order.metrics import OrderMetrics
-from services.order.repository import MongoOrders
+from services.order.repository import OUTBOX_FLAG, MongoOrders
 from services.runtime.kafka import EventProducer, TraceContext
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,10 @@ class OutboxRelay:
     async def claim(self) -> tuple[str, list[dict[str, Any]]]:
         now = dt.datetime.now(dt.UTC)
         await self.claims.delete_many({"until": {"$lt": now}})  # leases of crashed relays
-        candidates = [
-            d["_id"]
-            async for d in self.repo.orders.find({"outbox_since": {"$exists": True}}, {"_id": 1})
-            .sort("outbox_since", 1)
-            .limit(self.batch)
-        ]
+        pending = [d async for d in self.repo.orders.find({OUTBOX_FLAG: True}, {"outbox_since": 1})]
+        # Oldest first, sorted here: FerretDB v1 would sort by reading every document.
+        pending.sort(key=lambda d: d.get("outbox_since") or now)
+        candidates = [d["_id"] for d in pending[: self.batch]]
         if not candidates:
             return "", []
         token = uuid.uuid4().hex
@@ -231,7 +229,10 @@ class OutboxRelay:
                 since = min(e["occurred_at"] for e in left)
                 update = {"$set": {"pending_events": left, "outbox_since": since}}
             else:
-                update = {"$set": {"pending_events": left}, "$unset": {"outbox_since": ""}}
+                update = {
+                    "$set": {"pending_events": left},
+                    "$unset": {"outbox_since": "", OUTBOX_FLAG: ""},
+                }
             ops.append(UpdateOne({"_id": doc["_id"]}, update))
         # FerretDB v1 keeps one backend connection per statement of an update command until
         # the command ends (its handler defers each statement's cursor close): a bulk of 200
@@ -254,17 +255,16 @@ class OutboxRelay:
 
     async def backlog(self) -> tuple[int, float]:
         """(pending events, age in seconds of the oldest) for the gauges."""
-        rows = await self.repo.orders.aggregate(
-            [
-                {"$match": {"outbox_since": {"$exists": True}}},
-                {"$unwind": "$pending_events"},
-                {"$count": "n"},
-            ]
-        ).to_list(1)
-        count = rows[0]["n"] if rows else 0
-        oldest = await self.repo.orders.find_one(
-            {"outbox_since": {"$exists": True}}, {"outbox_since": 1}, sort=[("outbox_since", 1)]
-        )
+        count = 0
+        oldest: dict[str, Any] | None = None
+        async for d in self.repo.orders.find(
+            {OUTBOX_FLAG: True}, {"pending_events": 1, "outbox_since": 1}
+        ):
+            count += len(d.get("pending_events") or ())
+            if d.get("outbox_since") and (
+                oldest is None or d["outbox_since"] < oldest["outbox_since"]
+            ):
+                oldest = d
         age = 0.0
         if oldest is not None:
             age = max(0.0, (dt.datetime.now(dt.UTC) - oldest["outbox_since"]).total_seconds())

@@ -211,7 +211,11 @@ def from_doc(doc: dict[str, Any]) -> Order:
 # without a deadline, so clients x 2 must stay below its backend pool (stack/ferretdb:
 # pool_max_conns=100) or every command waits forever.
 MAX_POOL = 20
-SOCKET_TIMEOUT_MS = 10_000  # longer than any order operation (PlaceOrder's budget is less)
+SOCKET_TIMEOUT_MS = 10_000
+# True while an order has pending events (beside `outbox_since`, which orders them). The
+# relay and the gauges query this equality: FerretDB v1 hands it to PostgreSQL, while an
+# `$exists` filter made it read and decode every order (a 10 s timeout at ~8,000 orders).
+OUTBOX_FLAG = "outbox"  # longer than any order operation (PlaceOrder's budget is less)
 
 
 def _unreachable(exc: ConnectionFailure) -> OrderStoreUnavailableError:
@@ -304,6 +308,11 @@ class MongoOrders:
         )
         await o.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="sweep")
         await o.create_index([("outbox_since", ASCENDING)], name="outbox")
+        # Documents written before the flag existed: flag those with pending events once.
+        await o.update_many(
+            {"outbox_since": {"$exists": True}, OUTBOX_FLAG: {"$exists": False}},
+            {"$set": {OUTBOX_FLAG: True}},
+        )
 
     # ------------------------------------------------------------ the write lock
 
@@ -402,6 +411,7 @@ class MongoOrders:
             # State and its events in one document write: the transactional outbox.
             update["$push"] = {"pending_events": {"$each": [event_to_doc(e) for e in order.events]}}
             update["$min"] = {"outbox_since": min(e.occurred_at for e in order.events)}
+            update["$set"][OUTBOX_FLAG] = True
         creation = self._claim_creation(order.id)
         if creation is not None and await self._save_as_creator(order, creation, update):
             return self._saved(order)
@@ -506,11 +516,18 @@ class MongoOrders:
     async def find_stale(
         self, statuses: Sequence[OrderStatus], updated_before: dt.datetime, limit: int
     ) -> list[Order]:
-        cur = self.orders.find(
-            {"status": {"$in": [s.value for s in statuses]}, "updated_at": {"$lt": updated_before}},
-            {"pending_events": 0},
-        ).limit(limit)
-        return [from_doc(d) async for d in cur]
+        # One equality per status, not `$in`: FerretDB v1 hands equalities to PostgreSQL
+        # and evaluates everything else itself, on every document (10,000 orders: seconds).
+        found: list[Order] = []
+        for status in statuses:
+            cur = self.orders.find(
+                {"status": status.value, "updated_at": {"$lt": updated_before}},
+                {"pending_events": 0},
+            ).limit(limit - len(found))
+            found += [from_doc(d) async for d in cur]
+            if len(found) >= limit:
+                break
+        return found
 
     @_store_call
     async def find_release_pending(self, updated_before: dt.datetime, limit: int) -> list[Order]:
