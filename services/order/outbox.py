@@ -286,6 +286,23 @@ class OutboxRelay:
     ) -> None:
         """Forever: drain while there is work, sleep when idle, back off on errors (Kafka or
         FerretDB down). The gauges refresh every `gauge_every_s` either way."""
+        legacy = asyncio.create_task(self._flag_legacy())  # beside the loop: it scans
+        try:
+            await self._loop(idle_sleep, max_backoff, gauge_every_s)
+        finally:
+            legacy.cancel()
+
+    async def _flag_legacy(self) -> None:
+        try:
+            flagged = await self.repo.flag_legacy_outbox()
+        except Exception as exc:  # best effort: only documents from before the flag
+            fields = {"error": repr(exc)}
+            log.warning("could not flag older pending orders", extra={"fields": fields})
+            return
+        if flagged:
+            log.info("flagged older pending orders", extra={"fields": {"orders": flagged}})
+
+    async def _loop(self, idle_sleep: float, max_backoff: float, gauge_every_s: float) -> None:
         backoff = idle_sleep
         next_gauge = 0.0
         while True:

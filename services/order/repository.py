@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+import pymongo
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
@@ -308,11 +309,18 @@ class MongoOrders:
         )
         await o.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="sweep")
         await o.create_index([("outbox_since", ASCENDING)], name="outbox")
-        # Documents written before the flag existed: flag those with pending events once.
-        await o.update_many(
-            {"outbox_since": {"$exists": True}, OUTBOX_FLAG: {"$exists": False}},
-            {"$set": {OUTBOX_FLAG: True}},
-        )
+
+    async def flag_legacy_outbox(self, within_s: float = 600) -> int:
+        """Set OUTBOX_FLAG on documents written before it existed that still have pending
+        events. It scans every order on FerretDB v1, so the relay runs it once in the
+        background with its own deadline, never in startup."""
+        assert self.client is not None
+        with pymongo.timeout(within_s):
+            res = await self.orders.update_many(
+                {"outbox_since": {"$exists": True}, OUTBOX_FLAG: {"$exists": False}},
+                {"$set": {OUTBOX_FLAG: True}},
+            )
+        return res.modified_count
 
     # ------------------------------------------------------------ the write lock
 

@@ -17,7 +17,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
 from services.order.outbox import OutboxRelay
-from services.order.repository import MongoOrders
+from services.order.repository import OUTBOX_FLAG, MongoOrders
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from tests.integration.order.order_helpers import TopicTail, scratch_topic
 
@@ -198,3 +198,18 @@ async def test_relay_killed_mid_batch_loses_nothing(repo, kafka_cfg, infra):
     by_id = {e.event_id for e in got}
     assert {e.key for e in got} == ids  # every order's OrderPlaced arrived
     assert len(by_id) == 40  # one event id per order (duplicates allowed, dedupe by id)
+
+
+async def test_orders_written_before_the_outbox_flag_are_flagged_and_relayed(repo, kafka_cfg):
+    """Documents from before OUTBOX_FLAG have only `outbox_since`: the relay flags them (in
+    the background, once) and then publishes them like any other."""
+    order = await confirmed(repo, 0)
+    await repo.orders.update_one({"_id": order.id}, {"$unset": {OUTBOX_FLAG: ""}})
+    assert await repo.flag_legacy_outbox() == 1
+    assert await repo.flag_legacy_outbox() == 0
+    async with scratch_topic(kafka_cfg) as topic:
+        serde = AvroSerde(kafka_cfg.registry_url, auto_register=True)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            assert await OutboxRelay(repo, producer, topic=topic).run_once() == 1
+    doc = await repo.orders.find_one({"_id": order.id})
+    assert OUTBOX_FLAG not in doc and "outbox_since" not in doc
