@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "shop_load": ("bench.shop_load", [], 900),
     "replica": ("bench.replica", [], 300),
     "order": ("bench.order_bench", [], 600),
+    "relay_ab": ("bench.relay_ab", ["--events", "300", "--rounds", "3"], 900),
     "notification": ("bench.notification_bench", [], 600),
     "registry": ("bench.registry_bench", [], 300),
     "auth": ("bench.auth_bench", [], 300),

@@ -152,6 +152,19 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
              f"aiokafka alone {relay.get('aiokafka_producer_only_events_per_s')}/s, "
              f"confluent-kafka alone {relay.get('confluent_producer_only_events_per_s')}/s")
         )  # fmt: skip
+    for key, change in results.get("relay_ab", {}).get("changes", {}).items():
+        if "ratio_new_vs_base" in change:
+            rows.append(
+                ("relay_ab", f"{key}: relay events/s, new vs base",
+                 f"x{_med(change['ratio_new_vs_base'])}",
+                 f"{_med(change['events_per_s_new'])} vs {_med(change['events_per_s_base'])}/s")
+            )  # fmt: skip
+        elif "speedup_new_vs_base" in change:
+            rows.append(
+                ("relay_ab", f"{key}: {change.get('what', '')}",
+                 f"{change['ms_new']} ms vs {change['ms_base']} ms",
+                 f"x{change['speedup_new_vs_base']} faster")
+            )  # fmt: skip
     place = order.get("rpc", {}).get("place_order", {})
     get = order.get("rpc", {}).get("get_order", {})
     if place.get("per_s"):
