@@ -122,10 +122,19 @@ class OutboxRelay:
     async def claim(self) -> tuple[str, list[dict[str, Any]]]:
         now = dt.datetime.now(dt.UTC)
         await self.claims.delete_many({"until": {"$lt": now}})  # leases of crashed relays
-        pending = [d async for d in self.repo.orders.find({OUTBOX_FLAG: True}, {"outbox_since": 1})]
+        # One query for the ids and the events: FerretDB v1 evaluates `_id: {$in}` itself,
+        # reading every order, so the claimed documents are not fetched a second time.
+        # (Events appended after this read are published by a later pass.)
+        pending = [
+            d
+            async for d in self.repo.orders.find(
+                {OUTBOX_FLAG: True}, {"pending_events": 1, "outbox_since": 1}
+            )
+        ]
         # Oldest first, sorted here: FerretDB v1 would sort by reading every document.
         pending.sort(key=lambda d: d.get("outbox_since") or now)
-        candidates = [d["_id"] for d in pending[: self.batch]]
+        by_id = {d["_id"]: d for d in pending[: self.batch]}
+        candidates = list(by_id)
         if not candidates:
             return "", []
         token = uuid.uuid4().hex
@@ -138,13 +147,7 @@ class OutboxRelay:
             won = [i for i in candidates if i not in lost]
         if not won:
             return token, []
-        orders = [
-            d
-            async for d in self.repo.orders.find(
-                {"_id": {"$in": won}}, {"pending_events": 1, "outbox_since": 1}
-            )
-        ]
-        return token, orders
+        return token, [by_id[i] for i in won]
 
     async def run_once(self) -> int:
         """One claim-publish-mark pass; returns how many events were acknowledged."""
@@ -220,7 +223,17 @@ class OutboxRelay:
         """Under the caller's locks on `mine`: remove the acked events from those orders."""
         ops = []
         marked = 0
-        async for doc in self.repo.orders.find({"_id": {"$in": list(mine)}}, {"pending_events": 1}):
+        # By `_id` one at a time (a few at once), not `$in`: see claim().
+        reading = asyncio.Semaphore(2 * MARK_PARALLEL)
+
+        async def read(order_id: str) -> dict[str, Any] | None:
+            async with reading:
+                return await self.repo.orders.find_one({"_id": order_id}, {"pending_events": 1})
+
+        docs = await asyncio.gather(*(read(i) for i in mine))
+        for doc in docs:
+            if doc is None:
+                continue
             ids = acked[doc["_id"]]
             left = [e for e in doc.get("pending_events") or () if e["id"] not in ids]
             marked += len(doc.get("pending_events") or ()) - len(left)
