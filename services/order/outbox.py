@@ -125,15 +125,17 @@ class OutboxRelay:
         # One query for the ids and the events: FerretDB v1 evaluates `_id: {$in}` itself,
         # reading every order, so the claimed documents are not fetched a second time.
         # (Events appended after this read are published by a later pass.)
+        # No sort in the query: FerretDB v1 would sort by reading every pending document
+        # (thousands after an outage); with an equality alone it hands the limit to SQL too.
+        # Rows come back roughly in insertion order; the batch is sorted here.
         pending = [
             d
             async for d in self.repo.orders.find(
                 {OUTBOX_FLAG: True}, {"pending_events": 1, "outbox_since": 1}
-            )
+            ).limit(self.batch)
         ]
-        # Oldest first, sorted here: FerretDB v1 would sort by reading every document.
         pending.sort(key=lambda d: d.get("outbox_since") or now)
-        by_id = {d["_id"]: d for d in pending[: self.batch]}
+        by_id = {d["_id"]: d for d in pending}
         candidates = list(by_id)
         if not candidates:
             return "", []
