@@ -126,8 +126,8 @@ class OutboxRelay:
         # reading every order, so the claimed documents are not fetched a second time.
         # (Events appended after this read are published by a later pass.)
         # No sort in the query: FerretDB v1 would sort by reading every pending document
-        # (thousands after an outage); with an equality alone it hands the limit to SQL too.
-        # Rows come back roughly in insertion order; the batch is sorted here.
+        # (thousands after an outage). Without it the first `batch` matches are taken (not
+        # checked: whether FerretDB passes the limit on to SQL); the batch is sorted here.
         pending = [
             d
             async for d in self.repo.orders.find(
@@ -204,10 +204,11 @@ class OutboxRelay:
             await self.claims.delete_many({"owner": token})
 
     async def _mark_published(self, acked: dict[str, set[str]]) -> int:
-        """Drop acknowledged events, batched: one lock insert, one read, one bulk update and
-        one unlock per attempt. An order whose write lock a request holds is retried a few
-        times over ~0.3 s (a request holds it for one write); one still busy after that
-        keeps its events for a later pass (republished then; consumers dedupe by id)."""
+        """Drop acknowledged events: per attempt one lock insert and one unlock for the
+        batch, the locked orders read by `_id` and updated in small bulks. An order whose
+        write lock a request holds is retried a few times over ~0.3 s (a request holds it
+        for one write); one still busy after that keeps its events for a later pass
+        (republished then; consumers dedupe by id)."""
         marked = 0
         busy = list(acked)
         for attempt in range(MARK_ATTEMPTS):
