@@ -355,16 +355,29 @@ class MongoOrders:
     @contextlib.asynccontextmanager
     async def locked_many(self, order_ids: Sequence[str]) -> AsyncIterator[set[str]]:
         """Lock many orders in one round trip, without waiting: yields the ids this caller
-        got (busy ones are simply left out, for a batch job to retry later)."""
+        got (busy ones are simply left out, for a batch job to retry later). Locks whose
+        lease is over (their holder was killed) are taken over, as `locked` does."""
         owner = uuid.uuid4().hex
-        until = dt.datetime.now(dt.UTC) + self.lock_lease
-        docs = [{"_id": i, "owner": owner, "until": until} for i in order_ids]
-        got = set(order_ids)
-        if docs:
-            try:
-                await self.locks.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                got -= {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
+        now = dt.datetime.now(dt.UTC)
+        got: set[str] = set()
+        todo = list(order_ids)
+        for attempt in range(2):
+            docs = [{"_id": i, "owner": owner, "until": now + self.lock_lease} for i in todo]
+            busy: list[str] = []
+            if docs:
+                try:
+                    await self.locks.insert_many(docs, ordered=False)
+                except BulkWriteError as exc:
+                    busy = [docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])]
+            got |= set(todo) - set(busy)
+            if not busy or attempt:
+                break
+            # Only a lease that is over goes (a live holder keeps its lock); a racer that
+            # deletes the same stale lock still loses the unique insert to one winner.
+            res = await self.locks.delete_many({"_id": {"$in": busy}, "until": {"$lt": now}})
+            if not res.deleted_count:
+                break
+            todo = busy
         try:
             yield got
         finally:

@@ -213,3 +213,25 @@ async def test_orders_written_before_the_outbox_flag_are_flagged_and_relayed(rep
             assert await OutboxRelay(repo, producer, topic=topic).run_once() == 1
     doc = await repo.orders.find_one({"_id": order.id})
     assert OUTBOX_FLAG not in doc and "outbox_since" not in doc
+
+
+async def test_relay_takes_over_order_locks_of_a_killed_holder(repo, kafka_cfg):
+    """A process killed while holding order locks leaves them behind. A lock whose lease is
+    over is taken over (the relay once skipped such orders forever, republishing their
+    events on every pass); a live lock is still respected."""
+    stale, held = await confirmed(repo, 0), await confirmed(repo, 1)
+    now = dt.datetime.now(dt.UTC)
+    await repo.locks.insert_many(
+        [
+            {"_id": stale.id, "owner": "killed", "until": now - dt.timedelta(seconds=1)},
+            {"_id": held.id, "owner": "alive", "until": now + dt.timedelta(minutes=5)},
+        ]
+    )
+    async with scratch_topic(kafka_cfg) as topic:
+        serde = AvroSerde(kafka_cfg.registry_url, auto_register=True)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            assert await OutboxRelay(repo, producer, topic=topic).run_once() == 1
+    assert OUTBOX_FLAG not in await repo.orders.find_one({"_id": stale.id})
+    assert (await repo.orders.find_one({"_id": held.id}))[OUTBOX_FLAG] is True
+    assert await repo.locks.find_one({"_id": stale.id}) is None  # released after the mark
+    assert (await repo.locks.find_one({"_id": held.id}))["owner"] == "alive"
