@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.runtime.errors import Unauthenticated
+from services.runtime.errors import Unauthenticated, Unavailable
 
 
 class InvalidCredentialsError(Unauthenticated):
@@ -29,6 +29,11 @@ class LoginThrottledError(Unauthenticated):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"too many sign-in attempts, retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+class UserServiceUnavailableError(Unavailable):
+    """The user service did not answer the credential check (down, or past the deadline):
+    UNAVAILABLE, since no session was started and a retry is safe."""
 
 
 class RefreshRejectedError(Unauthenticated):

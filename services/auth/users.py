@@ -5,8 +5,9 @@ continues)."""
 from __future__ import annotations
 
 from grpclib.client import Channel
+from grpclib.exceptions import StreamTerminatedError
 
-from services.auth.domain import Identity
+from services.auth.domain import Identity, UserServiceUnavailableError
 from services.runtime.auth import ServiceIdentity
 from services.runtime.tracing import instrument_channel
 from shop.user.v1 import user_grpc, user_pb2
@@ -25,10 +26,15 @@ class GrpcUsers:
         self.timeout_s = timeout_s
 
     async def check_credentials(self, email: str, password: str) -> Identity | None:
-        reply = await self.stub.CheckCredentials(
-            user_pb2.CheckCredentialsRequest(email=email, password=password),
-            timeout=self.timeout_s,
-        )
+        try:
+            reply = await self.stub.CheckCredentials(
+                user_pb2.CheckCredentialsRequest(email=email, password=password),
+                timeout=self.timeout_s,
+            )
+        except (ConnectionError, OSError, StreamTerminatedError, TimeoutError) as exc:
+            # grpclib raises TimeoutError when our deadline passes; left alone it became an
+            # INTERNAL answer to Login under load (found by the soak run).
+            raise UserServiceUnavailableError(f"user service unreachable: {exc!r}") from None
         if not reply.valid:
             return None
         roles = tuple(sorted({role_name(r) for r in reply.user.roles if r} or {"customer"}))
