@@ -690,6 +690,95 @@ def summarize(
     }
 
 
+# Which part of the stack a profiled frame belongs to (first match on its short path).
+PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("HTTP/2 transport (grpclib, h2, hpack, hyperframe)", ("grpclib/", "h2/", "hpack/",
+                                                           "hyperframe/")),
+    ("OpenTelemetry", ("opentelemetry/",)),
+    ("logging", ("logging/", "services/runtime/logs")),
+    ("prometheus_client", ("prometheus_client/",)),
+    ("our runtime and handlers", ("services/",)),
+    ("database (SQLAlchemy, asyncpg)", ("sqlalchemy/", "asyncpg/")),
+    ("protobuf", ("google/protobuf/",)),
+    ("C builtins", ("<built-in>",)),
+)  # fmt: skip
+
+
+def profile_groups(prof: dict[str, Any]) -> dict[str, float]:
+    """Share of the sampled self time per stack part, over the profile's top frames."""
+    out: dict[str, float] = {}
+    for t in prof.get("top_self", []):
+        frame = t["frame"]
+        group = next((g for g, pre in PROFILE_GROUPS if frame.startswith(pre)), "other")
+        out[group] = out.get(group, 0.0) + t["share"]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def findings(result: dict[str, Any]) -> list[str]:
+    """What the cells and profiles of one run say, derived from them (never hand-written,
+    so they cannot go stale against the table above them)."""
+    ref = result["reference"]
+    cells = result["cells"]
+
+    def span(config: str, key: str, rpc: str | None = None) -> tuple[float, float] | None:
+        vals = [c[key]["median"] for c in cells
+                if c["config"] == config and (rpc is None or c["rpc"] == rpc)]  # fmt: skip
+        return (min(vals), max(vals)) if vals else None
+
+    def cpu_gap(a: str, b: str) -> tuple[float, float] | None:
+        gaps = [
+            x["server_cpu_us_per_call"]["median"] - y["server_cpu_us_per_call"]["median"]
+            for x in cells if x["config"] == a
+            for y in cells
+            if y["config"] == b and (y["rpc"], y["concurrency"]) == (x["rpc"], x["concurrency"])
+        ]  # fmt: skip
+        return (min(gaps), max(gaps)) if gaps else None
+
+    out: list[str] = []
+    rt, bare = span("runtime_mem", f"ratio_vs_{ref}"), span("grpclib_upb", f"ratio_vs_{ref}")
+    gap = cpu_gap("runtime_mem", "grpclib_upb")
+    if rt and bare and gap:
+        out.append(
+            f"Largest gap: our runtime without a DB (runtime_mem) serves {rt[0]:.2f}-{rt[1]:.2f}x "
+            f"the calls/s of {ref}; bare grpclib + upb on the same data {bare[0]:.2f}-"
+            f"{bare[1]:.2f}x. The difference is the runtime's per-call work (validation, "
+            f"auth hook, span, metrics, access log): {gap[0]:.0f}-{gap[1]:.0f} us of server "
+            "CPU per call more than bare grpclib."
+        )
+    db = cpu_gap("service_db", "runtime_mem")
+    if db:
+        out.append(
+            f"The real database path (service_db) adds {db[0]:.0f}-{db[1]:.0f} us of "
+            "product-service CPU per call over runtime_mem (SQLAlchemy Core + asyncpg + the "
+            "statement span), PostgreSQL's own CPU not counted."
+        )
+    upb = span("grpclib_upb", f"ratio_vs_{ref}", "ListProducts")
+    for alt in ("betterproto", "betterproto2"):
+        g = span(alt, f"ratio_vs_{ref}", "GetProduct")
+        lp = span(alt, f"ratio_vs_{ref}", "ListProducts")
+        if g and lp and upb:
+            verdict = (
+                "ARCHITECTURE 3a's choice of upb messages holds"
+                if lp[1] < upb[0]
+                else "the gap to upb has closed on some cells: revisit ARCHITECTURE 3a"
+            )
+            out.append(
+                f"{alt}: GetProduct {g[0]:.2f}-{g[1]:.2f}x, ListProducts(20) {lp[0]:.2f}-"
+                f"{lp[1]:.2f}x of {ref}, against {upb[0]:.2f}-{upb[1]:.2f}x for grpclib + upb "
+                f"on ListProducts: {verdict}."
+            )
+    for name, prof in (result.get("profiles") or {}).items():
+        groups = profile_groups(prof)
+        if groups:
+            parts = ", ".join(f"{g} {s * 100:.0f}%" for g, s in groups.items())
+            out.append(
+                f"Where {name}'s samples go (self time of its top {len(prof['top_self'])} "
+                f"frames, {sum(groups.values()) * 100:.0f}% of all samples): {parts}; the "
+                f"call tree is in results/hot_rpc_profile_{name}.txt."
+            )
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     ref = result["reference"]
     lines = [

@@ -34,13 +34,14 @@ def _machine(r: dict[str, Any]) -> str:
 
 
 def hot_rpc(r: dict[str, Any]) -> list[str]:
-    from bench.hot_rpc import table
+    from bench.hot_rpc import findings, table
 
     out = ["## hot_rpc: GetProduct / ListProducts(20) per server stack", ""]
     out += [f"{r.get('when', '')}; {_machine(r)}", "", r["what"], ""]
     out += [table(r), ""]
-    if r.get("findings"):
-        out += ["**Findings**", ""] + [f"- {f}" for f in r["findings"]] + [""]
+    found = findings(r)
+    if found:
+        out += ["**Findings** (derived from this run)", ""] + [f"- {f}" for f in found] + [""]
     ab = [c for c in r["cells"] if "ratio_vs_service_db_old" in c]
     if ab:
         out += ["**DB read path A/B** (service_db = single-statement replica reads in "
