@@ -31,13 +31,13 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from bench.common import write_result
 from mesh.api import load
 from mesh.envoy import EnvoyOptions, build
 from mesh.generate import DESCRIPTOR
 from stack.gateway import envoy_binary
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "results" / "auth.json"
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
 JWT_FILTERS = {
     "envoy.filters.http.jwt_authn",
@@ -202,8 +202,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("auth", result)
     print(
         json.dumps(
             {k: result[k] for k in ("median_round", "rps_ratio_jwt_over_no_jwt", "runtime_verify")},

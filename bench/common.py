@@ -326,12 +326,16 @@ def machine() -> dict[str, Any]:
 def write_result(name: str, data: dict[str, Any]) -> Path:
     """bench/results/<name>.json with `when` and `machine` filled in."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    own = data.get("machine")
     out = {
         "benchmark": name,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
         **data,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # a benchmark may add to the common description (not replace it with less)
+        "machine": {**machine(), **own} if isinstance(own, dict) else machine(),
     }
+    if isinstance(own, str):
+        out["machine_note"] = own
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return path

@@ -31,12 +31,12 @@ from bench.common import (
     pin_self,
     start_product_service,
     wait_grpc_serving,
+    write_result,
 )
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "grpc_direct.json"
 GET = pb.GetProductRequest(id="p-0001")
 LIST = pb.ListProductsRequest(page_size=20)
 MAX_CALLS = 100_000  # per point
@@ -200,8 +200,7 @@ def main() -> None:
         result = uvloop.run(bench(args))
     except ImportError:
         result = asyncio.run(bench(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("grpc_direct", result)
     print(json.dumps(result["ratios"], indent=2))
 
 

@@ -36,7 +36,13 @@ from typing import Any
 import aiohttp
 from grpclib.client import Channel
 
-from bench.common import pin_preexec, pin_self, start_product_service, wait_grpc_serving
+from bench.common import (
+    pin_preexec,
+    pin_self,
+    start_product_service,
+    wait_grpc_serving,
+    write_result,
+)
 from mesh import envoy, nginx
 from mesh.api import load
 from mesh.generate import DESCRIPTOR, OUT
@@ -51,7 +57,6 @@ from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "mesh_overhead.json"
 PRODUCT_ID = "p-0001"
 NGINX_BIN = "/usr/sbin/nginx"
 
@@ -320,15 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"mesh_overhead: FAILED: {exc}", file=sys.stderr)
         return 1
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("mesh_overhead", result)
     for p in result["points"]:
         print(
             f"{p['upstream']:<16} {p['path']:<14} {p['calls_per_s']:>8.1f} calls/s  "
             f"p50 {p['p50_ms']:.2f} ms  "
             f"p99 {p['p99_ms']:.2f} ms  x{p['calls_per_s_ratio_vs_direct']:.2f} of direct"
         )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {path}")
     return 0
 
 

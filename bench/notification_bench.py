@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib import GRPCError, Status
 from grpclib.server import Server
 
+from bench.common import write_result
 from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer, KafkaConfig
 from shop.events import v1 as events
 from shop.user.v1 import user_grpc, user_pb2
@@ -50,7 +51,6 @@ from stack.components import smtp_sink
 from stack.runner import Stack
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "results" / "notification.json"
 BOOTSTRAP = os.environ.get("NOTIFICATION_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REGISTRY = os.environ.get("NOTIFICATION_REGISTRY_URL", "http://127.0.0.1:8085")
 PARTITIONS = 3
@@ -328,8 +328,7 @@ async def main() -> None:
         "user_directory": "stand-in GetUser server in the bench process (gRPC, loopback)",
         "email": "claim row + GetUser + Jinja2 text/html + SMTP + mark sent (2 PG commits)",
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    write_result("notification", results)
     print(json.dumps(results, indent=2))
 
 

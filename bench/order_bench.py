@@ -35,7 +35,7 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
-from bench.common import BenchFailed  # noqa: E402
+from bench.common import BenchFailed, write_result  # noqa: E402
 from services.order.clients import GrpcCatalog, GrpcUsers  # noqa: E402
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder  # noqa: E402
 from services.order.handlers import OrderHandlers  # noqa: E402
@@ -55,7 +55,6 @@ from shop.product.v1.product_grpc import ProductServiceStub  # noqa: E402
 from shop.user.v1 import user_pb2  # noqa: E402
 from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
 
-OUT = REPO / "bench" / "results" / "order.json"
 MONGO = "mongodb://127.0.0.1:27017/"
 KAFKA = KafkaConfig(client_id="order-bench")
 MAX_CALLS = 20_000  # per scenario, bounds the run on a fast machine
@@ -299,8 +298,7 @@ async def main() -> None:
         "rpc": await bench_rpc(args.seconds, args.concurrency),
         "relay": await bench_relay(args.events),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("order", result)
     print(json.dumps(result, indent=2))
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from bench.common import write_result
 from registry.config import DEFAULT_DATABASE_URL
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "bench" / "results" / "registry.json"
 CT = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
 MAX_REQUESTS = 50_000  # per scenario, bounds the run on a fast machine
 
@@ -157,9 +157,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     report = asyncio.run(run(args.seconds, args.concurrency))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {OUT.relative_to(REPO)}")
+    path = write_result("registry", report)
+    print(f"wrote {path}")
     return 0
 
 

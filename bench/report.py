@@ -33,10 +33,12 @@ def _machine(r: dict[str, Any]) -> str:
     )
 
 
-def hot_rpc(r: dict[str, Any]) -> list[str]:
+def hot_rpc(r: dict[str, Any], name: str = "hot_rpc") -> list[str]:
     from bench.hot_rpc import findings, table
 
-    out = ["## hot_rpc: GetProduct / ListProducts(20) per server stack", ""]
+    if name != "hot_rpc":  # a kept copy: its profile files were overwritten by later runs
+        r = {k: v for k, v in r.items() if k != "profiles"}
+    out = [f"## {name}: GetProduct / ListProducts(20) per server stack", ""]
     out += [f"{r.get('when', '')}; {_machine(r)}", "", r["what"], ""]
     out += [table(r), ""]
     found = findings(r)
@@ -74,18 +76,36 @@ def runtime_hot_path(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def generic(name: str, r: dict[str, Any]) -> list[str]:
-    import json
+def _flatten(v: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Scalar leaves of a result as (dotted.key, value); lists are counted, not expanded."""
+    if isinstance(v, dict):
+        return [kv for k, x in v.items() for kv in _flatten(x, f"{prefix}.{k}" if prefix else k)]
+    if isinstance(v, list):
+        if all(not isinstance(x, (dict, list)) for x in v) and len(v) <= 8:
+            return [(prefix, ", ".join(str(x) for x in v))]
+        return [(prefix, f"{len(v)} entries (in the JSON)")]
+    return [(prefix, str(v))]
 
+
+GENERIC_ROWS = 80
+SKIP_KEYS = ("machine", "when", "what", "points", "benchmark")
+
+
+def generic(name: str, r: dict[str, Any]) -> list[str]:
+    """A benchmark without its own renderer: its figures as a key/value table."""
     out = [f"## {name}", "", f"{r.get('when', '')}; {_machine(r)}", ""]
     if r.get("what"):
         out += [str(r["what"]), ""]
-    body = {k: v for k, v in r.items() if k not in ("machine", "when", "what", "points")}
-    text = json.dumps(body, indent=1, default=str)
-    if len(text) > 6000:
-        text = text[:6000] + "\n... (truncated; see results/" + name + ".json)"
-    out += ["```json", text, "```", ""]
-    return out
+    rows = [
+        (k, v)
+        for k, v in _flatten({k: v for k, v in r.items() if k not in SKIP_KEYS})
+        if ".machine." not in f".{k}."
+    ]
+    out += ["| figure | value |", "|---|---|"]
+    out += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows[:GENERIC_ROWS]]
+    if len(rows) > GENERIC_ROWS:
+        out.append(f"| ... | {len(rows) - GENERIC_ROWS} more in results/{name}.json |")
+    return [*out, ""]
 
 
 def _cell(r: dict[str, Any], rpc: str, c: int, config: str) -> dict[str, Any]:
@@ -187,6 +207,24 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
              f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms",
              f"produce -> consumer p50 {lb.get('p50_ms')}, p99 {lb.get('p99_ms')} ms")
         )  # fmt: skip
+    auth = results.get("auth", {})
+    if "rps_ratio_jwt_over_no_jwt" in auth:
+        rows.append(
+            ("auth", "REST user call through Envoy with jwt_authn + RBAC",
+             f"x{auth['rps_ratio_jwt_over_no_jwt']} req/s of the same Envoy without",
+             f"runtime re-verify {auth.get('runtime_verify', {}).get('median_us')} us/token")
+        )  # fmt: skip
+    reg = results.get("registry", {}).get("results", {})
+    base_rps = reg.get("baseline_get_root", {}).get("rps")
+    for key, label in (
+        ("get_schema_by_id", "GET /schemas/ids/{id}"),
+        ("register_idempotent", "POST /subjects/{s}/versions (same schema)"),
+    ):
+        if key in reg:
+            rows.append(
+                ("registry", label, f"{reg[key]['rps']} req/s, p99 {reg[key]['p99_ms']} ms",
+                 f"x{reg[key].get('ratio_to_baseline')} of GET / ({base_rps} req/s)")
+            )  # fmt: skip
     rep = results.get("replica", {})
     if rep:
         lag = rep.get("lag_bytes", {})
@@ -209,6 +247,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     if "runtime_hot_path" in results:
         out += runtime_hot_path(results["runtime_hot_path"])
     for name in sorted(results):
-        if name not in ("hot_rpc", "runtime_hot_path"):
+        if name in ("hot_rpc", "runtime_hot_path"):
+            continue
+        if results[name].get("benchmark") == "hot_rpc":  # a kept hot_rpc run (an A/B)
+            out += hot_rpc(results[name], name)
+        else:
             out += generic(name, results[name])
     return "\n".join(out) + "\n"
