@@ -163,6 +163,7 @@ COMPONENTS: list[Component] = [
         "services.order.main",
         50053,
         depends_on=["ferretdb", "kafka", "registry", "user", "product"],
+        post_start=ferretdb.twin_indexes_after_start,  # GIN twins of its indexes (FerretDB v1)
     ),
     python_service(
         "notification",

@@ -60,7 +60,8 @@ def _ensure_user() -> None:
         raise StackError("postgres", f"OS user {PG_USER!r} missing after install") from exc
 
 
-def _psql(sql: str, database: str = "postgres") -> str:
+def psql(sql: str, database: str = "postgres") -> str:
+    """Run SQL on the primary as the superuser (trusted on loopback); its output, unaligned."""
     argv = [
         str(PG_BIN / "psql"),
         "-h", "127.0.0.1", "-p", str(primary_port()), "-U", "postgres", "-d", database,
@@ -122,14 +123,14 @@ def _init_primary() -> None:
 
 def _bootstrap_primary() -> None:
     """Role, databases and the replica's slot; idempotent."""
-    exists = _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}'")
+    exists = psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}'")
     if not exists:
-        _psql(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'")
+        psql(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'")
     for db in DATABASES:
-        if not _psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'"):
-            _psql(f'CREATE DATABASE "{db}" OWNER {APP_ROLE}')
-    if not _psql(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{SLOT}'"):
-        _psql(f"SELECT pg_create_physical_replication_slot('{SLOT}', true)")
+        if not psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'"):
+            psql(f'CREATE DATABASE "{db}" OWNER {APP_ROLE}')
+    if not psql(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{SLOT}'"):
+        psql(f"SELECT pg_create_physical_replication_slot('{SLOT}', true)")
 
 
 # ------------------------------------------------------------------ replica

@@ -309,6 +309,12 @@ class MongoOrders:
         )
         await o.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="sweep")
         await o.create_index([("outbox_since", ASCENDING)], name="outbox")
+        # The relay's claim and the sweeper's release retry find their few documents by
+        # these flags; without an index each is a collection scan.
+        await o.create_index([(OUTBOX_FLAG, ASCENDING)], name="outbox_flag")
+        await o.create_index(
+            [("release_pending", ASCENDING), ("updated_at", ASCENDING)], name="release"
+        )
 
     async def flag_legacy_outbox(self, within_s: float = 600) -> int:
         """Set OUTBOX_FLAG on documents written before it existed that still have pending
