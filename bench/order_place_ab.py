@@ -11,6 +11,11 @@ median (min-max) of the per-round ratios.
 
     python -m bench.order_place_ab --change NAME --base REV [--rounds 4] [--calls 150]
     python -m bench.order_place_ab --change NAME --base-mongo URL --new-mongo URL
+    python -m bench.order_place_ab --change NAME --seed 5000 --twins new
+
+`--seed N` puts N confirmed orders in each side's database first (lookups on FerretDB cost
+with the collection's size); `--twins new` gives only side new the GIN twins the stack adds
+to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them.
 """
 
 from __future__ import annotations
@@ -142,6 +147,32 @@ async def fixtures(products: int = 32) -> tuple[str, list[str]]:
     return user.id, ids
 
 
+async def seed(side: Side, n: int) -> None:
+    """n confirmed orders of other users in the side's database, as the service stores them."""
+    import datetime as dt
+
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
+    from services.order.repository import to_doc
+
+    address = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
+    client = AsyncIOMotorClient(side.mongo_url, serverSelectionTimeoutMS=5000)
+    try:
+        orders = client[side.database]["orders"]
+        for start in range(0, n, 500):
+            docs = []
+            for i in range(start, min(n, start + 500)):
+                cmd = PlaceOrder(f"seed-user-{i % 97}", f"seed-{i}", (LineItem("p-1", 1),), address)
+                order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+                line = OrderLine("p-1", "Seeded", 1, Money("USD", 3, 0))
+                order.confirm([line], dt.datetime.now(dt.UTC), None)
+                docs.append(to_doc(order) | {"pending_events": [], "outbox": False})
+            await orders.insert_many(docs)
+    finally:
+        client.close()
+
+
 async def place_round(
     side: Side, user_id: str, product_ids: list[str], concurrency: int, calls: int, seconds: float
 ) -> Result:
@@ -214,6 +245,14 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
         for s in sides.values():
             await s.connect()
         user_id, product_ids = await fixtures()
+        if args.seed:
+            for s in sides.values():
+                await seed(s, args.seed)
+        if args.twins == "new":
+            from stack.ferretdb import twin_indexes
+
+            if not twin_indexes([sides["new"].database]):
+                raise BenchFailed("no FerretDB index to twin in side new's database")
         for s in sides.values():  # warm both (connections, indexes, JIT-free but caches)
             r = await place_round(s, user_id, product_ids, 2, 20, 10)
             r.require_no_errors(f"warm-up {s.name}")
@@ -241,6 +280,8 @@ def main() -> None:
     p.add_argument("--base-mongo", default=MONGO)
     p.add_argument("--new-mongo", default=MONGO)
     p.add_argument("--note", default="")
+    p.add_argument("--seed", type=int, default=0, help="orders put in each side's database")
+    p.add_argument("--twins", choices=("none", "new"), default="none")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--calls", type=int, default=150, help="per side, round and concurrency")
     p.add_argument("--seconds", type=float, default=20, help="cap per side and round")
@@ -276,6 +317,8 @@ def main() -> None:
         "new_mongo": args.new_mongo,
         "note": args.note,
         "settings": {
+            "seed_orders": args.seed,
+            "gin_twins": args.twins,
             "rounds": args.rounds,
             "calls": args.calls,
             "seconds_cap": args.seconds,

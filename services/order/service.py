@@ -151,8 +151,8 @@ class OrderService:
             return replay, True
         if not known:
             raise UserNotFoundError(cmd.user_id)
-        # Insert first, look the key up only when it is taken: the lookup is not by id (a
-        # collection scan on FerretDB v1), and a new key is the common case.
+        # Insert first, look the key up only when it is taken: the insert is one write, the
+        # lookup a second round trip, and a new key is the common case.
         order = await self._insert_pending(cmd, items)
         if order.status is not OrderStatus.PENDING:
             return order, True
