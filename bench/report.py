@@ -91,6 +91,28 @@ GENERIC_ROWS = 80
 SKIP_KEYS = ("machine", "when", "what", "points", "benchmark")
 
 
+def order_place_ab(r: dict[str, Any]) -> list[str]:
+    """Each PlaceOrder A/B: per concurrency, both sides' latency and the same-run ratios."""
+    out = ["## order_place_ab: same-run A/B of PlaceOrder", ""]
+    for name, e in r.get("changes", {}).items():
+        out += [f"**{name}** ({e.get('when', '')}; base {e.get('base')}, new {e.get('new')}; "
+                f"{_machine(e)})", ""]  # fmt: skip
+        if e.get("note"):
+            out += [e["note"], ""]
+        out += ["| C | p50 ms base | p50 ms new | p99 ms base | p99 ms new | p50 base/new | "
+                "calls/s new/base |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for c, cell in e.get("by_concurrency", {}).items():
+            b, n = cell["base"], cell["new"]
+            out.append(
+                f"| {c} | {fmt_range(b['p50_ms'])} | {fmt_range(n['p50_ms'])} | "
+                f"{fmt_range(b['p99_ms'])} | {fmt_range(n['p99_ms'])} | "
+                f"{fmt_range(cell['ratio_p50_ms_base_over_new'])} | "
+                f"{fmt_range(cell['ratio_per_s_new_over_base'])} |"
+            )
+        out.append("")
+    return out
+
+
 def generic(name: str, r: dict[str, Any]) -> list[str]:
     """A benchmark without its own renderer: its figures as a key/value table."""
     out = [f"## {name}", "", f"{r.get('when', '')}; {_machine(r)}", ""]
@@ -186,6 +208,13 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                  f"{change['ms_new']} ms vs {change['ms_base']} ms",
                  f"x{change['speedup_new_vs_base']} faster")
             )  # fmt: skip
+    for key, change in results.get("order_place_ab", {}).get("changes", {}).items():
+        for c, cell in change.get("by_concurrency", {}).items():
+            rows.append(
+                ("order_place_ab", f"{key}: PlaceOrder C={c}, calls/s new vs base",
+                 f"x{_med(cell['ratio_per_s_new_over_base'])}",
+                 f"p50 {_med(cell['new']['p50_ms'])} vs {_med(cell['base']['p50_ms'])} ms")
+            )  # fmt: skip
     place = order.get("rpc", {}).get("place_order", {})
     get = order.get("rpc", {}).get("get_order", {})
     if place.get("per_s"):
@@ -251,6 +280,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             continue
         if results[name].get("benchmark") == "hot_rpc":  # a kept hot_rpc run (an A/B)
             out += hot_rpc(results[name], name)
+        elif name == "order_place_ab":
+            out += order_place_ab(results[name])
         else:
             out += generic(name, results[name])
     return "\n".join(out) + "\n"
