@@ -100,15 +100,20 @@ async def loops(call, seconds: float, concurrency: int) -> dict[str, float]:  # 
     }
 
 
+def confirmed_order(user_id: str, n: int) -> tuple[Order, list[OrderLine]]:
+    """A new order of one line and the catalog line that confirms it (call order.confirm
+    with it, after storing the PENDING order when the store's path is measured too)."""
+    cmd = PlaceOrder(user_id, f"bench-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
+    order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+    return order, [OrderLine("p-1", f"Thing {n}", 1, Money("USD", 3, 0))]
+
+
 async def seed_confirmed(repo: MongoOrders, n: int, user_id: str = "u-bench") -> list[str]:
     ids = []
     for i in range(n):
-        cmd = PlaceOrder(user_id, f"bench-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
-        order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+        order, lines = confirmed_order(user_id, i)
         await repo.add(order)
-        order.confirm(
-            [OrderLine("p-1", f"Thing {i}", 1, Money("USD", 3, 0))], dt.datetime.now(dt.UTC), None
-        )
+        order.confirm(lines, dt.datetime.now(dt.UTC), None)
         await repo.save(order)
         ids.append(order.id)
     return ids

@@ -148,25 +148,23 @@ async def fixtures(products: int = 32) -> tuple[str, list[str]]:
 
 
 async def seed(side: Side, n: int) -> None:
-    """n confirmed orders of other users in the side's database, as the service stores them."""
+    """n confirmed orders of other users in the side's database, as the service stores them
+    (inserted in bulk: the service's own path would take minutes per side)."""
     import datetime as dt
 
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
+    from bench.order_bench import confirmed_order
     from services.order.repository import to_doc
 
-    address = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
     client = AsyncIOMotorClient(side.mongo_url, serverSelectionTimeoutMS=5000)
     try:
         orders = client[side.database]["orders"]
         for start in range(0, n, 500):
             docs = []
             for i in range(start, min(n, start + 500)):
-                cmd = PlaceOrder(f"seed-user-{i % 97}", f"seed-{i}", (LineItem("p-1", 1),), address)
-                order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
-                line = OrderLine("p-1", "Seeded", 1, Money("USD", 3, 0))
-                order.confirm([line], dt.datetime.now(dt.UTC), None)
+                order, lines = confirmed_order(f"seed-user-{i % 97}", i)
+                order.confirm(lines, dt.datetime.now(dt.UTC), None)
                 docs.append(to_doc(order) | {"pending_events": [], "outbox": False})
             await orders.insert_many(docs)
     finally:
