@@ -7,7 +7,7 @@ Two listeners share one cluster per service:
   logs. Routes only methods whose access is not ACCESS_INTERNAL; internal ones are denied.
 - internal (127.0.0.1:8082): service-to-service gRPC. Routes every method, internal ones
   included, with the same timeouts and retries. A client points at it for any service
-  (e.g. PRODUCT_ADDR=127.0.0.1:8082): the gRPC path /<package>.<Service>/<Method> picks the
+  (e.g. ORDER_PRODUCT_ADDR=127.0.0.1:8082): the gRPC path /<package>.<Service>/<Method> picks the
   cluster, so one address serves all services.
 
 Measured knobs (shared/measurements/mesh-overhead.md): generate_request_id false and

@@ -13,11 +13,13 @@ comes from depends_on (independent parts start in parallel).
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mesh.envoy import EnvoyOptions
 from mesh.services import metrics_port
 from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
@@ -43,12 +45,16 @@ def python_process(
     post_start: Callable[[], None] | None = None,
 ) -> Component:
     """Any `python -m module` process of ours (registry, sinks, tools)."""
+    fixed_env = dict(env or {})
     return Component(
         name=name,
         command=lambda: [sys.executable, "-m", module, *args],
         health=health,
         depends_on=depends_on,
-        env=dict(env or {}),
+        env=fixed_env,
+        # A changed environment (e.g. a new address in this file) restarts the process on
+        # the next `make up`; its code is not digested (restart it by hand while editing).
+        config_digest=lambda: json.dumps(sorted(fixed_env.items())),
         skip_reason=lambda: _missing_module(module),
         info=(lambda: info) if info else None,
         start_timeout=start_timeout,
@@ -127,6 +133,13 @@ def register_schemas() -> None:
 
 PG = ["postgres-primary", "postgres-replica"]
 
+# Service-to-service calls go through Envoy's internal listener (mesh/README.md), so they get
+# the mesh's per-method timeouts, retries (idempotent methods only), circuit breakers and
+# outlier detection, as in the compose and Istio deployments. One address serves every
+# service: the gRPC path picks the cluster. The services' own defaults stay direct, so a
+# service run alone (or by a test) needs no Envoy.
+MESH_INTERNAL = f"127.0.0.1:{EnvoyOptions().internal_port}"
+
 COMPONENTS: list[Component] = [
     # --- infrastructure
     *postgres.components(),
@@ -143,7 +156,13 @@ COMPONENTS: list[Component] = [
         post_start=register_schemas,
     ),
     # --- services
-    python_service("auth", "services.auth.main", 50055, depends_on=[*PG, "user"]),
+    python_service(
+        "auth",
+        "services.auth.main",
+        50055,
+        depends_on=[*PG, "user", "envoy"],
+        env={"AUTH_USER_ADDR": MESH_INTERNAL},
+    ),
     python_service(
         "user",
         "services.user.main",
@@ -162,14 +181,16 @@ COMPONENTS: list[Component] = [
         "order",
         "services.order.main",
         50053,
-        depends_on=["ferretdb", "kafka", "registry", "user", "product"],
+        depends_on=["ferretdb", "kafka", "registry", "user", "product", "envoy"],
+        env={"ORDER_PRODUCT_ADDR": MESH_INTERNAL, "ORDER_USER_ADDR": MESH_INTERNAL},
         post_start=ferretdb.twin_indexes_after_start,  # GIN twins of its indexes (FerretDB v1)
     ),
     python_service(
         "notification",
         "services.notification.main",
         50054,
-        depends_on=[*PG, "kafka", "registry", "smtp-sink", "user"],
+        depends_on=[*PG, "kafka", "registry", "smtp-sink", "user", "envoy"],
+        env={"NOTIFICATION_USER_ADDR": MESH_INTERNAL, "NOTIFICATION_ORDER_ADDR": MESH_INTERNAL},
     ),
     # --- edge and observability
     frontend.component(),  # builds frontend/dist (npm ci + vite) when sources changed

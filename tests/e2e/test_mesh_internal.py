@@ -1,0 +1,107 @@
+"""Service-to-service calls in the local stack go through Envoy's internal listener (8082),
+so they get the mesh's per-method timeouts, retries, breakers and outlier detection. Proved
+from Envoy's JSON access log: one order's calls from order to product and user, and the
+notification service's lookups for its email, are logged by the internal listener under the
+order's trace id; a login's credential check (auth -> user) is too."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+
+import pytest
+
+from shop.auth.v1 import auth_pb2
+from shop.order.v1 import order_pb2 as opb
+from stack.model import state_dir
+from tests.reliability.harness import ADDRESS, Stubs, create_product, eventually, register
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
+
+
+def _count(trace_id: str, path: str) -> int:
+    return sum(1 for e in _internal_calls(trace_id) if e["path"] == path)
+
+
+def _internal_calls(trace_id: str) -> list[dict]:
+    """Envoy access-log entries of the internal listener carrying `trace_id`."""
+    found = []
+    path = state_dir() / "logs" / "envoy.log"
+    for line in path.read_text(errors="replace").splitlines():
+        if trace_id not in line or not line.startswith("{"):
+            continue
+        entry = json.loads(line)  # every access-log line is one JSON object
+        if entry["listener"] == "internal" and trace_id in (entry.get("traceparent") or ""):
+            found.append(entry)
+    return found
+
+
+async def test_order_and_notification_call_product_and_user_through_envoy(stack) -> None:
+    stack.require("order", "notification", "auth", "smtp-sink", "envoy")
+    admin, stubs = Stubs(service_token=True), Stubs()
+    try:
+        product = await create_product(admin, f"s2s{uuid.uuid4().hex[:6]}", 5)
+        buyer = await register(stubs, "s2s")
+        trace_id = secrets.token_hex(16)
+        metadata = {
+            **(await buyer.metadata(stubs.auth)),
+            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        }
+        reply = await stubs.order.PlaceOrder(
+            opb.PlaceOrderRequest(
+                idempotency_key=f"s2s-{uuid.uuid4().hex}",
+                user_id=buyer.user_id,
+                lines=[opb.LineItem(product_id=product.id, quantity=1)],
+                shipping_address=ADDRESS,
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+        assert reply.order.status == opb.ORDER_STATUS_CONFIRMED
+
+        want = {
+            "order -> product ReserveStock": "/shop.product.v1.ProductService/ReserveStock",
+            "order -> user GetUser": "/shop.user.v1.UserService/GetUser",
+        }
+
+        async def routed() -> list[str]:
+            paths = {(e["path"], e["upstream"]) for e in _internal_calls(trace_id)}
+            return [w for w, p in want.items() if not any(path == p for path, _ in paths)]
+
+        async def all_routed() -> bool:
+            return not await routed()
+
+        assert await eventually(all_routed, within=30.0, every=1.0), (
+            f"not seen on Envoy's internal listener: {await routed()}"
+        )
+        for entry in _internal_calls(trace_id):
+            assert entry["status"] == 200 and entry["grpc_status"] == 0, entry
+            assert entry["upstream"].startswith("127.0.0.1:5005"), entry
+
+        # The confirmation email looks the buyer up (notification -> user) in the same trace:
+        # a second GetUser after order's own check.
+        async def notified() -> bool:
+            return _count(trace_id, want["order -> user GetUser"]) >= 2
+
+        assert await eventually(notified, within=60.0, every=1.0), (
+            "the notification service's user lookup did not go through Envoy"
+        )
+
+        # auth -> user: a login's credential check, under the login's trace id.
+        login_trace = secrets.token_hex(16)
+        await stubs.auth.Login(
+            auth_pb2.LoginRequest(email=buyer.email, password=buyer.password),
+            metadata={"traceparent": f"00-{login_trace}-{secrets.token_hex(8)}-01"},
+            timeout=10,
+        )
+
+        async def checked() -> bool:
+            return any("UserService/" in e["path"] for e in _internal_calls(login_trace))
+
+        assert await eventually(checked, within=30.0, every=1.0), (
+            "auth's credential check did not go through Envoy"
+        )
+    finally:
+        admin.close()
+        stubs.close()
