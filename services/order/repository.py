@@ -63,6 +63,7 @@ from services.order.domain import (
     OrderStoreUnavailableError,
 )
 from services.order.ports import Cursor
+from services.runtime import tracing
 from services.runtime.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -233,15 +234,19 @@ T = TypeVar("T")
 
 
 def _store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """The store being down (refused, timed out, no server selected) is UNAVAILABLE to
-    callers, not an unexpected error: pymongo's ConnectionFailure -> a domain error."""
+    """One store operation: a CLIENT span `db.<operation>` in the caller's trace (motor runs
+    pymongo on executor threads, where a command listener would lose the trace context), and
+    the store being down (refused, timed out, no server selected) is UNAVAILABLE to callers,
+    not an unexpected error: pymongo's ConnectionFailure -> a domain error."""
+    attributes = {"db.system": "mongodb", "db.operation": fn.__name__}
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except ConnectionFailure as exc:
-            raise _unreachable(exc) from exc
+        with tracing.db_span(f"db.{fn.__name__}", "ferretdb", **attributes):
+            try:
+                return await fn(*args, **kwargs)
+            except ConnectionFailure as exc:
+                raise _unreachable(exc) from exc
 
     return call
 

@@ -342,7 +342,8 @@ def instrument_channel(channel: Any) -> Any:
 
 @contextmanager
 def db_span(name: str, target: str, **attributes: Any) -> Iterator[Span]:
-    """A unit of work's transaction (`db.read` / `db.write`) on `target` (primary/replica)."""
+    """A database span: a unit of work's transaction (`db.read` / `db.write`) on `target`
+    (primary/replica), or one document-store operation (attributes override db.system)."""
     with tracer().start_as_current_span(
         name,
         kind=SpanKind.CLIENT,

@@ -14,6 +14,7 @@ import uuid
 import httpx
 import pytest
 from confluent_kafka import Consumer
+from google.protobuf import json_format
 
 from shop.order.v1 import order_pb2 as opb
 from stack.model import state_dir
@@ -120,6 +121,87 @@ async def test_placed_order_is_counted_and_traced_end_to_end(stack) -> None:
             return placed > 0 and consumed > 0
 
         assert await eventually(counted, within=30.0, every=1.0), "counters not in Prometheus"
+    finally:
+        admin.close()
+        user_stubs.close()
+
+
+def _spans_of(trace_id: str) -> list[dict]:
+    """Every exported span of `trace_id`, across the services' JSONL span files."""
+    found = []
+    for path in sorted((state_dir() / "traces").glob("*.jsonl")):
+        for line in path.read_text(errors="replace").splitlines():
+            if trace_id in line:
+                try:
+                    span = json.loads(line)
+                except ValueError:
+                    continue
+                if span.get("trace_id") == trace_id:
+                    found.append(span)
+    return found
+
+
+def _has(spans: list[dict], service: str, kind: str, name_part: str) -> bool:
+    return any(
+        s["service"] == service and s["kind"] == kind and name_part in s["name"] for s in spans
+    )
+
+
+async def test_checkout_through_the_gateway_is_one_trace(stack) -> None:
+    """A browser-style checkout (REST through NGINX -> Envoy, the client's own traceparent, as
+    the storefront's transport sends it) is one trace: the order service's RPC and store
+    calls, product and user answering order through Envoy's internal listener, the outbox
+    relay's publish and the notification service's consume and email."""
+    stack.require("order", "notification", "auth", "smtp-sink", "nginx")
+    admin, user_stubs = Stubs(service_token=True), Stubs()
+    try:
+        product = await create_product(admin, f"tr{uuid.uuid4().hex[:6]}", 5)
+        buyer = await register(user_stubs, "trace")
+        await buyer.login(user_stubs.auth)
+        trace_id = secrets.token_hex(16)
+        body = {
+            "idempotency_key": f"trace-{uuid.uuid4().hex}",
+            "user_id": buyer.user_id,
+            "lines": [{"product_id": product.id, "quantity": 1}],
+            "shipping_address": json_format.MessageToDict(
+                ADDRESS, preserving_proto_field_name=True
+            ),
+        }
+        headers = {**buyer.bearer, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+        async with httpx.AsyncClient(base_url=stack.nginx_url, timeout=30) as client:
+            resp = await client.post("/api/v1/orders", json=body, headers=headers)
+        assert resp.status_code == 200, resp.text
+        order = resp.json()["order"]
+        assert order["status"] == "ORDER_STATUS_CONFIRMED"
+
+        want = {
+            "order answered PlaceOrder": ("order", "SERVER", "PlaceOrder"),
+            "order stored the order": ("order", "CLIENT", "db.add"),
+            "order called product": ("order", "CLIENT", "ProductService/ReserveStock"),
+            "product reserved the stock": ("product", "SERVER", "ReserveStock"),
+            "product wrote the reservation": ("product", "CLIENT", "db.write"),
+            "user answered order": ("user", "SERVER", "UserService/"),
+            "the relay published OrderPlaced": ("order", "PRODUCER", "shop.orders.v1"),
+            "notification consumed it": ("notification", "CONSUMER", "shop.orders.v1"),
+        }
+
+        async def missing() -> list[str]:
+            spans = _spans_of(trace_id)
+            return [what for what, key in want.items() if not _has(spans, *key)]
+
+        async def complete() -> bool:
+            return not await missing()
+
+        # Span files are written by batch processors (every few seconds).
+        assert await eventually(complete, within=90.0, every=2.0), (
+            f"missing from trace {trace_id}: {await missing()}"
+        )
+
+        async def emailed() -> bool:
+            lines = _log_lines_with("notification", trace_id)
+            return any(e.get("msg") == "email sent" for e in lines)
+
+        assert await eventually(emailed, within=60.0, every=1.0), "no 'email sent' in the trace"
     finally:
         admin.close()
         user_stubs.close()

@@ -6,7 +6,16 @@ import { ProductSchema, ProductService } from "@gen/shop/product/v1/product_pb.j
 import { describe, expect, it } from "vitest";
 import { fakeJwt, tokenPair } from "../test-utils";
 import { AuthSession, rolesFromJwt } from "./session";
-import { LSN_HEADER, LsnTracker, authInterceptor, lsnInterceptor, wireRefresh } from "./transport";
+import {
+  LSN_HEADER,
+  LsnTracker,
+  TRACEPARENT_HEADER,
+  authInterceptor,
+  lsnInterceptor,
+  newTraceparent,
+  traceInterceptor,
+  wireRefresh,
+} from "./transport";
 
 function stack(opts: { refreshFails?: Code } = {}) {
   const seen: string[] = [];
@@ -130,5 +139,49 @@ describe("read-your-writes LSN echo", () => {
     expect(t.text).toBe("");
     t.see(" 2/0 ");
     expect(t.text).toBe("2/0");
+  });
+});
+
+describe("trace context", () => {
+  it("starts a new sampled W3C trace on every call", async () => {
+    const seen: (string | null)[] = [];
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ProductService, {
+          async getProduct(req, ctx) {
+            seen.push(ctx.requestHeader.get(TRACEPARENT_HEADER));
+            return { product: create(ProductSchema, { id: req.id }) };
+          },
+        });
+      },
+      { transport: { interceptors: [traceInterceptor()] } },
+    );
+    const client = createClient(ProductService, transport);
+    await client.getProduct({ id: "p-1" });
+    await client.getProduct({ id: "p-1" });
+    expect(seen).toHaveLength(2);
+    for (const tp of seen) expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    const traceIds = seen.map((tp) => tp!.split("-")[1]);
+    expect(traceIds[0]).not.toEqual(traceIds[1]);
+    expect(traceIds[0]).not.toMatch(/^0+$/);
+  });
+
+  it("keeps a traceparent the caller set", async () => {
+    const given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let seen: string | null = null;
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ProductService, {
+          async getProduct(req, ctx) {
+            seen = ctx.requestHeader.get(TRACEPARENT_HEADER);
+            return { product: create(ProductSchema, { id: req.id }) };
+          },
+        });
+      },
+      { transport: { interceptors: [traceInterceptor()] } },
+    );
+    await createClient(ProductService, transport).getProduct({ id: "p-1" }, { headers: { traceparent: given } });
+    expect(seen).toBe(given);
+    expect(newTraceparent()).not.toBe(newTraceparent());
   });
 });
