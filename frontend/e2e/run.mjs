@@ -100,7 +100,7 @@ const scenarios = [
   {
     name: "shell",
     needs: [],
-    about: "the app loads from NGINX with landmarks, keyboard skip link and the ops placeholder",
+    about: "the app loads from NGINX with landmarks and a keyboard skip link; the ops page asks a signed-out visitor to log in",
     async run({ page }) {
       await goto(page, "/");
       await page.getByRole("banner").waitFor({ timeout: T });
@@ -110,7 +110,8 @@ const scenarios = [
       check((await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content", "first Tab does not reach the skip link");
       await goto(page, "/ops");
       await page.getByRole("heading", { name: "Operations" }).waitFor({ timeout: T });
-      await shot(page, "ops");
+      await page.getByText("Please log in to see live metrics.").waitFor({ timeout: T });
+      await shot(page, "ops-signed-out");
       await goto(page, "/no-such-page");
       await page.getByRole("heading", { name: "Page not found" }).waitFor({ timeout: T });
     },
