@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -243,11 +244,11 @@ def test_a_user_cannot_read_another_users_profile(gw: httpx.Client, alice: dict,
     assert r.status_code in (403, 404), r.text
 
 
-def _place_order(gw: httpx.Client, who: dict) -> dict:
+def _order_body(gw: httpx.Client, who: dict) -> dict:
     products = gw.get("/api/v1/products", params={"page_size": 50}).json()["products"]
     in_stock = [p for p in products if int(p.get("stock", 0) or 0) > 5]
     assert in_stock, "demo catalog has no product in stock"
-    body = {
+    return {
         "user_id": who["user_id"],
         "idempotency_key": uuid.uuid4().hex,
         "lines": [{"product_id": in_stock[0]["id"], "quantity": 1}],
@@ -259,6 +260,10 @@ def _place_order(gw: httpx.Client, who: dict) -> dict:
             "country_code": "US",
         },
     }
+
+
+def _place_order(gw: httpx.Client, who: dict) -> dict:
+    body = _order_body(gw, who)
     r = gw.post("/api/v1/orders", json=body, headers=bearer(who["access_token"]))
     assert r.status_code == 200, r.text
     return r.json()["order"]
@@ -284,11 +289,34 @@ def test_a_user_cannot_read_or_cancel_another_users_order(
     assert mine.status_code == 200 and mine.json()["order"]["status"] == order["status"]
 
 
+def _order_ids(gw: httpx.Client, who: dict) -> set[str]:
+    r = gw.get(
+        "/api/v1/orders",
+        params={"user_id": who["user_id"], "page_size": 100},
+        headers=bearer(who["access_token"]),
+    )
+    assert r.status_code == 200, r.text
+    return {o["id"] for o in r.json().get("orders", [])}
+
+
 def test_placing_an_order_for_someone_else_is_refused(
     gw: httpx.Client, alice: dict, bob: dict
 ) -> None:
-    with pytest.raises(AssertionError):
-        _place_order(gw, {**bob, "access_token": alice["access_token"]})
+    """PlaceOrder checks ownership before anything is written (services/order/handlers.py:
+    require_self_or_admin, not hidden: the caller named the user), so alice's token on an
+    order for bob is PERMISSION_DENIED (403) and bob has no order afterwards."""
+    before = _order_ids(gw, bob)
+    body = _order_body(gw, bob)
+    r = gw.post("/api/v1/orders", json=body, headers=bearer(alice["access_token"]))
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == Status.PERMISSION_DENIED.value, r.text
+    # Orders are read from a replica: bob's own order, written after the refused call, shows
+    # the replica has caught up past it; then exactly that one order is new.
+    own = _place_order(gw, bob)
+    deadline = time.monotonic() + 10
+    while own["id"] not in (after := _order_ids(gw, bob)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert after - before == {own["id"]}, (before, after, own["id"])
 
 
 # ---------------------------------------------------------------- sessions
@@ -352,17 +380,89 @@ def test_repeated_failures_lock_the_account(gw: httpx.Client) -> None:
     assert r.status_code == 401 and "too many" in r.json()["message"], r.text
 
 
-def test_password_never_appears_in_logs_or_responses(gw: httpx.Client, alice: dict) -> None:
-    r = gw.post("/api/v1/auth/login", json={"email": alice["email"], "password": PASSWORD})
-    assert PASSWORD not in r.text
-    time.sleep(0.5)  # log lines are flushed per line; give the processes a moment
+def _secret(n: int) -> str:
+    """A password nothing else in a log can contain: no hex digits (trace and span ids are
+    hex) and a fixed marker."""
+    return "Zq" + "".join(secrets.choice("ghjkmnpqrstvwxyzGHJKMNPQRSTVWXYZ") for _ in range(n - 2))
+
+
+# How the runtime logs a registration the user service refused (services/runtime/server.py).
+REFUSED_REGISTRATION = '"/shop.user.v1.UserService/RegisterUser", "code": "INVALID_ARGUMENT"'
+
+
+def _log_tails() -> dict[str, tuple[Path, int]]:
+    """The auth and user service logs, which must exist, and where each ends now."""
     logs = state_dir() / "logs"
-    for name in ("auth", "user", "envoy", "nginx"):
+    out = {}
+    for name in ("auth", "user"):
         path = logs / f"{name}.log"
-        if path.exists():
-            assert PASSWORD not in path.read_text(errors="replace"), name
+        assert path.is_file() and path.stat().st_size > 0, f"{path} missing or empty"
+        out[name] = (path, path.stat().st_size)
+    return out
+
+
+def _written_since(path: Path, offset: int) -> str:
+    with path.open("rb") as f:
+        if path.stat().st_size < offset:  # rotated or truncated by a restart: read it all
+            offset = 0
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def test_password_never_appears_in_logs_or_responses(gw: httpx.Client, alice: dict) -> None:
+    """A successful login, failed logins (wrong password, unknown email) and refused
+    registrations (password too short, too long, bad email) each carry a password nothing
+    else contains; none comes back in a response or reaches the auth or user service log,
+    though both logs record these very calls."""
+    tails = _log_tails()
+    wrong, unknown, short, too_long, with_bad_email = (
+        _secret(16), _secret(16), _secret(7), _secret(129), _secret(16),
+    )  # fmt: skip
+    fresh = f"auth-e2e-{uuid.uuid4().hex[:10]}@example.com"
+    calls = [
+        ("login ok", "/api/v1/auth/login", {"email": alice["email"], "password": PASSWORD}, 200),
+        ("wrong password", "/api/v1/auth/login", {"email": alice["email"], "password": wrong}, 401),
+        ("unknown email", "/api/v1/auth/login",
+         {"email": "nobody-" + alice["email"], "password": unknown}, 401),
+        ("too short", "/api/v1/users",
+         {"email": fresh, "password": short, "display_name": "E"}, 400),
+        ("too long", "/api/v1/users",
+         {"email": fresh, "password": too_long, "display_name": "E"}, 400),
+        ("bad email", "/api/v1/users",
+         {"email": "not an email", "password": with_bad_email, "display_name": "E"}, 400),
+    ]  # fmt: skip
+    for why, path, body, status in calls:
+        r = gw.post(path, json=body)
+        assert r.status_code == status, (why, r.status_code, r.text)
+        assert body["password"] not in r.text, why
+        assert all(body["password"] not in v for v in r.headers.values()), why
+        if why.startswith("too"):  # refused for the password itself, which is named only
+            assert r.json()["message"].startswith("password:"), (why, r.text)
+    passwords = [body["password"] for _, _, body, _ in calls]
+    deadline = time.monotonic() + 5
+    while True:  # log lines are flushed per line; give the processes a moment
+        written = {name: _written_since(*tail) for name, tail in tails.items()}
+        logins = written["auth"].count("/shop.auth.v1.AuthService/Login")
+        refused = written["user"].count(REFUSED_REGISTRATION)
+        if (logins >= 3 and refused >= 3) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # The logs we read are the live ones: they recorded the calls just made.
+    assert logins >= 3, written["auth"][-2000:]
+    assert refused >= 3, written["user"][-2000:]
+    assert "/shop.user.v1.UserService/CheckCredentials" in written["user"]
+    for name, text in written.items():
+        for pw in passwords:
+            assert pw not in text, (name, pw)
+    logs = state_dir() / "logs"
+    for name in ("envoy", "nginx"):
+        path = logs / f"{name}.log"
+        if path.exists():  # the gateway's own logs, when this stack writes them
+            text = path.read_text(errors="replace")
+            assert not [pw for pw in passwords if pw in text], name
     for path in (state_dir() / "nginx" / "logs").glob("*.log"):
-        assert PASSWORD not in path.read_text(errors="replace"), path
+        text = path.read_text(errors="replace")
+        assert not [pw for pw in passwords if pw in text], path
 
 
 # ---------------------------------------------------------------- direct calls (no Envoy)
