@@ -1,6 +1,10 @@
 """Structured JSON logs: one object per line on stderr, with the service name and, inside a
 call, the trace id. `log.info("rpc", extra={"fields": {...}})` adds fields.
 
+Every line written inside a trace (a served call, a consumed event, a relay send, an email)
+carries `trace_id` and `span_id`; process-level lines (startup, health transitions, client
+libraries' reconnect messages) belong to no trace and carry none rather than a made-up one.
+
 The per-call access line ("rpc": method, code, duration_ms, trace and span id) is written by
 `AccessLog`, a fast path that builds the same object and serializes it once, without a
 LogRecord, formatter or handler per call; `<SERVICE>_ACCESS_LOG=all|errors|off` chooses

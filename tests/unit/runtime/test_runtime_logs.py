@@ -1,0 +1,62 @@
+"""The JSON log line: one object, service and logger named, and the trace id of the span or
+call it was written in, so a log line leads to its trace (and back)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from services.runtime import context, tracing
+from services.runtime.logs import JsonFormatter
+
+
+def _line(formatter: JsonFormatter, msg: str, **fields: object) -> dict:
+    record = logging.LogRecord("svc.test", logging.INFO, __file__, 1, msg, None, None)
+    if fields:
+        record.fields = fields  # what log.info(..., extra={"fields": ...}) sets
+    return json.loads(formatter.format(record))
+
+
+def test_line_inside_a_span_carries_its_trace_and_span_id() -> None:
+    exporter = InMemorySpanExporter()
+    tracing.install("svc", environ={}, exporter=exporter)
+    try:
+        formatter = JsonFormatter("svc")
+        with tracing.tracer().start_as_current_span("work") as span:
+            ctx = span.get_span_context()
+            line = _line(formatter, "inside", order_id="o-1")
+        assert line["trace_id"] == f"{ctx.trace_id:032x}"
+        assert line["span_id"] == f"{ctx.span_id:016x}"
+        assert (line["service"], line["logger"], line["msg"]) == ("svc", "svc.test", "inside")
+        assert line["order_id"] == "o-1" and line["level"] == "info"
+        # Outside any span or call there is no trace to name (startup, health, libraries).
+        assert "trace_id" not in _line(formatter, "outside")
+    finally:
+        tracing.shutdown()
+
+
+def test_call_served_without_a_tracer_still_logs_its_trace_id() -> None:
+    formatter = JsonFormatter("svc")
+    token = context.bind(context.RequestContext(method="/x.Y/Z", trace_id="ab" * 16))
+    try:
+        assert _line(formatter, "in a call")["trace_id"] == "ab" * 16
+    finally:
+        context._current.reset(token)
+
+
+def test_exception_is_logged_in_the_line_not_as_extra_lines() -> None:
+    formatter = JsonFormatter("svc")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord(
+            "svc", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    out = formatter.format(record)
+    assert "\n" not in out  # one object per line, the traceback inside it
+    assert "ValueError: boom" in json.loads(out)["exc"]
