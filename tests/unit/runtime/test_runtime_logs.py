@@ -52,11 +52,8 @@ def test_exception_is_logged_in_the_line_not_as_extra_lines() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
-        record = logging.LogRecord(
-            "svc", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
-        )
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("svc", logging.ERROR, __file__, 1, "failed", None, exc_info)
     out = formatter.format(record)
     assert "\n" not in out  # one object per line, the traceback inside it
     assert "ValueError: boom" in json.loads(out)["exc"]
