@@ -1,9 +1,13 @@
 /**
  * Loading / error / data for one call, re-run when `deps` change, aborted on unmount or
  * when superseded (so a slow answer never overwrites a newer one). `intervalMs` re-runs
- * it while the page is open and visible (live order status).
+ * it while the page is open and visible (live order status), for as long as `pollWhile`
+ * says so about the last outcome. Stopping is decided inside the loop, not by changing
+ * `intervalMs`: a changed option would restart the effect, which asks once more at once.
  */
 import { type DependencyList, useCallback, useEffect, useRef, useState } from "react";
+
+export type Outcome<T> = { data: T } | { error: unknown };
 
 export type QueryState<T> =
   | { status: "loading"; data?: T; error?: undefined }
@@ -13,9 +17,11 @@ export type QueryState<T> =
 export function useQuery<T>(
   run: (signal: AbortSignal) => Promise<T>,
   deps: DependencyList,
-  options: { intervalMs?: number; enabled?: boolean } = {},
+  options: { intervalMs?: number; enabled?: boolean; pollWhile?: (outcome: Outcome<T>) => boolean } = {},
 ): QueryState<T> & { reload: () => void } {
   const { intervalMs, enabled = true } = options;
+  const pollWhileRef = useRef(options.pollWhile);
+  pollWhileRef.current = options.pollWhile;
   const [state, setState] = useState<QueryState<T>>({ status: "loading" });
   const [nonce, setNonce] = useState(0);
   const runRef = useRef(run);
@@ -33,14 +39,18 @@ export function useQuery<T>(
       }
       if (first) setState((s) => ({ status: "loading", data: s.data }));
       first = false;
+      let outcome: Outcome<T>;
       try {
         const data = await runRef.current(controller.signal);
+        outcome = { data };
         if (!controller.signal.aborted) setState({ status: "success", data });
       } catch (error) {
+        outcome = { error };
         // A failed poll keeps the last good data on screen next to the error.
         if (!controller.signal.aborted) setState((s) => ({ status: "error", data: s.data, error }));
       }
-      if (intervalMs && !controller.signal.aborted) timer = setTimeout(tick, intervalMs);
+      const again = pollWhileRef.current?.(outcome) ?? true;
+      if (intervalMs && again && !controller.signal.aborted) timer = setTimeout(tick, intervalMs);
     };
     void tick();
     return () => {

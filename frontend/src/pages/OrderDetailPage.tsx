@@ -25,22 +25,12 @@ function OrderDetail() {
   const { id = "" } = useParams();
   const [params] = useSearchParams();
   const orders = useClient(OrderService);
-  const [finished, setFinished] = useState(false);
-  const query = useQuery(
-    async (signal) => {
-      try {
-        const r = await orders.getOrder({ id }, { signal });
-        if (r.order && FINAL.has(r.order.status)) setFinished(true);
-        return r;
-      } catch (err) {
-        // Refused or gone: asking again every few seconds will not change that.
-        if (STOP_POLLING.has(ConnectError.from(err).code)) setFinished(true);
-        throw err;
-      }
-    },
-    [orders, id],
-    { intervalMs: finished ? undefined : POLL_MS },
-  );
+  const query = useQuery((signal) => orders.getOrder({ id }, { signal }), [orders, id], {
+    intervalMs: POLL_MS,
+    // Delivered or cancelled never changes again; refused or gone will not change either
+    // by asking every few seconds.
+    pollWhile: (o) => ("data" in o ? !(o.data.order && FINAL.has(o.data.order.status)) : !STOP_POLLING.has(ConnectError.from(o.error).code)),
+  });
   const [cancelError, setCancelError] = useState<unknown>(null);
   const [cancelling, setCancelling] = useState(false);
 
