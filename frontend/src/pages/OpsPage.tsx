@@ -8,19 +8,12 @@ import { useQuery } from "../api/use-query";
 import { RequireLogin } from "../components/RequireLogin";
 import { ErrorNotice, Loading } from "../components/Status";
 import { latest, queryRange, type Series } from "../ops/prometheus";
+import queries from "../ops/queries.json";
 import { Sparkline } from "../ops/Sparkline";
 
-const SERVER_ERRORS = "INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|UNKNOWN|DATA_LOSS|UNIMPLEMENTED";
-
-export const OPS_QUERIES = {
-  rate: "sum by (service) (rate(rpc_requests_total[1m]))",
-  errors: `sum by (service) (rate(rpc_requests_total{code=~"${SERVER_ERRORS}"}[1m])) / sum by (service) (rate(rpc_requests_total[1m]))`,
-  p99: "histogram_quantile(0.99, sum by (service, le) (rate(rpc_duration_seconds_bucket[1m])))",
-  lag: "sum by (group, topic) (kafka_consumer_lag)",
-  dlq: 'sum by (topic) (kafka_topic_messages{topic=~".+\\\\.dlq"})',
-  replicaLag: "max by (service) (db_replica_lag_bytes)",
-  outbox: "max by (service) (order_outbox_backlog_events)",
-} as const;
+// The queries live in one JSON file so the stack tests run each one against the real
+// Prometheus (tests/integration/observability/test_ops_gateway.py).
+export const OPS_QUERIES = queries;
 
 type Key = keyof typeof OPS_QUERIES;
 type Figures = Record<Key, Series[]>;
