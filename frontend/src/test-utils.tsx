@@ -30,11 +30,14 @@ export function tokenPair(access: string, refresh: string, userId = "u-1", ttlMs
   });
 }
 
-export function setup(routes: (router: ConnectRouter) => void, options: { path?: string; signedIn?: boolean } = {}) {
+export function setup(routes: (router: ConnectRouter) => void, options: { path?: string; signedIn?: boolean; roles?: string[] } = {}) {
   const session = new AuthSession(sessionStorage);
   const transport = createRouterTransport(routes, { transport: { interceptors: [authInterceptor(session)] } });
   wireRefresh(session, transport);
-  if (options.signedIn) session.setTokens(tokenPair(fakeJwt({ sub: "u-1" }), "refresh-token-0000000001"), "ann@example.com");
+  if (options.signedIn) {
+    const claims = options.roles ? { sub: "u-1", roles: options.roles } : { sub: "u-1" };
+    session.setTokens(tokenPair(fakeJwt(claims), "refresh-token-0000000001"), "ann@example.com");
+  }
   const cart = new CartStore(localStorage);
   const utils = render(
     <ApiProvider transport={transport} session={session}>
