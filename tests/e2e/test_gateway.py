@@ -233,3 +233,26 @@ async def test_jwks_is_proxied_to_the_auth_service(stack, client) -> None:
     resp = await client.get("/.well-known/jwks.json")
     assert resp.status_code == 200, resp.text
     assert resp.json()["keys"], "the auth service publishes at least one key"
+
+
+# ------------------------------------------------------------------ CORS at the Envoy edge
+
+
+async def test_cors_preflight_allows_local_origins_only(stack) -> None:
+    """A browser app on another local port may call the edge (preflight answered with the
+    headers gRPC-Web needs, grpc-status exposed); a foreign origin gets no CORS grant."""
+    stack.require("envoy", "product")
+    url = f"{stack.envoy_url}/shop.product.v1.ProductService/ListProducts"
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-grpc-web,authorization,traceparent",
+    }
+    async with httpx.AsyncClient(timeout=10) as c:
+        ok = await c.options(url, headers={"Origin": "http://localhost:5173", **ask})
+        foreign = await c.options(url, headers={"Origin": "https://evil.example", **ask})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "http://localhost:5173"
+    allowed = ok.headers["access-control-allow-headers"].split(",")
+    assert {"x-grpc-web", "authorization", "traceparent"} <= set(allowed)
+    assert "grpc-status" in ok.headers["access-control-expose-headers"]
+    assert "access-control-allow-origin" not in foreign.headers

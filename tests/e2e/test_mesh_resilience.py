@@ -66,7 +66,7 @@ class Doomed:
 
 
 class Mesh:
-    def __init__(self, upstreams: list[Upstream], workdir: Path) -> None:
+    def __init__(self, upstreams: list[Upstream], workdir: Path, **overrides: object) -> None:
         self.upstreams = upstreams
         self.edge, self.internal, self.admin = free_port(), free_port(), free_port()
         opt = envoy.EnvoyOptions(
@@ -81,6 +81,7 @@ class Mesh:
             # is proven is the retry / fail-fast path, not the health checker.
             health_check_interval_s=60,
             access_log=False,
+            **overrides,  # type: ignore[arg-type]
         )
         self.envoy = PrivateEnvoy(envoy.build(load(DESCRIPTOR), opt), workdir, self.admin)
 
@@ -96,12 +97,12 @@ class Mesh:
 async def mesh_of(tmp_path) -> AsyncIterator:
     started: list[tuple[Mesh, list[Channel]]] = []
 
-    async def make(n: int, doomed: bool = False) -> Mesh:
+    async def make(n: int, doomed: bool = False, **overrides: object) -> Mesh:
         ups = [Doomed()] if doomed else []
         ups += [Upstream() for _ in range(n - len(ups))]
         for u in ups:
             await u.start()
-        mesh = Mesh(ups, tmp_path / f"envoy{len(started)}")
+        mesh = Mesh(ups, tmp_path / f"envoy{len(started)}", **overrides)
         await asyncio.to_thread(mesh.envoy.__enter__)
         started.append((mesh, []))
         return mesh
@@ -224,3 +225,25 @@ async def test_internal_method_only_on_the_internal_listener(mesh_of) -> None:
     finally:
         edge_ch.close()
         int_ch.close()
+
+
+async def test_edge_rate_limit_answers_resource_exhausted_beyond_the_bucket(mesh_of) -> None:
+    """The edge's token bucket (the committed one allows 2000/s, burst 4000; here 5/s, burst
+    5): calls beyond it are refused by Envoy, never reach the service, and are counted."""
+    mesh = await mesh_of(1, rate_limit_rps=5, rate_limit_burst=5)
+    impl = mesh.upstreams[0].impl
+    channel, stub = mesh.stub(mesh.edge)
+    ok = limited = 0
+    try:
+        for _ in range(20):
+            try:
+                await stub.GetProduct(pb.GetProductRequest(id="p-1"), timeout=5)
+                ok += 1
+            except GRPCError as exc:
+                assert exc.status == Status.RESOURCE_EXHAUSTED, exc
+                limited += 1
+    finally:
+        channel.close()
+    assert ok >= 5 and limited >= 1, (ok, limited)
+    assert impl.calls["GetProduct"] == ok, "a refused call never reached the service"
+    assert mesh.stat("edge_rate_limit.http_local_rate_limit.rate_limited") == limited
