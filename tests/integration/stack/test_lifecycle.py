@@ -122,3 +122,56 @@ def test_kill9_then_start_recovers(tmp_path, free_ports):
     second = private.procs.running("crashy").pid
     assert second != first and private.by_name("crashy").health()
     private.down()
+
+
+def _reloadable(name: str, port: int, config, marks, signal_name: str | None) -> Component:
+    """A TCP server whose config digest is the text of `config`; it appends 'hup' to `marks`
+    on SIGHUP (how NGINX and Prometheus re-read their config)."""
+    code = (
+        "import signal, socket, time\n"
+        f"signal.signal(signal.SIGHUP, lambda *a: open({str(marks)!r}, 'a').write('hup\\n'))\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('127.0.0.1', {port})); s.listen()\n"
+        "while True: time.sleep(1)\n"
+    )
+    return Component(
+        name=name,
+        command=lambda: [sys.executable, "-c", code],
+        health=Tcp(port),
+        stop_timeout=2,
+        config_digest=lambda: config.read_text(),
+        reload_signal=signal_name,
+    )
+
+
+def test_changed_config_reloads_in_place_or_restarts(tmp_path, free_ports):
+    """`make up` after a config change (e.g. regenerated mesh/out): a part with a reload
+    signal (NGINX, Prometheus) gets it and keeps its pid; one without (Envoy) restarts."""
+    p1, p2 = free_ports(2)
+    config, marks = tmp_path / "config.txt", tmp_path / "marks.txt"
+    config.write_text("v1")
+    private = Stack(
+        [
+            _reloadable("hup", p1, config, marks, "SIGHUP"),
+            _reloadable("restart", p2, config, tmp_path / "unused.txt", None),
+        ],
+        tmp_path,
+    )
+    try:
+        private.up()
+        pids = {n: private.procs.running(n).pid for n in ("hup", "restart")}
+        private.up()  # unchanged config: nothing signalled or restarted
+        assert {n: private.procs.running(n).pid for n in pids} == pids
+        assert not marks.exists()
+
+        config.write_text("v2")
+        private.up()
+        assert private.procs.running("hup").pid == pids["hup"]
+        deadline = time.monotonic() + 5
+        while not marks.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marks.read_text().splitlines() == ["hup"]
+        assert private.procs.running("restart").pid != pids["restart"]
+        assert not _alive(pids["restart"])
+    finally:
+        private.down()
