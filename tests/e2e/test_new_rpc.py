@@ -1,11 +1,15 @@
 """Adding an RPC to a .proto and running the generator makes it reachable over REST and
 gRPC-Web with no hand-written config. Done on a temp copy of the schemas (the real ones are
 never touched): buf builds the copy's descriptor set, the generator writes a temp mesh/out,
-and a private Envoy from that output routes to an upstream serving the new method."""
+and a private NGINX -> Envoy pair from that output (the gateway path a browser takes) routes
+to an upstream serving the new method."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 from google.protobuf import descriptor_pb2, message_factory
@@ -13,7 +17,7 @@ from grpclib.const import Cardinality, Handler
 from grpclib.health.service import Health
 from grpclib.server import Server, Stream
 
-from mesh import envoy, generate
+from mesh import envoy, generate, nginx
 from mesh.api import load
 from mesh.testing import (
     GRPC_WEB_HEADERS,
@@ -25,6 +29,40 @@ from mesh.testing import (
 )
 
 PATH = "/shop.product.v1.ProductService/PingCatalog"
+NGINX_BIN = Path("/usr/sbin/nginx")
+
+
+def start_nginx(prefix: Path, listen: int, envoy_port: int) -> subprocess.Popen[bytes]:
+    """NGINX from the generator's template on spare ports, in front of `envoy_port`."""
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    (prefix / "html").mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        nginx.render(
+            nginx.NginxOptions(
+                listen=f"127.0.0.1:{listen}",
+                envoy=f"127.0.0.1:{envoy_port}",
+                status_listen=f"127.0.0.1:{free_port()}",
+                access_log_buffered=False,
+            )
+        )
+    )
+    globals_ = f"daemon off; pid {prefix / 'nginx.pid'};"
+    proc = subprocess.Popen(
+        [str(NGINX_BIN), "-p", f"{prefix}/", "-c", str(conf), "-g", globals_],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+        try:
+            httpx.get(f"http://127.0.0.1:{listen}/", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("private nginx did not answer")
 
 
 class Ping:
@@ -70,8 +108,11 @@ async def test_new_rpc_is_served_over_rest_and_grpc_web(tmp_path) -> None:
     )
     proxy = PrivateEnvoy(envoy.build(load(descriptor), opt), tmp_path / "envoy", admin)
     await asyncio.to_thread(proxy.__enter__)
+    gateway_port = free_port()
+    gateway = await asyncio.to_thread(start_nginx, tmp_path / "nginx", gateway_port, edge)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge}", timeout=10) as client:
+        base = f"http://127.0.0.1:{gateway_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             rest = await client.get("/api/v1/catalog/ping/bob")
             assert rest.status_code == 200, rest.text
             assert rest.json() == {"greeting": "hello bob"}
@@ -87,6 +128,8 @@ async def test_new_rpc_is_served_over_rest_and_grpc_web(tmp_path) -> None:
             assert "/api/v1/catalog/ping/{name}" in spec["paths"]
         assert impl.calls == 2
     finally:
+        gateway.terminate()
+        gateway.wait(10)
         await asyncio.to_thread(proxy.__exit__)
         server.close()
         await server.wait_closed()
