@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -222,6 +223,29 @@ def test_client_sent_claims_header_is_ignored(gw: httpx.Client, alice: dict) -> 
     # A customer's token plus forged admin claims: still not an admin.
     headers = {PAYLOAD_HEADER: forged, **bearer(alice["access_token"])}
     assert gw.post("/api/v1/products", json={}, headers=headers).status_code == 403
+
+
+def test_forged_claims_for_another_user_beside_a_valid_token_grant_nothing(
+    gw: httpx.Client, alice: dict, bob: dict
+) -> None:
+    """A user-level method with alice's valid token and forged claims saying she is bob and
+    an admin: the services act on the verified token only, so bob's profile, orders and
+    addresses stay closed to her, and a catalog write is still refused."""
+    claims = {"iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE, "sub": bob["user_id"]}
+    forged = b64url(json.dumps({**claims, "roles": ["customer", "admin"]}).encode())
+    headers = {PAYLOAD_HEADER: forged, **bearer(alice["access_token"])}
+    for path, params in (
+        (f"/api/v1/users/{bob['user_id']}", None),
+        (f"/api/v1/users/{bob['user_id']}/addresses", None),
+        ("/api/v1/orders", {"user_id": bob["user_id"]}),
+    ):
+        r = gw.get(path, params=params, headers=headers)
+        assert r.status_code in (403, 404), (path, r.status_code, r.text)
+    r = gw.post("/api/v1/products", json={"sku": "FORGED-1", "name": "x"}, headers=headers)
+    assert r.status_code == 403, r.text
+    # The control: the same token on alice's own profile works, forged header or not.
+    r = gw.get(f"/api/v1/users/{alice['user_id']}", headers=headers)
+    assert r.status_code == 200 and r.json()["user"]["email"] == alice["email"], r.text
 
 
 def test_jwks_is_served_at_the_well_known_path_with_public_keys_only(
