@@ -12,10 +12,13 @@ median (min-max) of the per-round ratios.
     python -m bench.order_place_ab --change NAME --base REV [--rounds 4] [--calls 150]
     python -m bench.order_place_ab --change NAME --base-mongo URL --new-mongo URL
     python -m bench.order_place_ab --change NAME --seed 5000 --twins new
+    python -m bench.order_place_ab --change NAME --base-s2s direct --new-s2s envoy
 
 `--seed N` puts N confirmed orders in each side's database first (lookups on FerretDB cost
 with the collection's size); `--twins new` gives only side new the GIN twins the stack adds
-to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them.
+to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them. `--base-s2s/--new-s2s
+direct|envoy` choose how each side's order server reaches product and user: their ports, or
+the stack Envoy's internal listener (what `make up` configures).
 """
 
 from __future__ import annotations
@@ -45,15 +48,21 @@ from bench.common import (
 )
 
 MONGO = "mongodb://127.0.0.1:27017/"
+# How an order server reaches product and user (ORDER_PRODUCT_ADDR, ORDER_USER_ADDR).
+S2S = {
+    "direct": ("127.0.0.1:50051", "127.0.0.1:50052"),
+    "envoy": ("127.0.0.1:8082", "127.0.0.1:8082"),  # the stack's internal listener
+}
 
 
 class Side:
     """One order server subprocess (code from `tree`), its channel and scratch database."""
 
-    def __init__(self, name: str, tree: Path, mongo_url: str) -> None:
+    def __init__(self, name: str, tree: Path, mongo_url: str, s2s: str = "direct") -> None:
         self.name = name
         self.tree = tree
         self.mongo_url = mongo_url
+        self.s2s = s2s
         self.database = f"order_ab_{name}_{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +77,8 @@ class Side:
             "ORDER_METRICS_PORT": str(free_port()),
             "ORDER_MONGO_URL": self.mongo_url,
             "ORDER_MONGO_DATABASE": self.database,
+            "ORDER_PRODUCT_ADDR": S2S[self.s2s][0],
+            "ORDER_USER_ADDR": S2S[self.s2s][1],
             "ORDER_RELAY_ENABLED": "false",
             "ORDER_SWEEP_INTERVAL_S": "0",
             "ORDER_ACCESS_LOG": "off",
@@ -234,8 +245,8 @@ def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
     sides = {
-        "base": Side("base", base_tree, args.base_mongo),
-        "new": Side("new", ROOT, args.new_mongo),
+        "base": Side("base", base_tree, args.base_mongo, args.base_s2s),
+        "new": Side("new", ROOT, args.new_mongo, args.new_s2s),
     }
     try:
         for s in sides.values():
@@ -280,6 +291,8 @@ def main() -> None:
     p.add_argument("--note", default="")
     p.add_argument("--seed", type=int, default=0, help="orders put in each side's database")
     p.add_argument("--twins", choices=("none", "new"), default="none")
+    p.add_argument("--base-s2s", choices=sorted(S2S), default="direct")
+    p.add_argument("--new-s2s", choices=sorted(S2S), default="direct")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--calls", type=int, default=150, help="per side, round and concurrency")
     p.add_argument("--seconds", type=float, default=20, help="cap per side and round")
@@ -317,6 +330,7 @@ def main() -> None:
         "settings": {
             "seed_orders": args.seed,
             "gin_twins": args.twins,
+            "s2s": {"base": args.base_s2s, "new": args.new_s2s},
             "rounds": args.rounds,
             "calls": args.calls,
             "seconds_cap": args.seconds,
