@@ -39,7 +39,7 @@ K8S_VERSION = "1.33.0"
 OVERLAYS = ("dev", "prod")
 DOCKERFILES = ROOT / "deploy" / "docker"
 # Created outside the repo on purpose (no secret values committed): deploy/README.md.
-EXTERNAL_SECRETS = {"shopmesh-postgres", "shopmesh-auth"}
+EXTERNAL_SECRETS = {"shopmesh-postgres", "shopmesh-auth", "shopmesh-grafana"}
 
 
 class Invalid(Exception):

@@ -433,8 +433,11 @@ def dashboards(api: Api) -> dict[str, dict[str, Any]]:
     return out
 
 
-def provisioning(prometheus_url: str = "http://127.0.0.1:9090") -> dict[str, dict[str, Any]]:
-    """Grafana provisioning files (relative path -> YAML document)."""
+def provisioning(
+    prometheus_url: str = "http://127.0.0.1:9090", scrape_interval: str = "2s"
+) -> dict[str, dict[str, Any]]:
+    """Grafana provisioning files (relative path -> YAML document). `scrape_interval` is
+    the one the Prometheus at `prometheus_url` scrapes at (Grafana's smallest step)."""
     return {
         "provisioning/datasources/shopmesh.yml": {
             "apiVersion": 1,
@@ -446,7 +449,7 @@ def provisioning(prometheus_url: str = "http://127.0.0.1:9090") -> dict[str, dic
                     "access": "proxy",
                     "url": prometheus_url,
                     "isDefault": True,
-                    "jsonData": {"timeInterval": "2s"},
+                    "jsonData": {"timeInterval": scrape_interval},
                 }
             ],
         },

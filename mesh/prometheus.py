@@ -11,6 +11,10 @@ Rules: RED per RPC (error ratio; p99 latency against half the method's schema ti
 as one recording rule per method so the alert stays one rule), Kafka consumer lag, DLQ
 growth, replica lag and fallbacks, outbox age, registry 5xx ratio, targets down.
 `promtool check rules` accepts the file (tests/unit/observability).
+
+kubernetes_scrape_config() is the cluster variant (same jobs and labels, targets from
+kubernetes_sd); deploy/render.py writes it into k8s/base/observability, as it writes the
+compose variant of scrape_config().
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class PrometheusOptions:
     host: str = "127.0.0.1"
     prometheus_port: int = 9090
     envoy_admin_port: int = 9901
-    # None: no NGINX exporter where this config runs (compose), so no `nginx` job
+    # None: no NGINX exporter where this config runs, so no `nginx` job
     nginx_exporter_port: int | None = NGINX_EXPORTER_PORT
     registry_port: int = REGISTRY_PORT
     scrape_interval: str = "2s"
@@ -99,6 +103,89 @@ def scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
         "rule_files": ["rules.yml"],
         "scrape_configs": jobs,
     }
+
+
+def _pod_job(
+    name: str, workloads: list[str], path: str | None = None, service_label: bool = False
+) -> dict[str, Any]:
+    """One Kubernetes job: pods of these `app.kubernetes.io/name`s in Prometheus' own
+    namespace that carry `prometheus.io/scrape: "true"`, scraped at the pod's
+    `prometheus.io/port` (and `prometheus.io/path`, else `path`, else /metrics).
+
+    The annotations, not the container ports, decide the address so Istio's metrics merging
+    works unchanged: its injector rewrites them to the sidecar agent's :15020, which serves
+    the app's metrics and the proxy's outside the STRICT mTLS listener."""
+    job: dict[str, Any] = {
+        "job_name": name,
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"own_namespace": True}}],
+        "relabel_configs": [
+            {
+                "action": "keep",
+                "source_labels": [
+                    "__meta_kubernetes_pod_label_app_kubernetes_io_name",
+                    "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+                ],
+                "regex": f"({'|'.join(sorted(workloads))});true",
+            },
+            # One target per pod (role: pod yields one per container port; after this
+            # rewrite they are identical and Prometheus keeps one).
+            {
+                "action": "replace",
+                "source_labels": [
+                    "__address__",
+                    "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                ],
+                "regex": "([^:]+)(?::\\d+)?;(\\d+)",
+                "replacement": "$1:$2",
+                "target_label": "__address__",
+            },
+            {
+                "action": "replace",
+                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                "regex": "(.+)",
+                "target_label": "__metrics_path__",
+            },
+            {
+                "action": "replace",
+                "source_labels": ["__meta_kubernetes_pod_name"],
+                "target_label": "pod",
+            },
+        ],
+    }
+    if service_label:
+        # The label dashboards and alerts filter on, where the local config sets it.
+        job["relabel_configs"].append(
+            {
+                "action": "replace",
+                "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                "target_label": "service",
+            }
+        )
+    if path is not None:
+        job["metrics_path"] = path
+    return job
+
+
+def kubernetes_scrape_config(opt: PrometheusOptions | None = None) -> dict[str, Any]:
+    """The Kubernetes variant of scrape_config(): the same jobs, `service` labels, intervals
+    and rules, with targets found by kubernetes_sd (role pod) instead of fixed addresses, so
+    every replica an HPA adds is scraped on its own (a Service name would load-balance
+    scrapes across replicas and interleave their counters). Needs get/list/watch on pods
+    (k8s/base/observability/prometheus.yaml grants it)."""
+    opt = opt or PrometheusOptions()
+    jobs = [
+        _pod_job(SERVICES_JOB, list(SERVICES), service_label=True),
+        _pod_job(REGISTRY_JOB, ["registry"], service_label=True),
+        _pod_job("envoy", ["envoy"], path="/stats/prometheus"),
+        # The gateway pod's nginx-prometheus-exporter sidecar (stub_status on loopback).
+        _pod_job("nginx", ["gateway"]),
+        {
+            "job_name": "prometheus",
+            "static_configs": [{"targets": [f"127.0.0.1:{opt.prometheus_port}"]}],
+        },
+    ]
+    base = scrape_config(opt)
+    return {**base, "scrape_configs": jobs}
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:

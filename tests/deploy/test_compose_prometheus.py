@@ -25,7 +25,7 @@ def test_compose_scrape_config_labels_every_target_like_the_local_one(
     compose_services = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
     jobs, local_jobs = _groups(composed), _groups(local)
 
-    assert set(jobs) == set(local_jobs) - {"nginx"}  # compose runs no NGINX exporter
+    assert set(jobs) == set(local_jobs)  # NGINX through the nginx-exporter service
     for name, groups in jobs.items():
         assert [g.get("labels") for g in groups] == [g.get("labels") for g in local_jobs[name]]
         for group, local_group in zip(groups, local_jobs[name], strict=True):
@@ -40,3 +40,20 @@ def test_compose_scrape_config_labels_every_target_like_the_local_one(
         {"labels": {"service": "registry"}, "targets": ["registry:8085"]}
     ]
     assert composed["rule_files"] == ["rules.yml"]  # compose mounts mesh/out's rules beside it
+    assert jobs["nginx"] == [{"targets": [f"nginx-exporter:{prometheus.NGINX_EXPORTER_PORT}"]}]
+
+
+def test_compose_nginx_exporter_reads_the_gateways_stub_status() -> None:
+    """The official exporter scrapes stub_status on the port gateway.conf serves it on, a
+    port compose does not publish (only 8080 is)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    exporter = compose["nginx-exporter"]
+    image, tag = exporter["image"].rsplit(":", 1)
+    assert image == "nginx/nginx-prometheus-exporter" and tag[0].isdigit()
+    assert exporter["command"] == ["--nginx.scrape-uri=http://gateway:8088/stub_status"]
+    assert exporter["depends_on"]["gateway"]["condition"] == "service_healthy"
+    assert exporter["networks"] == ["shopmesh"] and "ports" not in exporter
+    conf = (ROOT / "deploy" / "nginx" / "gateway.conf").read_text()
+    status_server = conf.split("listen 8088;", 1)[1].split("\nserver {", 1)[0]
+    assert "location = /stub_status" in status_server and "stub_status;" in status_server
+    assert compose["gateway"]["ports"] == ["127.0.0.1:8080:8080"]

@@ -143,7 +143,7 @@ def test_compose_lists_every_schema_service_built_from_its_dockerfile(
 def test_compose_has_the_whole_platform_with_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
     infra = {"postgres-primary", "postgres-replica", "kafka", "mongo", "smtp-sink"}
-    edge = {"registry", "envoy", "gateway", "prometheus", "grafana"}
+    edge = {"registry", "envoy", "gateway", "prometheus", "grafana", "nginx-exporter"}
     assert infra | edge <= set(services)
     for name in infra | {"prometheus", "grafana"}:
         assert services[name].get("healthcheck"), name
