@@ -8,6 +8,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, createRouterTransport } from "@connectrpc/connect";
 import { TokenPairSchema } from "@gen/shop/auth/v1/auth_pb.js";
 import { render } from "@testing-library/react";
+import type { ReactElement } from "react";
 import { MemoryRouter } from "react-router";
 import { App } from "./App";
 import { AuthSession } from "./api/session";
@@ -30,7 +31,11 @@ export function tokenPair(access: string, refresh: string, userId = "u-1", ttlMs
   });
 }
 
-export function setup(routes: (router: ConnectRouter) => void, options: { path?: string; signedIn?: boolean; roles?: string[] } = {}) {
+/** `ui` renders one page (with its own props) instead of the whole app. */
+export function setup(
+  routes: (router: ConnectRouter) => void,
+  options: { path?: string; signedIn?: boolean; roles?: string[]; ui?: ReactElement } = {},
+) {
   const session = new AuthSession(sessionStorage);
   const transport = createRouterTransport(routes, { transport: { interceptors: [authInterceptor(session)] } });
   wireRefresh(session, transport);
@@ -43,7 +48,7 @@ export function setup(routes: (router: ConnectRouter) => void, options: { path?:
     <ApiProvider transport={transport} session={session}>
       <CartProvider store={cart}>
         <MemoryRouter initialEntries={[options.path ?? "/"]}>
-          <App />
+          {options.ui ?? <App />}
         </MemoryRouter>
       </CartProvider>
     </ApiProvider>,

@@ -4,6 +4,7 @@
  * Envoy's JWT + admin-role check; see mesh/templates/nginx.conf.j2). The access token goes
  * in the Authorization header like every other call.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 
 export const OPS_PREFIX = "/api/ops/prometheus";
 
@@ -23,7 +24,23 @@ export class OpsHttpError extends Error {
           : `Prometheus answered HTTP ${status}.`,
     );
   }
+
+  /** The Connect code the rest of the app words errors by (src/api/errors.ts). */
+  get code(): Code {
+    if (this.status === 401) return Code.Unauthenticated;
+    if (this.status === 403) return Code.PermissionDenied;
+    if (this.status === 429) return Code.ResourceExhausted;
+    if (this.status === 502 || this.status === 503 || this.status === 504) return Code.Unavailable;
+    return Code.Internal;
+  }
+
+  toConnectError(): ConnectError {
+    return new ConnectError(this.message, this.code);
+  }
 }
+
+/** Signature of queryRange, so the ops page can be handed a fake Prometheus in tests. */
+export type QueryRange = (query: string, token: string, signal: AbortSignal) => Promise<Series[]>;
 
 interface MatrixAnswer {
   status: string;

@@ -7,7 +7,7 @@ import { useSession } from "../api/use-client";
 import { useQuery } from "../api/use-query";
 import { RequireLogin } from "../components/RequireLogin";
 import { ErrorNotice, Loading } from "../components/Status";
-import { latest, queryRange, type Series } from "../ops/prometheus";
+import { latest, OpsHttpError, type QueryRange, queryRange, type Series } from "../ops/prometheus";
 import queries from "../ops/queries.json";
 import { Sparkline } from "../ops/Sparkline";
 
@@ -62,25 +62,41 @@ function Table({ title, rows, label, value, format, empty }: { title: string; ro
   );
 }
 
-function Dashboard() {
+const REFUSED = new Set([401, 403]);
+
+/** A 403 from the gateway's admin check gets its own plain sentence, not "not allowed". */
+function OpsError({ error, onRetry }: { error: unknown; onRetry: () => void }) {
+  if (error instanceof OpsHttpError && error.status === 403) {
+    return (
+      <div className="state state-error" role="alert" data-code={error.code}>
+        <p className="state-title">Only admins can see this</p>
+        <p>Live metrics are only for admins, and your account is not an admin account. Log in with an admin account to see them.</p>
+      </div>
+    );
+  }
+  return <ErrorNotice error={error instanceof OpsHttpError ? error.toConnectError() : error} onRetry={onRetry} />;
+}
+
+function Dashboard({ query }: { query: QueryRange }) {
   const { session } = useSession();
   const q = useQuery<Figures>(
     async (signal) => {
       const token = await session.accessTokenForCall();
       const keys = Object.keys(OPS_QUERIES) as Key[];
-      const results = await Promise.all(keys.map((k) => queryRange(OPS_QUERIES[k], token, signal)));
+      const results = await Promise.all(keys.map((k) => query(OPS_QUERIES[k], token, signal)));
       return Object.fromEntries(keys.map((k, i) => [k, results[i]])) as Figures;
     },
-    [session],
-    { intervalMs: 10_000 },
+    [session, query],
+    // A refusal will not change by asking every 10 s.
+    { intervalMs: 10_000, pollWhile: (o) => !("error" in o && o.error instanceof OpsHttpError && REFUSED.has(o.error.status)) },
   );
-  if (!q.data) return q.status === "error" ? <ErrorNotice error={q.error} onRetry={q.reload} /> : <Loading label="Asking Prometheus…" />;
+  if (!q.data) return q.status === "error" ? <OpsError error={q.error} onRetry={q.reload} /> : <Loading label="Asking Prometheus…" />;
   const f = q.data;
   const errors = byLabel(f.errors, "service");
   const p99 = byLabel(f.p99, "service");
   return (
     <>
-      {q.status === "error" && <ErrorNotice error={q.error} onRetry={q.reload} />}
+      {q.status === "error" && <OpsError error={q.error} onRetry={q.reload} />}
       <section className="ops-block" aria-label="Requests per service">
         <h2>Requests (RED) per service</h2>
         <table className="ops-table">
@@ -119,13 +135,14 @@ function Dashboard() {
   );
 }
 
-export function OpsPage() {
+/** `query` is Prometheus' range query through the gateway; tests hand in a fake. */
+export function OpsPage({ query = queryRange }: { query?: QueryRange }) {
   return (
     <section aria-labelledby="ops-heading">
       <h1 id="ops-heading">Operations</h1>
       <p className="muted">Live from Prometheus every 10 s (admins only). Dashboards with more detail are generated for Grafana.</p>
       <RequireLogin what="see live metrics">
-        <Dashboard />
+        <Dashboard query={query} />
       </RequireLogin>
     </section>
   );
