@@ -29,6 +29,7 @@ from grpclib.exceptions import GRPCError
 from mesh.api import load
 from mesh.generate import DESCRIPTOR
 from services.auth.config import DEV_KEK, AuthServiceConfig
+from services.auth.domain import account_key, address_key
 from services.auth.keys import parse_kek, unseal
 from services.runtime.auth import (
     DEFAULT_AUDIENCE,
@@ -408,6 +409,65 @@ def _secret(n: int) -> str:
     """A password nothing else in a log can contain: no hex digits (trace and span ids are
     hex) and a fixed marker."""
     return "Zq" + "".join(secrets.choice("ghjkmnpqrstvwxyzGHJKMNPQRSTVWXYZ") for _ in range(n - 2))
+
+
+def _auth_setting(name: str) -> float:
+    """An auth service setting as the running stack has it (env, else the default)."""
+    default = {f.name: f.default for f in dataclasses.fields(AuthServiceConfig)}[name]
+    return float(os.environ.get(f"AUTH_{name.upper()}", default))
+
+
+async def _forget_throttle(dsn: str, keys: list[str]) -> dict[str, int]:
+    """Delete the test's throttle rows; returns their failure counts."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "DELETE FROM login_throttle WHERE key = ANY($1::text[]) RETURNING key, failures", keys
+        )
+    finally:
+        await conn.close()
+    return {r["key"]: r["failures"] for r in rows}
+
+
+def test_failures_across_many_accounts_throttle_the_client(
+    gw: httpx.Client, stack: StackHandle
+) -> None:
+    """Guessing one password per account over many accounts never trips an account lock;
+    the per-client counter catches it. The client connects from its own loopback address
+    (127.x.y.z, so NGINX's $remote_addr and the throttle key are this test's alone, and no
+    other caller on 127.0.0.1 is locked out) and sends a different x-forwarded-for every
+    time, which NGINX overwrites. After the client's free failures, even a right password
+    from it is refused, while the same account from another client signs in."""
+    free = int(_auth_setting("address_free_failures"))
+    host = "127." + ".".join(str(secrets.randbelow(250) + 1) for _ in range(3))
+    victim = register_and_login(gw)
+    emails = [f"nobody-{uuid.uuid4().hex[:12]}@example.com" for _ in range(free)]
+    keys = [address_key(host), *(account_key(e) for e in emails)]
+    transport = httpx.HTTPTransport(local_address=host)
+    try:
+        with httpx.Client(base_url=str(gw.base_url), transport=transport, timeout=15) as me:
+            for i, email in enumerate(emails):
+                spoof = f"203.0.113.{i % 250 + 1}"
+                r = me.post(
+                    "/api/v1/auth/login",
+                    json={"email": email, "password": "wrong-" + str(i)},
+                    headers={"x-forwarded-for": spoof, "x-real-ip": spoof},
+                )
+                # Each failure is a plain one until the client has used up its free ones.
+                assert r.status_code == 401, (i, r.text)
+                assert r.json()["message"] == "invalid email or password", (i, r.text)
+            r = me.post("/api/v1/auth/login", json={"email": victim["email"], "password": PASSWORD})
+            assert r.status_code == 401, r.text
+            assert r.json()["message"].startswith("too many sign-in attempts"), r.text
+        # Per client, not per account: the same account from another client is fine.
+        r = gw.post("/api/v1/auth/login", json={"email": victim["email"], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    finally:
+        transport.close()
+        failures = _run_in_thread(lambda: _forget_throttle(stack.pg_dsn("auth"), keys))
+    # The counter that locked is the one keyed by the address NGINX saw, none of the spoofs.
+    assert failures[address_key(host)] == free, failures
+    assert all(failures[account_key(e)] == 1 for e in emails), failures
 
 
 # How the runtime logs a registration the user service refused (services/runtime/server.py).
