@@ -3,7 +3,7 @@
 # Build from the repo root (the context is the whole repo, trimmed by .dockerignore):
 #   docker build -f deploy/docker/notification.Dockerfile -t shopmesh/notification .
 # The five Python service Dockerfiles differ only in name and ports
-# (tests/deploy/test_docker.py keeps them that way).
+# (tests/deploy/test_containers.py keeps them that way).
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
