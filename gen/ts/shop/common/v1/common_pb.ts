@@ -2,7 +2,26 @@
 // @generated from file shop/common/v1/common.proto (package shop.common.v1, syntax proto3)
 /* eslint-disable */
 
-// Types shared by every Shopmesh API.
+// Types shared by every Shopmesh API, and the conventions every API follows where a shared
+// type would cost more than it gives (tests/unit/schemas/test_conventions.py checks both
+// against the descriptor set, so a new RPC that breaks them fails CI):
+//
+// Pagination. A List or Search request carries `int32 page_size` (0..100; 0 means the
+// service's default) and `string page_token` (at most 512 characters: the opaque cursor
+// from the previous response, empty for the first page) inline, with exactly those
+// validation bounds; its response carries `string next_page_token`, empty on the last
+// page. Inline rather than a shared PageRequest message: moving the existing fields into
+// one would break `buf breaking` (FILE), and flat fields keep the REST query string flat
+// (?page_size=20&page_token=...). Two short lists are returned whole instead:
+// ListAddresses (a user's own saved addresses) and ListCategories (the catalog's
+// categories with their product counts).
+//
+// Ids. Ids are opaque strings minted by the service that owns the entity (UUID-based:
+// an order id is a UUID in 32 hex digits, a user id `u-<hex>`); clients never parse them.
+// Every singular `id` or `*_id` string a client sends (in an RPC's request, or a message
+// inside one) has the same rule: 1..64 characters matching ^[A-Za-z0-9_-]+$. A repeated
+// `*_ids` field keeps the 1..64 length per item. Ids in responses carry no rule: the
+// server wrote them.
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
