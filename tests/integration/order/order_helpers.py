@@ -19,17 +19,18 @@ TOPIC = "shop.orders.v1"
 
 
 class TopicTail:
-    def __init__(self, cfg: KafkaConfig, topic: str = TOPIC) -> None:
+    def __init__(self, cfg: KafkaConfig, topic: str = TOPIC, partitions: int = 0) -> None:
         self.serde = AvroSerde(cfg.registry_url)
         # No group: partitions are assigned by hand and read from the end captured at start.
         self.consumer = EventConsumer(cfg, self.serde, [], group_id=None)
         self.topic = topic
+        self.partitions = partitions  # 0: the platform topic's count (stack/topics.py)
         self.seen: list[ConsumedEvent] = []
 
     async def __aenter__(self) -> TopicTail:
         await self.consumer.start()
         raw = self.consumer.raw
-        parts = next(t.partitions for t in TOPICS if t.name == self.topic)
+        parts = self.partitions or next(t.partitions for t in TOPICS if t.name == self.topic)
         tps = [TopicPartition(self.topic, p) for p in range(parts)]
         raw.assign(tps)
         await raw.seek_to_end(*tps)

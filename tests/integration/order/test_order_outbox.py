@@ -160,6 +160,11 @@ async def test_relay_marks_a_batch_larger_than_ferretdbs_backend_pool(repo, kafk
 async def test_relay_killed_mid_batch_loses_nothing(repo, kafka_cfg, infra):
     orders = [await confirmed(repo, i) for i in range(40)]
     ids = {o.id for o in orders}
+    stored = {  # event id -> order id, as the documents hold them before any relay ran
+        e["id"]: d["_id"]
+        async for d in repo.orders.find({}, {"pending_events": 1})
+        for e in d["pending_events"]
+    }
     env = {
         **os.environ,
         "ORDER_MONGO_URL": infra.mongo_url(),
@@ -198,6 +203,9 @@ async def test_relay_killed_mid_batch_loses_nothing(repo, kafka_cfg, infra):
     by_id = {e.event_id for e in got}
     assert {e.key for e in got} == ids  # every order's OrderPlaced arrived
     assert len(by_id) == 40  # one event id per order (duplicates allowed, dedupe by id)
+    assert by_id == set(stored)  # the ids stored with the orders, republished or not
+    assert all(stored[e.event_id] == e.key for e in got)
+    assert not await repo.orders.count_documents({"outbox_since": {"$exists": True}})
 
 
 async def test_orders_written_before_the_outbox_flag_are_flagged_and_relayed(repo, kafka_cfg):

@@ -1,0 +1,232 @@
+"""Outbox relays against real FerretDB, Kafka and the registry, where at-least-once shows:
+two relays draining one database at once while orders keep changing, and a relay process
+killed after publishing but before marking. Every event arrives; a record seen twice is the
+same event (same id, key and payload), so consumers that dedupe by id see each once.
+Each test uses its own database, so the order service's relay never touches these orders."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import os
+import signal
+import sys
+import uuid
+
+import pytest
+
+from services.order.domain import (
+    Address,
+    LineItem,
+    Money,
+    Order,
+    OrderLine,
+    OrderStatus,
+    PlaceOrder,
+)
+from services.order.outbox import OutboxRelay
+from services.order.repository import OUTBOX_FLAG, MongoOrders, OrderLockTimeout
+from services.runtime.kafka import AvroSerde, ConsumedEvent, EventProducer, KafkaConfig
+from tests.integration.order.order_helpers import TopicTail, scratch_topic
+
+pytestmark = pytest.mark.stack
+
+ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
+MUG = [OrderLine("p-1", "Mug", 1, Money("USD", 3, 0))]
+
+
+@pytest.fixture(scope="module")
+def infra(stack):
+    stack.require("ferretdb", "kafka", "registry")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def kafka_cfg(infra) -> KafkaConfig:
+    return KafkaConfig(bootstrap_servers=infra.kafka_bootstrap, client_id="order-relays-test")
+
+
+@pytest.fixture
+async def repo(infra):
+    name = f"order_test_{uuid.uuid4().hex[:10]}"
+    r = MongoOrders(infra.mongo_url(), name)
+    await r.open()
+    yield r
+    await r.client.drop_database(name)
+    await r.close()
+
+
+async def confirmed(repo: MongoOrders, i: int) -> Order:
+    cmd = PlaceOrder(f"u-relays-{i}", f"key-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
+    order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+    assert await repo.add(order)
+    order.confirm(MUG, dt.datetime.now(dt.UTC), None)
+    assert await repo.save(order)
+    return order
+
+
+async def stored_events(repo: MongoOrders) -> dict[str, str]:
+    """event id -> order id of every event waiting in the outbox."""
+    return {
+        e["id"]: d["_id"]
+        async for d in repo.orders.find({OUTBOX_FLAG: True}, {"pending_events": 1})
+        for e in d["pending_events"]
+    }
+
+
+async def backlog(repo: MongoOrders) -> int:
+    return await repo.orders.count_documents({OUTBOX_FLAG: True})
+
+
+def assert_duplicates_are_the_same_event(got: list[ConsumedEvent]) -> None:
+    first: dict[str, ConsumedEvent] = {}
+    for e in got:
+        seen = first.setdefault(e.event_id or "", e)
+        assert (e.key, e.name, e.value) == (seen.key, seen.name, seen.value), e.event_id
+
+
+async def test_two_relays_at_once_publish_and_mark_every_event(repo, kafka_cfg, infra):
+    """Two relays (each its own FerretDB client and producer) drain one outbox while a
+    writer appends OrderStatusChanged events to orders they are relaying. Every event,
+    including those appended mid-pass, is published and marked exactly once in total."""
+    orders = [await confirmed(repo, i) for i in range(60)]
+    expected = await stored_events(repo)
+    assert len(expected) == 60
+    relays_repos = [MongoOrders(infra.mongo_url(), repo.database) for _ in range(2)]
+    for r in relays_repos:
+        await r.open()
+    writer_done = asyncio.Event()
+
+    async def write() -> None:
+        """Pay 20 orders while the relays run: their new events land in documents the
+        relays may have claimed and are publishing (the mark must keep them)."""
+        try:
+            for order in orders[::3]:
+                for _ in range(20):
+                    current = await repo.get(order.id)
+                    assert current is not None
+                    current.advance(OrderStatus.PAID, dt.datetime.now(dt.UTC), None)
+                    new = {e.event_id for e in current.events}
+                    try:
+                        if await repo.save(current):
+                            expected.update(dict.fromkeys(new, order.id))
+                            break
+                    except OrderLockTimeout:
+                        pass
+                else:
+                    pytest.fail(f"could not pay {order.id}")
+                await asyncio.sleep(0.01)
+        finally:
+            writer_done.set()
+
+    async def drive(relay: OutboxRelay) -> int:
+        marked = 0
+        while True:
+            n = await relay.run_once()
+            marked += n
+            if n == 0:
+                if writer_done.is_set() and not await backlog(relay.repo):
+                    return marked
+                await asyncio.sleep(0.05)
+
+    try:
+        async with scratch_topic(kafka_cfg) as topic, TopicTail(kafka_cfg, topic, 3) as tail:
+            serde = AvroSerde(kafka_cfg.registry_url, auto_register=True)
+            async with (
+                EventProducer(kafka_cfg, serde) as p1,
+                EventProducer(kafka_cfg, serde) as p2,
+            ):
+                relays = [
+                    OutboxRelay(r, p, topic=topic, batch=8)
+                    for r, p in zip(relays_repos, (p1, p2), strict=True)
+                ]
+                *marked, _ = await asyncio.wait_for(
+                    asyncio.gather(*(drive(r) for r in relays), write()), timeout=180
+                )
+            got = await tail.collect(
+                lambda e: True, lambda k: {e.event_id for e in k} >= set(expected), 30
+            )
+    finally:
+        for r in relays_repos:
+            await r.close()
+
+    assert len(expected) == 80
+    assert {e.event_id for e in got} == set(expected)  # none lost, none made up
+    assert all(e.key == expected[e.event_id] for e in got)
+    assert_duplicates_are_the_same_event(got)
+    assert sum(marked) == 80  # each event marked by one relay, once
+    assert await backlog(repo) == 0
+    assert await repo.orders.count_documents({"pending_events.0": {"$exists": True}}) == 0
+    # Per order, first sightings keep the order the events happened in (same key, same
+    # partition; a republished OrderPlaced may follow, carrying its first id).
+    firsts: dict[str, list[str]] = collections.defaultdict(list)
+    ever: set[str] = set()
+    for e in got:
+        if e.event_id not in ever:
+            ever.add(e.event_id or "")
+            firsts[e.key or ""].append(e.name.rpartition(".")[2])
+    paid = {o.id for o in orders[::3]}
+    assert all(
+        names == (["OrderPlaced", "OrderStatusChanged"] if key in paid else ["OrderPlaced"])
+        for key, names in firsts.items()
+    )
+
+
+async def test_relay_killed_after_publish_before_mark_republishes_same_ids(repo, kafka_cfg, infra):
+    """The crash window of the outbox: events acknowledged by Kafka, not yet removed from
+    the documents. A request holding each order's write lock keeps the relay process from
+    marking (it keeps the events for a later pass, as it does whenever an order is busy);
+    it is SIGKILLed once every order's event is on the topic. A new relay republishes them
+    with the same event ids and the outbox drains."""
+    orders = [await confirmed(repo, i) for i in range(12)]
+    ids = {o.id for o in orders}
+    expected = await stored_events(repo)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    await repo.locks.insert_many([{"_id": i, "owner": "request", "until": until} for i in ids])
+    env = {
+        **os.environ,
+        "ORDER_MONGO_URL": infra.mongo_url(),
+        "ORDER_MONGO_DATABASE": repo.database,
+        "ORDER_KAFKA_BOOTSTRAP": kafka_cfg.bootstrap_servers,
+        "ORDER_RELAY_BATCH": "50",
+        "ORDER_RELAY_LEASE_S": "2",
+        "ORDER_LOG_LEVEL": "ERROR",
+    }
+    async with TopicTail(kafka_cfg) as tail:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.order.outbox", env=env
+        )
+        try:
+            before = await tail.collect(
+                lambda e: e.key in ids, lambda k: {e.key for e in k} >= ids, 60
+            )
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert {e.key for e in before} == ids, "the relay did not publish every order"
+        # Published and acknowledged, yet nothing marked: the kill hit the window.
+        assert await stored_events(repo) == expected
+        await repo.locks.delete_many({"owner": "request"})  # the request finishes
+
+        serde = AvroSerde(kafka_cfg.registry_url)
+        async with EventProducer(kafka_cfg, serde) as producer:
+            relay = OutboxRelay(repo, producer, batch=50)
+            for _ in range(100):  # the dead relay's claims expire after their 2 s lease
+                await relay.run_once()
+                if not await backlog(repo):
+                    break
+                await asyncio.sleep(0.2)
+        n_before = collections.Counter(e.key for e in before)
+
+        def republished(kept: list[ConsumedEvent]) -> bool:
+            now = collections.Counter(e.key for e in kept)
+            return all(now[i] > n_before[i] for i in ids)
+
+        got = await tail.collect(lambda e: e.key in ids, republished, 20)
+    assert await backlog(repo) == 0
+    after = collections.Counter(e.key for e in got)
+    assert all(after[i] > n_before[i] for i in ids), "an order was not republished"
+    assert {e.event_id for e in got} == set(expected)  # the same ids, no new ones
+    assert all(e.key == expected[e.event_id] for e in got)
+    assert_duplicates_are_the_same_event(got)
