@@ -4,6 +4,13 @@ outbox relay's events/s against raw producers, all in one run. Writes bench/resu
 - rpc: an order server in this process (port 0, its own scratch database, relay and sweeper
   off) talking to the stack's product and user services. PlaceOrder (user check, reserve,
   two locked document writes) is reported beside GetOrder (one indexed read), the baseline.
+  Then, same run and same shopper JWT, PlaceOrder on the stack's order service (50053)
+  direct, and through the gateway as the storefront calls it: gRPC-Web to NGINX
+  (127.0.0.1:8080) -> Envoy (jwt_authn, RBAC) -> that service; each worker has its own
+  loopback source address, so NGINX's per-IP limit applies per shopper. The gateway leg is
+  reported as a ratio to both direct figures. The stack's service is the like-for-like one:
+  unlike the in-process server it logs and traces every call, runs its relay (publishing
+  these orders' events meanwhile) and sweeper, and its database holds every earlier order.
 - relay: N confirmed orders seeded in a scratch database, drained by OutboxRelay to a
   scratch topic (subjects auto-registered, deleted afterwards), beside the same records sent
   by EventProducer alone (aiokafka) and by confluent-kafka's Producer: the gap is what the
@@ -19,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import sys
@@ -31,11 +39,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import aiohttp  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
-from bench.common import BenchFailed, write_result  # noqa: E402
+from bench.common import BenchFailed, check_loopback, write_result  # noqa: E402
+from mesh.testing import GRPC_WEB_HEADERS, grpc_web_parse, grpc_web_request  # noqa: E402
 from services.order.clients import GrpcCatalog, GrpcUsers  # noqa: E402
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder  # noqa: E402
 from services.order.handlers import OrderHandlers  # noqa: E402
@@ -56,6 +66,9 @@ from shop.user.v1 import user_pb2  # noqa: E402
 from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
 
 MONGO = "mongodb://127.0.0.1:27017/"
+GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
+STACK_ORDER = ("127.0.0.1", 50053)  # the stack's order service, behind Envoy
+PLACE_ORDER_WEB = "/api/shop.order.v1.OrderService/PlaceOrder"
 KAFKA = KafkaConfig(client_id="order-bench")
 MAX_CALLS = 20_000  # per scenario, bounds the run on a fast machine
 ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
@@ -195,12 +208,84 @@ async def bench_rpc(seconds: float, concurrency: int) -> dict[str, object]:
             )
 
         out["place_order"] = await loops(place, seconds, concurrency)
+        out |= await bench_place_via_stack(
+            md, user.id, product.id, address, tag, seconds, concurrency
+        )
+        direct = out["place_order"]["per_s"]  # type: ignore[index]
+        stack_direct = out["place_order_stack_direct"]["per_s"]
+        gateway = out["place_order_gateway"]["per_s"]
+        out["place_order_gateway_ratio_vs_direct"] = round(gateway / direct, 3)
+        out["place_order_gateway_ratio_vs_stack_direct"] = round(gateway / stack_direct, 3)
     finally:
         for c in (channel, pch, uch, ach):
             c.close()
         assert repo.client is not None
         await repo.client.drop_database(db)
         await app.stop(0)
+    return out
+
+
+async def bench_place_via_stack(
+    md: dict[str, str],
+    user_id: str,
+    product_id: str,
+    address: common_pb2.Address,
+    tag: str,
+    seconds: float,
+    concurrency: int,
+) -> dict[str, dict[str, float]]:
+    """PlaceOrder on the stack's order service: gRPC direct, then gRPC-Web via NGINX and
+    Envoy, with the same shopper's JWT. Any failed call fails the run (see `loops`)."""
+    check_loopback(GATEWAY.split("//", 1)[1].split(":", 1)[0])
+
+    def request(leg: str, w: int, i: int) -> pb.PlaceOrderRequest:
+        return pb.PlaceOrderRequest(
+            idempotency_key=f"bench-{tag}-{leg}-{w}-{i}",
+            user_id=user_id,
+            lines=[pb.LineItem(product_id=product_id, quantity=1)],
+            shipping_address=address,
+        )
+
+    out: dict[str, dict[str, float]] = {}
+    channel = Channel(*STACK_ORDER)
+    stub = OrderServiceStub(channel)
+    try:
+        out["place_order_stack_direct"] = await loops(
+            lambda w, i: stub.PlaceOrder(request("direct", w, i), metadata=md, timeout=10),
+            seconds,
+            concurrency,
+        )
+    finally:
+        channel.close()
+
+    headers = {**GRPC_WEB_HEADERS, **md}
+    sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1, local_addr=(f"127.0.0.{10 + w}", 0)),
+            timeout=aiohttp.ClientTimeout(total=15),
+        )
+        for w in range(concurrency)
+    ]
+
+    async def via_gateway(w: int, i: int) -> None:
+        body = grpc_web_request(request("gateway", w, i).SerializeToString())
+        async with sessions[w].post(GATEWAY + PLACE_ORDER_WEB, data=body, headers=headers) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise BenchFailed(f"gRPC-Web HTTP {r.status}: {data[:200]!r}")
+            messages, trailers = grpc_web_parse(data, dict(r.headers))
+        if trailers.get("grpc-status") != "0":
+            raise BenchFailed(f"gRPC-Web {trailers}")
+        order = pb.PlaceOrderResponse.FromString(messages[0]).order
+        if order.status != pb.ORDER_STATUS_CONFIRMED:
+            raise BenchFailed(f"order {order.id} is {pb.OrderStatus.Name(order.status)}")
+
+    try:
+        await via_gateway(0, -1)  # correctness (and the JWT through Envoy) before load
+        out["place_order_gateway"] = await loops(via_gateway, seconds, concurrency)
+    finally:
+        for session in sessions:
+            await session.close()
     return out
 
 

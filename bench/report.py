@@ -222,6 +222,16 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
             ("order", "PlaceOrder (direct gRPC)",
              f"{place['per_s']}/s, p99 {place.get('p99_ms')} ms", f"GetOrder {get.get('per_s')}/s")
         )  # fmt: skip
+    rpc = order.get("rpc", {})
+    web, stack_direct = rpc.get("place_order_gateway", {}), rpc.get("place_order_stack_direct", {})
+    if web.get("per_s") and stack_direct.get("per_s"):
+        rows.append(
+            ("order", "PlaceOrder via NGINX -> Envoy (gRPC-Web, user JWT)",
+             f"{web['per_s']}/s, p50 {web.get('p50_ms')} ms, p99 {web.get('p99_ms')} ms",
+             f"x{rpc.get('place_order_gateway_ratio_vs_stack_direct')} of the same service "
+             f"direct ({stack_direct['per_s']}/s, p99 {stack_direct.get('p99_ms')} ms); "
+             f"x{rpc.get('place_order_gateway_ratio_vs_direct')} of the in-process server")
+        )  # fmt: skip
     notif = results.get("notification", {})
     if notif.get("throughput"):
         t, lat = notif["throughput"], notif.get("latency", {})
