@@ -16,7 +16,7 @@ outbox relay's events/s against raw producers, all in one run. Writes bench/resu
   by EventProducer alone (aiokafka) and by confluent-kafka's Producer: the gap is what the
   outbox's claim + lock + mark costs per event.
 
-    python bench/order_bench.py [--seconds 5] [--concurrency 8] [--events 1000]
+    python bench/order_bench.py [--seconds 5] [--concurrency 8] [--events 1000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
-from bench.common import BenchFailed, check_loopback, write_result  # noqa: E402
+from bench.common import BenchFailed, check_loopback, median_range, write_result  # noqa: E402
 from mesh.testing import GRPC_WEB_HEADERS, grpc_web_parse, grpc_web_request  # noqa: E402
 from services.order.clients import GrpcCatalog, GrpcUsers  # noqa: E402
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder  # noqa: E402
@@ -132,7 +132,7 @@ async def seed_confirmed(repo: MongoOrders, n: int, user_id: str = "u-bench") ->
     return ids
 
 
-async def bench_rpc(seconds: float, concurrency: int) -> dict[str, object]:
+async def bench_rpc(seconds: float, concurrency: int, rounds: int) -> dict[str, object]:
     db = f"order_bench_{uuid.uuid4().hex[:8]}"
     repo = MongoOrders(MONGO, db)
     catalog, users = GrpcCatalog("127.0.0.1", 50051), GrpcUsers("127.0.0.1", 50052)
@@ -209,13 +209,11 @@ async def bench_rpc(seconds: float, concurrency: int) -> dict[str, object]:
 
         out["place_order"] = await loops(place, seconds, concurrency)
         out |= await bench_place_via_stack(
-            md, user.id, product.id, address, tag, seconds, concurrency
+            md, user.id, product.id, address, tag, seconds, concurrency, rounds
         )
         direct = out["place_order"]["per_s"]  # type: ignore[index]
-        stack_direct = out["place_order_stack_direct"]["per_s"]
-        gateway = out["place_order_gateway"]["per_s"]
+        gateway = out["place_order_gateway"]["per_s"]["median"]
         out["place_order_gateway_ratio_vs_direct"] = round(gateway / direct, 3)
-        out["place_order_gateway_ratio_vs_stack_direct"] = round(gateway / stack_direct, 3)
     finally:
         for c in (channel, pch, uch, ach):
             c.close()
@@ -233,31 +231,24 @@ async def bench_place_via_stack(
     tag: str,
     seconds: float,
     concurrency: int,
-) -> dict[str, dict[str, float]]:
-    """PlaceOrder on the stack's order service: gRPC direct, then gRPC-Web via NGINX and
-    Envoy, with the same shopper's JWT. Any failed call fails the run (see `loops`)."""
+    rounds: int,
+) -> dict[str, object]:
+    """PlaceOrder on the stack's order service: gRPC direct and gRPC-Web via NGINX and
+    Envoy, with the same shopper's JWT, alternating for `rounds` rounds so drift on the
+    shared machine hits both alike; median (min-max) over rounds. Any failed call fails
+    the run (see `loops`)."""
     check_loopback(GATEWAY.split("//", 1)[1].split(":", 1)[0])
 
-    def request(leg: str, w: int, i: int) -> pb.PlaceOrderRequest:
+    def request() -> pb.PlaceOrderRequest:
         return pb.PlaceOrderRequest(
-            idempotency_key=f"bench-{tag}-{leg}-{w}-{i}",
+            idempotency_key=f"bench-{tag}-{uuid.uuid4().hex}",  # a new order every call
             user_id=user_id,
             lines=[pb.LineItem(product_id=product_id, quantity=1)],
             shipping_address=address,
         )
 
-    out: dict[str, dict[str, float]] = {}
     channel = Channel(*STACK_ORDER)
     stub = OrderServiceStub(channel)
-    try:
-        out["place_order_stack_direct"] = await loops(
-            lambda w, i: stub.PlaceOrder(request("direct", w, i), metadata=md, timeout=10),
-            seconds,
-            concurrency,
-        )
-    finally:
-        channel.close()
-
     headers = {**GRPC_WEB_HEADERS, **md}
     sessions = [
         aiohttp.ClientSession(
@@ -268,25 +259,51 @@ async def bench_place_via_stack(
     ]
 
     async def via_gateway(w: int, i: int) -> None:
-        body = grpc_web_request(request("gateway", w, i).SerializeToString())
-        async with sessions[w].post(GATEWAY + PLACE_ORDER_WEB, data=body, headers=headers) as r:
-            data = await r.read()
-            if r.status != 200:
-                raise BenchFailed(f"gRPC-Web HTTP {r.status}: {data[:200]!r}")
-            messages, trailers = grpc_web_parse(data, dict(r.headers))
+        body = grpc_web_request(request().SerializeToString())
+        async with sessions[w].post(GATEWAY + PLACE_ORDER_WEB, data=body, headers=headers) as rep:
+            data = await rep.read()
+            if rep.status != 200:
+                raise BenchFailed(f"gRPC-Web HTTP {rep.status}: {data[:200]!r}")
+            messages, trailers = grpc_web_parse(data, dict(rep.headers))
         if trailers.get("grpc-status") != "0":
             raise BenchFailed(f"gRPC-Web {trailers}")
         order = pb.PlaceOrderResponse.FromString(messages[0]).order
         if order.status != pb.ORDER_STATUS_CONFIRMED:
             raise BenchFailed(f"order {order.id} is {pb.OrderStatus.Name(order.status)}")
 
+    legs: dict[str, list[dict[str, float]]] = {"stack_direct": [], "gateway": []}
     try:
-        await via_gateway(0, -1)  # correctness (and the JWT through Envoy) before load
-        out["place_order_gateway"] = await loops(via_gateway, seconds, concurrency)
+        await via_gateway(0, 0)  # correctness (and the JWT through Envoy) before load
+        for _ in range(rounds):
+            legs["stack_direct"].append(
+                await loops(
+                    lambda w, i: stub.PlaceOrder(request(), metadata=md, timeout=10),
+                    seconds,
+                    concurrency,
+                )
+            )
+            legs["gateway"].append(await loops(via_gateway, seconds, concurrency))
     finally:
+        channel.close()
         for session in sessions:
             await session.close()
-    return out
+
+    def summary(points: list[dict[str, float]]) -> dict[str, object]:
+        return {
+            "calls": sum(int(p["calls"]) for p in points),
+            "errors": 0,
+            **{k: median_range((p[k] for p in points), 2) for k in ("per_s", "p50_ms", "p99_ms")},
+        }
+
+    ratios = [
+        g["per_s"] / d["per_s"] for d, g in zip(legs["stack_direct"], legs["gateway"], strict=True)
+    ]
+    return {
+        "place_order_stack_direct": summary(legs["stack_direct"]),
+        "place_order_gateway": summary(legs["gateway"]),
+        "place_order_gateway_ratio_vs_stack_direct": median_range(ratios),
+        "place_order_rounds": rounds,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -377,6 +394,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating direct/gateway rounds")
     args = ap.parse_args()
     result = {
         "bench": "order",
@@ -385,7 +403,7 @@ async def main() -> None:
         "params": vars(args),
         "note": "FerretDB v1.24.2 on PostgreSQL; a new order is one insert and one update, "
         "later writes take a per-order lock (insert + delete), see services/order/repository.py",
-        "rpc": await bench_rpc(args.seconds, args.concurrency),
+        "rpc": await bench_rpc(args.seconds, args.concurrency, args.rounds),
         "relay": await bench_relay(args.events),
     }
     write_result("order", result)

@@ -227,10 +227,11 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
     if web.get("per_s") and stack_direct.get("per_s"):
         rows.append(
             ("order", "PlaceOrder via NGINX -> Envoy (gRPC-Web, user JWT)",
-             f"{web['per_s']}/s, p50 {web.get('p50_ms')} ms, p99 {web.get('p99_ms')} ms",
-             f"x{rpc.get('place_order_gateway_ratio_vs_stack_direct')} of the same service "
-             f"direct ({stack_direct['per_s']}/s, p99 {stack_direct.get('p99_ms')} ms); "
-             f"x{rpc.get('place_order_gateway_ratio_vs_direct')} of the in-process server")
+             f"{_med(web['per_s'])}/s, p50 {_med(web.get('p50_ms'))} ms, "
+             f"p99 {_med(web.get('p99_ms'))} ms",
+             f"x{_med(rpc.get('place_order_gateway_ratio_vs_stack_direct'))} of the same service "
+             f"direct ({_med(stack_direct['per_s'])}/s, p99 {_med(stack_direct.get('p99_ms'))} "
+             f"ms); x{rpc.get('place_order_gateway_ratio_vs_direct')} of the in-process server")
         )  # fmt: skip
     notif = results.get("notification", {})
     if notif.get("throughput"):
