@@ -23,7 +23,7 @@ const BASE = process.env.E2E_BASE_URL ?? "http://127.0.0.1:8080";
 const SMTP = process.env.E2E_SMTP_URL ?? "http://127.0.0.1:1080";
 const CHROMIUM = process.env.SHOPMESH_CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = join(HERE, "screenshots");
-const ALL = ["product", "user", "auth", "order", "notification", "smtp-sink"];
+const ALL = ["product", "user", "auth", "order", "notification", "smtp-sink", "prometheus"];
 const UP = new Set(process.env.E2E_SERVICES ? process.env.E2E_SERVICES.split(",").filter(Boolean) : ALL);
 const ONLY = process.env.E2E_ONLY ? new Set(process.env.E2E_ONLY.split(",")) : null;
 const DESKTOP = { width: 1280, height: 800 };
@@ -35,8 +35,11 @@ const state = {
   shopper: { name: "Eve Tester", email: `e2e-${run}@example.com`, password: "correct horse battery" },
   other: { name: "Mallory Other", email: `e2e-${run}-other@example.com`, password: "another good password" },
   productName: "",
+  productPath: "",
   orderId: "",
 };
+// The demo admin the user service seeds (services/user/demo.py).
+const ADMIN = { email: "admin@shopmesh.local", password: "shopmesh-admin" };
 const screenshots = [];
 
 function check(cond, message) {
@@ -96,6 +99,61 @@ async function prices(page) {
   return texts.map((t) => Number(t.replace(/[^0-9.]/g, "")));
 }
 
+async function cartCount(page) {
+  const text = await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: /^Cart/ }).innerText();
+  return Number(/\((\d+)\)/.exec(text)?.[1] ?? NaN);
+}
+
+/** Presses Tab until the focused element matches, as a keyboard-only shopper would. */
+async function tabTo(page, matches, what, max = 80) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press("Tab");
+    const el = await page.evaluate(() => {
+      const a = document.activeElement;
+      return { tag: a?.tagName ?? "", text: (a?.textContent ?? "").trim(), label: a?.getAttribute("aria-label") ?? "" };
+    });
+    if (matches(el)) return i + 1;
+  }
+  throw new Error(`${max} presses of Tab never reached ${what}`);
+}
+
+function exactly(text) {
+  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+}
+
+/** A new tab (own sessionStorage, so its own session) logged in as the demo admin. */
+async function adminTab(context) {
+  const page = await context.newPage();
+  await logIn(page, ADMIN);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Admin" }).waitFor({ timeout: T });
+  return page;
+}
+
+/** Admin page row of one product, by its SKU (names need not be unique, SKUs are). */
+function adminRow(page, sku) {
+  return page.getByRole("table").locator("tbody tr").filter({ has: page.locator('td[data-label="SKU"]', { hasText: exactly(sku) }) });
+}
+
+/** Opens the editor of the product with this SKU; returns the editor form. */
+async function editProduct(page, sku) {
+  const row = adminRow(page, sku);
+  const name = await row.locator('td[data-label="Name"]').innerText();
+  await row.getByRole("button", { name: `Edit ${name}` }).click();
+  const editor = page.getByRole("form", { name: `Edit ${name}` });
+  await editor.getByText(`SKU ${sku}`).waitFor({ timeout: T });
+  return { editor, name };
+}
+
+/** Sets a product's stock through the admin editor; returns once the list shows it. */
+async function setStock(page, sku, stock) {
+  const { editor, name } = await editProduct(page, sku);
+  await editor.getByRole("spinbutton", { name: "Stock" }).fill(String(stock));
+  await editor.getByRole("button", { name: "Save" }).click();
+  await expectVisible(page, editor.getByText(`Saved ${name}.`), `saving the stock of ${sku}`);
+  await adminRow(page, sku).locator('td[data-label="Stock"]', { hasText: exactly(String(stock)) }).waitFor({ timeout: T });
+  return editor;
+}
+
 const scenarios = [
   {
     name: "shell",
@@ -126,7 +184,6 @@ const scenarios = [
       await expectVisible(page, grid, "catalog");
       check((await grid.getByRole("listitem").count()) > 0, "catalog is empty");
       await shot(page, "catalog");
-      await shot(page, "catalog-phone", PHONE, { reload: true });
       const categories = page.getByRole("navigation", { name: "Categories" }).getByRole("button");
       await categories.nth(1).waitFor({ timeout: T });
       const slug = (await categories.nth(1).innerText()).split(" ")[0];
@@ -135,23 +192,32 @@ const scenarios = [
       await expectVisible(page, grid, "category listing");
       const cats = await grid.locator(".meta").allInnerTexts();
       check(cats.length > 0 && cats.every((c) => c === slug), `category filter leaked: ${cats.join(",")}`);
-      await page.getByLabel("Min").fill("20");
-      await page.getByLabel("Max").fill("60");
+      // A range around a price this category really has (test data adds categories whose
+      // products all cost the same), so the filtered list must be non-empty.
+      const listed = (await prices(page)).sort((a, b) => a - b);
+      const mid = listed[Math.floor(listed.length / 2)];
+      const [lo, hi] = [Math.floor(mid), Math.ceil(mid) + 1];
+      await page.getByLabel("Min").fill(String(lo));
+      await page.getByLabel("Max").fill(String(hi));
       await page.getByRole("button", { name: "Apply" }).click();
-      await page.waitForURL(/min=20/, { timeout: T });
+      await page.waitForURL(new RegExp(`min=${lo}`), { timeout: T });
       await page.waitForTimeout(300);
       await expectVisible(page, grid, "price filter");
       const ps = await prices(page);
-      check(ps.length > 0 && ps.every((p) => p >= 20 && p <= 60), `price filter leaked: ${ps.join(",")}`);
+      check(ps.length > 0 && ps.every((p) => p >= lo && p <= hi), `price filter ${lo}-${hi} leaked: ${ps.join(",")}`);
       await goto(page, "/");
       await expectVisible(page, grid, "catalog");
       const next = page.getByRole("button", { name: "Next →" });
       if (await next.isEnabled()) {
-        const first = await grid.getByRole("listitem").first().innerText();
+        // By product link (id): test data holds many products with the same name and price.
+        const ids = () => grid.getByRole("heading").getByRole("link").evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+        const first = await ids();
         await next.click();
         await page.getByText("Page 2").waitFor({ timeout: T });
         await expectVisible(page, grid, "page 2");
-        check((await grid.getByRole("listitem").first().innerText()) !== first, "page 2 shows page 1 again");
+        await page.waitForFunction((href) => !document.querySelector(`a[href="${href}"]`), first[0], { timeout: T }).catch(() => undefined);
+        const again = (await ids()).filter((id) => first.includes(id));
+        check(again.length === 0, `page 2 shows products of page 1 again: ${again.join(", ")}`);
       }
     },
   },
@@ -180,6 +246,7 @@ const scenarios = [
     async run({ page }) {
       await page.getByRole("link", { name: state.productName }).click();
       await page.getByRole("heading", { name: state.productName, level: 1 }).waitFor({ timeout: T });
+      state.productPath = new URL(page.url()).pathname;
       await shot(page, "product");
       await page.getByLabel("Quantity").fill("2");
       await page.getByRole("button", { name: "Add to cart" }).click();
@@ -191,7 +258,6 @@ const scenarios = [
       check((await line.count()) === 1, "cart should have one line");
       check((await line.first().getByRole("spinbutton").inputValue()) === "2", "quantity not kept across reload");
       await shot(page, "cart");
-      await shot(page, "cart-phone", PHONE);
     },
   },
   {
@@ -228,6 +294,38 @@ const scenarios = [
     },
   },
   {
+    name: "phone-width",
+    needs: ["product", "user", "auth"],
+    after: ["cart", "logout-login"],
+    about: "at 390 px wide, catalog, product, cart and checkout fit the screen (no sideways scroll)",
+    async run({ page }) {
+      const pages = [
+        ["catalog", "/", page.getByRole("list", { name: "Products" })],
+        ["product", state.productPath, page.getByRole("heading", { name: state.productName, level: 1 })],
+        ["cart", "/cart", page.getByRole("list", { name: "Items in your cart" })],
+        ["checkout", "/checkout", page.getByLabel("Postal code")],
+      ];
+      const wide = [];
+      await page.setViewportSize(PHONE);
+      try {
+        for (const [name, path, ready] of pages) {
+          // Loaded at this width, as on a phone (layout choices made at start apply).
+          await page.goto(BASE + path, { waitUntil: "networkidle" });
+          await expectVisible(page, ready, `${name} at ${PHONE.width} px`);
+          const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+            scrollWidth: document.documentElement.scrollWidth,
+            innerWidth: window.innerWidth,
+          }));
+          await shot(page, `${name}-phone`);
+          if (scrollWidth > innerWidth) wide.push(`${name}: scrollWidth ${scrollWidth} > innerWidth ${innerWidth}`);
+        }
+      } finally {
+        await page.setViewportSize(DESKTOP);
+      }
+      check(wide.length === 0, `scrolls sideways at ${PHONE.width} px: ${wide.join("; ")}`);
+    },
+  },
+  {
     name: "checkout",
     needs: ["product", "user", "auth", "order"],
     after: ["cart", "logout-login"],
@@ -239,7 +337,6 @@ const scenarios = [
       await page.getByLabel("City").fill("Springfield");
       await page.getByLabel("Postal code").fill("12345");
       await shot(page, "checkout");
-      await shot(page, "checkout-phone", PHONE);
       await page.getByRole("button", { name: "Place order" }).dblclick();
       await page.waitForURL(/\/orders\/[^/?]+\?placed=1/, { timeout: 30_000 }).catch(async (err) => {
         const alert = page.getByRole("alert");
@@ -318,29 +415,130 @@ const scenarios = [
     },
   },
   {
-    name: "admin",
+    name: "keyboard",
     needs: ["product"],
-    about: "admin page lists products with stock and opens the editor",
+    about: "keyboard only (Tab/Enter): catalog -> product page -> add to cart -> cart",
+    async run({ page }) {
+      await goto(page, "/");
+      const grid = page.getByRole("list", { name: "Products" });
+      await expectVisible(page, grid, "catalog");
+      let target = "";
+      for (const card of await grid.getByRole("listitem").all()) {
+        if (await card.getByRole("button").isEnabled()) {
+          target = await card.getByRole("heading").innerText();
+          break;
+        }
+      }
+      check(target, "no product in stock on the first catalog page");
+      const before = await cartCount(page);
+      await tabTo(page, (el) => el.tag === "A" && el.text === target, `the link to ${target}`);
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: target, level: 1 }).waitFor({ timeout: T });
+      await tabTo(page, (el) => el.tag === "BUTTON" && el.text === "Add to cart", "Add to cart");
+      await page.keyboard.press("Enter");
+      await page.getByText(`Added 1 × ${target}`).waitFor({ timeout: T });
+      check((await cartCount(page)) === before + 1, `cart count ${await cartCount(page)}, expected ${before + 1}`);
+      await tabTo(page, (el) => el.tag === "A" && el.text === "View cart", "View cart");
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: "Your cart" }).waitFor({ timeout: T });
+      await page.getByRole("list", { name: "Items in your cart" }).getByRole("listitem").filter({ hasText: target }).first().waitFor({ timeout: T });
+      await shot(page, "cart-keyboard");
+      // Leave the cart as it was for the scenarios after this one (mouse is fine here).
+      await page.getByRole("button", { name: `Remove ${target}` }).click();
+    },
+  },
+  {
+    name: "admin",
+    needs: ["product", "user", "auth"],
+    after: ["logout-login"],
+    about: "the signed-in shopper (no admin) sees the admin list, an edit is refused in words, and the ops page says only admins",
     async run({ page }) {
       await goto(page, "/admin");
+      const table = page.getByRole("table");
       const login = page.getByText("Please log in to manage products.");
-      if (await login.isVisible().catch(() => false)) {
-        await shot(page, "admin-login-required");
-        return;
-      }
-      await expectVisible(page, page.getByRole("table"), "admin list");
+      await table.or(login).first().waitFor({ timeout: T });
+      // A log-in prompt means the refusal below was never exercised: that is a failure.
+      check(!(await login.isVisible()), "admin page asks to log in: the shopper's session is gone, the refusal was not reached");
+      await expectVisible(page, table, "admin list");
       await page.getByRole("button", { name: /^Edit / }).first().click();
       const stock = page.getByRole("spinbutton", { name: "Stock" });
       await stock.waitFor({ timeout: T });
-      await shot(page, "admin");
       // The e2e shopper is no admin: the gateway/service must refuse the edit, in words.
       await stock.fill(String(Number(await stock.inputValue()) + 1));
       await page.getByRole("button", { name: "Save" }).click();
       const alert = page.getByRole("alert");
       await alert.waitFor({ timeout: T });
       const text = await alert.innerText();
-      check(/Not allowed|Please log in/.test(text), `non-admin edit not refused in words: ${text}`);
+      check(/Not allowed/.test(text), `non-admin edit not refused in words: ${text}`);
       await shot(page, "admin-refused");
+      if (UP.has("prometheus")) {
+        await page.getByRole("link", { name: "Ops" }).click();
+        const refused = page.getByRole("alert");
+        await refused.waitFor({ timeout: T });
+        const words = await refused.innerText();
+        check(/Only admins can see this/.test(words), `ops page for a shopper: ${words}`);
+        await shot(page, "ops-refused");
+      }
+    },
+  },
+  {
+    name: "admin-edit",
+    needs: ["product", "user", "auth"],
+    about: "the demo admin changes a product's stock on the admin page, the product page shows it, and it is put back",
+    async run({ context }) {
+      const page = await adminTab(context);
+      let delta = 7;
+      let sku = "";
+      let changed = false;
+      try {
+        // Client-side navigation keeps the access token and the read-your-writes LSN.
+        await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Admin" }).click();
+        await expectVisible(page, page.getByRole("table"), "admin list");
+        const row = page.getByRole("table").locator("tbody tr").first();
+        sku = await row.locator('td[data-label="SKU"]').innerText();
+        const before = Number(await row.locator('td[data-label="Stock"]').innerText());
+        check(sku && Number.isInteger(before), `admin row without SKU or stock: ${await row.innerText()}`);
+        if (before + delta > 1_000_000) delta = -delta; // the editor's maximum
+        const editor = await setStock(page, sku, before + delta);
+        changed = true;
+        await shot(page, "admin");
+        // The shopper's view of the same product (by id, from the editor's link).
+        await editor.getByRole("link", { name: "View in the shop" }).click();
+        await page.getByText(`SKU ${sku}`).waitFor({ timeout: T });
+        await expectVisible(page, page.getByText(`${before + delta} in stock`, { exact: true }), `product page of ${sku} after the edit`);
+        await shot(page, "product-after-admin-edit");
+      } finally {
+        if (changed) {
+          // Put it back relative to what it is now: an order placed meanwhile keeps its units.
+          await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Admin" }).click();
+          await expectVisible(page, adminRow(page, sku), "admin list");
+          const now = Number(await adminRow(page, sku).locator('td[data-label="Stock"]').innerText());
+          await setStock(page, sku, Math.max(0, now - delta));
+        }
+        await page.close();
+      }
+    },
+  },
+  {
+    name: "ops-admin",
+    needs: ["user", "auth", "prometheus"],
+    about: "the demo admin sees live RED per service, consumer lag, DLQ size and replica lag with charts on the ops page",
+    async run({ context }) {
+      const page = await adminTab(context);
+      try {
+        await page.getByRole("link", { name: "Ops" }).click();
+        const red = page.getByRole("region", { name: "Requests per service" });
+        await expectVisible(page, red, "ops page as admin");
+        check((await red.locator("tbody tr").count()) > 0, "no service reports requests");
+        for (const region of ["Kafka consumer lag", "Dead-letter queues", "Replica lag"]) {
+          check((await page.getByRole("region", { name: region }).count()) === 1, `no ${region} section`);
+        }
+        const drawn = await red.locator("svg.sparkline path").count();
+        check(drawn > 0, "no request-rate chart has data");
+        await shot(page, "ops-admin");
+      } finally {
+        await page.close();
+      }
     },
   },
 ];
@@ -368,9 +566,12 @@ async function main() {
         "--disable-sync",
       ],
     });
-    const page = context.pages()[0] ?? (await context.newPage());
     const consoleErrors = [];
-    page.on("pageerror", (err) => consoleErrors.push(String(err)));
+    // Every tab (scenarios open their own for a second session) reports uncaught errors.
+    context.on("page", (p) => p.on("pageerror", (err) => consoleErrors.push(String(err))));
+    const first = context.pages()[0];
+    const page = first ?? (await context.newPage());
+    if (first) first.on("pageerror", (err) => consoleErrors.push(String(err)));
     const passed = new Set();
     for (const s of scenarios) {
       if (ONLY && !ONLY.has(s.name)) continue;

@@ -22,6 +22,8 @@ from stack.testing import StackHandle
 FRONTEND = REPO_ROOT / "frontend"
 CHROMIUM = Path(os.environ.get("SHOPMESH_CHROMIUM", "/usr/bin/chromium"))
 SERVICES = ["product", "user", "auth", "order", "notification"]
+# Behind the ops page (through NGINX's admin-only proxy); started like a service above.
+OBSERVABILITY = ["prometheus"]
 SCENARIOS = [
     "shell",
     "browse",
@@ -33,7 +35,11 @@ SCENARIOS = [
     "order-confirmed",
     "email",
     "other-user-refused",
+    "phone-width",
+    "keyboard",
     "admin",
+    "admin-edit",
+    "ops-admin",
 ]
 
 # Stack up (first run: builds) plus the browser run exceed the default 300 s per test.
@@ -52,7 +58,7 @@ def e2e_report(stack: StackHandle) -> dict:
     # fails to start is recorded, and the scenarios needing it fail with its error below.
     start_errors: dict[str, str] = {}
     not_written: dict[str, str] = {}
-    for name in SERVICES:
+    for name in SERVICES + OBSERVABILITY:
         reason = stack.stack.by_name(name).skip_reason()
         if reason:
             not_written[name] = reason
@@ -63,7 +69,7 @@ def e2e_report(stack: StackHandle) -> dict:
             # The runner's message ends with the component's log tail: keep the end.
             start_errors[name] = str(exc)[-600:]
     # The sink was required above: it is never a reason to skip the email scenario.
-    up = [name for name in SERVICES if stack.healthy(name)] + ["smtp-sink"]
+    up = [name for name in SERVICES + OBSERVABILITY if stack.healthy(name)] + ["smtp-sink"]
     done = subprocess.run(
         ["node", "e2e/run.mjs"],
         cwd=FRONTEND,

@@ -40,6 +40,8 @@ describe("admin", () => {
 
     fireEvent.click(screen.getByRole("button", { name: "Edit Blue mug" }));
     const editor = screen.getByRole("form", { name: "Edit Blue mug" });
+    expect(within(editor).getByText(/SKU MUG-1/)).toBeInTheDocument();
+    expect(within(editor).getByRole("link", { name: "View in the shop" })).toHaveAttribute("href", "/products/p-mug");
     expect(within(editor).getByLabelText("Price (USD)")).toHaveValue("12.5");
     expect(within(editor).getByLabelText("Stock")).toHaveValue(10);
     fireEvent.change(within(editor).getByLabelText("Price (USD)"), { target: { value: "14.25" } });

@@ -5,6 +5,7 @@
  */
 import { ProductService, type Product } from "@gen/shop/product/v1/product_pb.js";
 import { type FormEvent, useState } from "react";
+import { Link } from "react-router";
 import { describeError } from "../api/errors";
 import { useClient } from "../api/use-client";
 import { useQuery } from "../api/use-query";
@@ -81,6 +82,7 @@ function Admin() {
             <thead>
               <tr>
                 <th scope="col">Name</th>
+                <th scope="col">SKU</th>
                 <th scope="col">Price</th>
                 <th scope="col">Stock</th>
                 <th scope="col">
@@ -92,6 +94,7 @@ function Admin() {
               {list.data.products.map((p) => (
                 <tr key={p.id} aria-current={editing?.id === p.id || undefined}>
                   <td data-label="Name">{p.name}</td>
+                  <td data-label="SKU">{p.sku}</td>
                   <td data-label="Price">
                     <Price value={p.price} />
                   </td>
@@ -228,6 +231,12 @@ function ProductEditor({ product, onSaved, onClose }: { product: Product | null;
   return (
     <form className="admin-editor stack-form" onSubmit={submit} aria-labelledby="editor-heading">
       <h2 id="editor-heading">{product ? `Edit ${product.name}` : "New product"}</h2>
+      {product && (
+        // Names need not be unique (SKUs are): say which product this is and where shoppers see it.
+        <p className="meta">
+          SKU {product.sku} · <Link to={`/products/${encodeURIComponent(product.id)}`}>View in the shop</Link>
+        </p>
+      )}
       <fieldset disabled={pending}>
         {!product && field("sku", "SKU", { required: true, pattern: "[A-Za-z0-9_\\-]+" })}
         {field("name", "Name", { required: true, maxLength: 200 })}

@@ -1,6 +1,7 @@
 """The storefront's own checks, run by `make test`: TypeScript type check (app, tests and
 the generated clients it imports) and the Vitest unit/component suite (cart, error
-mapping, checkout double-click guard, Money formatting, auth refresh interceptor)."""
+mapping, checkout double-click guard, Money formatting, auth refresh interceptor, live order
+status with fake timers, an admin's product edit, the ops page over a fake Prometheus)."""
 
 from __future__ import annotations
 
