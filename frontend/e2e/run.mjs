@@ -326,6 +326,66 @@ const scenarios = [
     },
   },
   {
+    name: "contrast",
+    needs: ["product", "user", "auth"],
+    after: ["cart", "logout-login"],
+    about: "every visible text on catalog, product, cart and checkout meets WCAG AA contrast against its real background",
+    async run({ page }) {
+      const pages = [
+        ["catalog", "/", page.getByRole("list", { name: "Products" })],
+        ["product", state.productPath, page.getByRole("heading", { name: state.productName, level: 1 })],
+        ["cart", "/cart", page.getByRole("list", { name: "Items in your cart" })],
+        ["checkout", "/checkout", page.getByLabel("Postal code")],
+      ];
+      const failures = [];
+      let checked = 0;
+      for (const [name, path, ready] of pages) {
+        await goto(page, path);
+        await expectVisible(page, ready, name);
+        // WCAG 2 relative luminance and contrast ratio; the background is the first opaque
+        // one up the ancestors (translucent ones blended over it), white at the root.
+        const found = await page.evaluate(() => {
+          const rgba = (c) => (c.match(/[\d.]+/g) || []).map(Number).concat([1]).slice(0, 4);
+          const lum = ([r, g, b]) => {
+            const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+            return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+          };
+          const over = (top, under) => top.slice(0, 3).map((v, i) => v * top[3] + under[i] * (1 - top[3])).concat([1]);
+          const background = (el) => {
+            const layers = [];
+            for (let e = el; e; e = e.parentElement) {
+              const c = rgba(getComputedStyle(e).backgroundColor);
+              if (c[3] > 0) layers.push(c);
+              if (c[3] >= 1) break;
+            }
+            return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+          };
+          const out = { checked: 0, bad: [] };
+          for (const el of document.querySelectorAll("body *")) {
+            const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+            if (!own || el.closest("[disabled],[aria-hidden='true']")) continue;
+            const r = el.getBoundingClientRect();
+            const st = getComputedStyle(el);
+            if (!r.width || !r.height || st.visibility === "hidden" || Number(st.opacity) === 0) continue;
+            const bg = background(el);
+            const fg = over(rgba(st.color), bg);
+            const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+            const ratio = (a + 0.05) / (b + 0.05);
+            const size = parseFloat(st.fontSize);
+            const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+            out.checked++;
+            if (ratio < (large ? 3 : 4.5)) out.bad.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+          }
+          return out;
+        });
+        checked += found.checked;
+        failures.push(...found.bad.map((b) => `${name}: ${b}`));
+      }
+      check(checked > 40, `only ${checked} text elements checked`);
+      check(failures.length === 0, `low contrast: ${failures.slice(0, 10).join("; ")}`);
+    },
+  },
+  {
     name: "checkout",
     needs: ["product", "user", "auth", "order"],
     after: ["cart", "logout-login"],

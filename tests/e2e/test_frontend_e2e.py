@@ -36,6 +36,7 @@ SCENARIOS = [
     "email",
     "other-user-refused",
     "phone-width",
+    "contrast",
     "keyboard",
     "admin",
     "admin-edit",
