@@ -318,7 +318,6 @@ class StageWorker:
         self.idle_poll_ms = idle_poll_ms
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._resume_at: dict[TopicPartition, float] = {}
-        self._positions: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -338,7 +337,6 @@ class StageWorker:
         return max(1, min(self.idle_poll_ms, int((min(self._resume_at.values()) - now) * 1000)))
 
     async def run(self) -> None:
-        raw = self.consumer.raw
         backoff = 0.5
         while not self._stopping.is_set():
             timeout = self._resume_due()
@@ -349,8 +347,9 @@ class StageWorker:
                 await asyncio.sleep(backoff)
                 continue
             self.ready.set()
+            # Before the work, so a backlog (after a restart, say) shows while it drains.
+            self._update_lag()
             if not batch:
-                self._update_lag()
                 continue
             by_tp: dict[TopicPartition, list[ConsumedEvent]] = defaultdict(list)
             for ev in batch:
@@ -359,8 +358,7 @@ class StageWorker:
             commit = {tp: nxt for tp, nxt, _ in results if nxt is not None}
             if commit:
                 try:
-                    await raw.commit(commit)
-                    self._positions.update(commit)
+                    await self.consumer.commit_offsets(commit)
                 except Exception:
                     # Not committed: these records come again and the log drops them.
                     log.exception("commit failed (stage %s)", self.stage)
@@ -427,13 +425,12 @@ class StageWorker:
         return True
 
     def _update_lag(self) -> None:
-        """Lag = high watermark - next offset we will commit, summed per topic."""
-        raw = self.consumer.raw
+        """Lag = high watermark - next offset to commit, summed per topic. Seeded from the
+        committed offsets when partitions are assigned (EventConsumer.backlog), so a
+        backlog shows from the start, not only after the first commit."""
         lag: dict[str, int] = defaultdict(int)
-        for tp in raw.assignment():
-            high, pos = raw.highwater(tp), self._positions.get(tp)
-            if high is not None and pos is not None:
-                lag[tp.topic] += max(0, high - pos)
+        for tp, behind in self.consumer.backlog().items():
+            lag[tp.topic] += behind
         for topic, value in lag.items():
             base = self.pipeline.topology.base_of(topic)
             self.pipeline.metrics.lag.labels(base, str(self.stage)).set(value)

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import RecordMetadata
 from confluent_kafka.schema_registry import (
     AsyncSchemaRegistryClient,
@@ -367,8 +367,12 @@ class EventConsumer:
         self.group_id = group_id or ""
         self.metrics = metrics
         self._next: dict[TopicPartition, int] = {}  # next offset per partition, for lag
+        # Per assigned partition: the next offset not yet committed, and the end of the
+        # partition when it was assigned (until a fetch reports the high watermark).
+        self._committed: dict[TopicPartition, int] = {}
+        self._ends: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
-            *self.topics,
+            *(self.topics if group_id is None else ()),
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
             group_id=group_id,
@@ -377,6 +381,8 @@ class EventConsumer:
             isolation_level="read_committed",
             **consumer_options,
         )
+        if group_id is not None and self.topics:
+            self._consumer.subscribe(self.topics, listener=_SeedOnAssign(self))
 
     @property
     def raw(self) -> AIOKafkaConsumer:
@@ -394,11 +400,50 @@ class EventConsumer:
             self.metrics.scrape_time.sources.pop(f"kafka_lag:{self.group_id}:{id(self)}", None)
         await self._consumer.stop()
 
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Seed the lag figures of newly assigned partitions from the group's committed
+        offsets: without this, a backlog left by a restart shows no lag until the first
+        commit (or read), i.e. until it is mostly gone."""
+        if not assigned:
+            return
+        tps = sorted(assigned)
+        ends = await self._consumer.end_offsets(tps)
+        for tp in tps:
+            # The committed offset, or where auto_offset_reset starts a new group.
+            pos = await self._consumer.position(tp)
+            self._committed[tp] = self._next[tp] = pos
+            self._ends[tp] = ends[tp]
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:  # another member may move them on: re-seed if they come back
+            self._committed.pop(tp, None)
+            self._next.pop(tp, None)
+            self._ends.pop(tp, None)
+
+    def _high(self, tp: TopicPartition) -> int | None:
+        high = self._consumer.highwater(tp)
+        return high if high is not None else self._ends.get(tp)
+
+    def backlog(self) -> dict[TopicPartition, int]:
+        """Per assigned partition: records not yet committed (high watermark - committed
+        offset), from the moment of assignment on; partitions not seeded yet are left out."""
+        out = {}
+        for tp in self._consumer.assignment():
+            high, pos = self._high(tp), self._committed.get(tp)
+            if high is not None and pos is not None:
+                out[tp] = max(0, high - pos)
+        return out
+
+    async def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit these next-offsets (manual commit) and count them done for `backlog`."""
+        await self._consumer.commit(dict(offsets))
+        self._committed.update(offsets)
+
     def _lag(self) -> Iterator[Sample]:
         """Per assigned partition: high watermark (of the last fetch) - next offset to read."""
         what = "records behind the end of the partition, per consumer group"
         for tp in sorted(self._consumer.assignment()):
-            high, nxt = self._consumer.highwater(tp), self._next.get(tp)
+            high, nxt = self._high(tp), self._next.get(tp)
             if high is None or nxt is None:
                 continue
             labels = {"group": self.group_id, "topic": tp.topic, "partition": str(tp.partition)}
@@ -451,9 +496,26 @@ class EventConsumer:
         """Commit past `event` (its partition only), or everything consumed so far."""
         if event is None:
             await self._consumer.commit()
+            self._committed.update(self._next)
         else:
             tp = TopicPartition(event.topic, event.partition)
-            await self._consumer.commit({tp: event.offset + 1})
+            await self.commit_offsets({tp: event.offset + 1})
+
+
+class _SeedOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka awaits these around each rebalance, before the next fetch."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.consumer._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self.consumer._assigned(assigned)
+        except Exception:  # lag figures only: never fail a rebalance over them
+            logging.getLogger(__name__).warning("could not seed lag", exc_info=True)
 
 
 async def watch_topic_sizes(
