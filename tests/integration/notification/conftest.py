@@ -9,6 +9,7 @@ mail is read from the sink's mail dir, only files written after the test started
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib import GRPCError, Status
 from grpclib.server import Server
@@ -310,3 +312,52 @@ def since_ns() -> int:
 
 def mail_dir() -> Path:
     return state_dir() / "mail"
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    topics: Topics, users: Users, group: str | None = None, **extra: str
+) -> AsyncIterator[NotificationApp]:
+    """The service's consumers in this process (private topics; own group unless `group`
+    names one to resume), started; `extra` overrides NOTIFICATION_* settings."""
+    env = {
+        **os.environ,
+        **service_env(topics, users, group or f"nt-{uuid.uuid4().hex[:8]}", **extra),
+    }
+    app = NotificationApp(NotificationConfig.from_env(env), Metrics("notification-test"))
+    await app.open()
+    task = asyncio.create_task(app.consume())
+    try:
+        yield app
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await app.close()
+
+
+def sample(app: NotificationApp, name: str, **labels: str) -> float | None:
+    """One sample of the service's own metrics; None while it has never been set."""
+    return app.metrics.registry.get_sample_value(name, labels)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, done: Callable[[list], bool], within: float = 30
+) -> list:
+    """Records of `topic` from the beginning (no group) until `done(records)`, or fail."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list = []
+    try:
+        async with asyncio.timeout(within):
+            while not done(out):
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def event_id_of(record: ConsumerRecord) -> str:
+    return dict(record.headers).get("event_id", b"").decode()
