@@ -46,6 +46,16 @@ from services.runtime.tracing import consume_span
 
 log = logging.getLogger(__name__)
 
+# The registry client's own HTTP library: confluent-kafka imports httpx2 under the name
+# httpx when it is installed (schema_registry/common/_httpx_compat.py), so "registry
+# unreachable" arrives as httpx2.ConnectError, which is no httpx.HTTPError.
+try:
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
+
+    _HTTP_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, _registry_http.HTTPError)
+except ImportError:  # an older client that used httpx itself
+    _HTTP_ERRORS = (httpx.HTTPError,)
+
 # Headers we add. Retry bookkeeping travels with the record, so any instance can continue.
 H_ATTEMPT = "x-retry-attempt"  # failed attempts so far
 H_DUE = "x-retry-due-ms"  # epoch ms before which the retry stage must not run it
@@ -152,7 +162,7 @@ def classify_decode_error(exc: Exception) -> NotificationError:
         if exc.http_status_code >= 500 or exc.http_status_code <= 0:
             return DependencyUnavailableError(f"registry: HTTP {exc.http_status_code}")
         return UnknownSchemaError(f"registry refused: HTTP {exc.http_status_code}")
-    if isinstance(exc, httpx.HTTPError | OSError | TimeoutError):
+    if isinstance(exc, (*_HTTP_ERRORS, OSError, TimeoutError)):
         return DependencyUnavailableError(f"registry unreachable: {type(exc).__name__}")
     return UndecodableEventError(f"undecodable value: {type(exc).__name__}: {exc}")
 

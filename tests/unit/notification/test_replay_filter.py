@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from services.notification.__main__ import _time
@@ -142,6 +143,10 @@ def test_registry_client_errors_other_than_404_are_permanent():
 @pytest.mark.parametrize(
     "exc",
     [
+        # What AvroSerde.decode raises with the registry down: the registry client's own
+        # HTTP library (httpx2 when installed, imported under the name httpx).
+        registry_http.ConnectError("All connection attempts failed"),
+        registry_http.ReadTimeout("slow"),
         httpx.ConnectError("refused"),
         httpx.ReadTimeout("slow"),
         ConnectionRefusedError(111, "refused"),
