@@ -26,13 +26,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib import GRPCError, Status
+from grpclib.client import Channel
 from grpclib.server import Server
 
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
+from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from services.runtime.metrics import Metrics
+from shop.common.v1 import common_pb2
 from shop.events import v1 as events
+from shop.order.v1 import order_pb2
+from shop.order.v1.order_grpc import OrderServiceStub
+from shop.product.v1 import product_pb2
+from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_grpc, user_pb2
 from stack.model import state_dir
 
@@ -242,8 +249,6 @@ async def users(stack) -> AsyncIterator[Users]:
     except ModuleNotFoundError:
         real = False
     if real:
-        from grpclib.client import Channel
-
         stack.require("user")
         channel = Channel("127.0.0.1", 50052)
         stub = user_grpc.UserServiceStub(channel)
@@ -361,3 +366,52 @@ async def read_topic(
 
 def event_id_of(record: ConsumerRecord) -> str:
     return dict(record.headers).get("event_id", b"").decode()
+
+
+# ---------------------------------------------------------------- real orders
+
+
+SHIP_TO = common_pb2.Address(
+    recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001", country_code="FR"
+)
+
+
+async def place_real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, str]:
+    """An order placed through the stack's order service; (order, the buyer's email)."""
+    stack.require("order")
+    chans = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    try:
+        orders, products = OrderServiceStub(chans[0]), ProductServiceStub(chans[1])
+        address = f"buyer-{uuid.uuid4().hex[:6]}@shop.test"
+        user = (
+            await user_grpc.UserServiceStub(chans[2]).RegisterUser(
+                user_pb2.RegisterUserRequest(
+                    email=address, password="correct horse", display_name="Buyer"
+                )
+            )
+        ).user
+        product = (
+            await products.CreateProduct(
+                product_pb2.CreateProductRequest(
+                    sku=f"NT-{uuid.uuid4().hex[:8]}",
+                    name="Teapot",
+                    category="test",
+                    price=common_pb2.Money(currency_code="USD", units=12, nanos=250_000_000),
+                    stock=50,
+                )
+            )
+        ).product
+        order = (
+            await orders.PlaceOrder(
+                order_pb2.PlaceOrderRequest(
+                    idempotency_key=f"nt-{uuid.uuid4().hex}",
+                    user_id=user.id,
+                    lines=[order_pb2.LineItem(product_id=product.id, quantity=quantity)],
+                    shipping_address=SHIP_TO,
+                )
+            )
+        ).order
+        return order, address
+    finally:
+        for c in chans:
+            c.close()

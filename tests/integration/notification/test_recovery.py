@@ -19,24 +19,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib.client import Channel
 
 from services.notification.domain import Claim, Kind, LogStatus
-from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import ConsumedEvent
 from services.runtime.server import App
-from shop.common.v1 import common_pb2
 from shop.events import v1 as events
 from shop.notification.v1 import notification_grpc
 from shop.notification.v1 import notification_pb2 as pb
-from shop.order.v1 import order_pb2
-from shop.order.v1.order_grpc import OrderServiceStub
-from shop.product.v1 import product_pb2
-from shop.product.v1.product_grpc import ProductServiceStub
-from shop.user.v1 import user_pb2
-from shop.user.v1.user_grpc import UserServiceStub
 from tests.integration.notification.conftest import (
     event_id_of,
     eventually,
     mail_dir,
     mail_for,
+    place_real_order,
     read_topic,
     running_app,
     sample,
@@ -129,56 +122,10 @@ async def test_user_service_down_goes_to_retry_not_dlq_and_sends_once_it_is_back
     assert await _no_record_of(infra.kafka_bootstrap, f"{topics.orders}.dlq", eid)
 
 
-ADDR = common_pb2.Address(
-    recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001", country_code="FR"
-)
-
-
-async def _real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, str]:
-    """An order placed through the stack's order service; (order, the buyer's email)."""
-    stack.require("order")
-    chans = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
-    try:
-        orders, products = OrderServiceStub(chans[0]), ProductServiceStub(chans[1])
-        address = _address("buyer")
-        user = (
-            await UserServiceStub(chans[2]).RegisterUser(
-                user_pb2.RegisterUserRequest(
-                    email=address, password="correct horse", display_name="Buyer"
-                )
-            )
-        ).user
-        product = (
-            await products.CreateProduct(
-                product_pb2.CreateProductRequest(
-                    sku=f"NT-{uuid.uuid4().hex[:8]}",
-                    name="Teapot",
-                    category="test",
-                    price=common_pb2.Money(currency_code="USD", units=12, nanos=250_000_000),
-                    stock=50,
-                )
-            )
-        ).product
-        order = (
-            await orders.PlaceOrder(
-                order_pb2.PlaceOrderRequest(
-                    idempotency_key=f"nt-{uuid.uuid4().hex}",
-                    user_id=user.id,
-                    lines=[order_pb2.LineItem(product_id=product.id, quantity=quantity)],
-                    shipping_address=ADDR,
-                )
-            )
-        ).order
-        return order, address
-    finally:
-        for c in chans:
-            c.close()
-
-
 async def test_order_service_down_status_email_retries_then_carries_total_from_get_order(
     stack, topics, users, produce, since_ns, infra
 ):
-    order, address = await _real_order(stack, quantity=2)  # 2 x 12.25 = USD 24.50
+    order, address = await place_real_order(stack, quantity=2)  # 2 x 12.25 = USD 24.50
     eid = uuid.uuid4()
     rec = events.OrderStatusChanged(
         event_id=eid,
