@@ -17,8 +17,15 @@ Scenarios (each with a same-run baseline):
    a bare consumer (the runtime's EventConsumer), no email, no log, no user lookup.
 2. latency: events produced at a fixed rate while the service is caught up; per event,
    produce time -> sink arrival, p50/p99; baseline: produce -> a bare consumer receives it.
+3. order_to_email: the whole path as deployed. Real orders placed through the stack's order
+   service (PlaceOrder as a registered shopper, with the access token from the auth service)
+   at a fixed rate; per order, PlaceOrder reply -> its confirmation email in the stack's
+   SMTP sink (outbox relay + Kafka + the stack's notification service + GetUser + SMTP),
+   matched by the order number in the subject; p50/p99. Same-run split: PlaceOrder reply ->
+   OrderPlaced readable on shop.orders.v1 (a bare tail consumer), i.e. the relay's share.
 
     python bench/notification_bench.py [--events 1000] [--rate 20] [--seconds 10]
+                                       [--orders 100] [--order-rate 5]
 Writes bench/results/notification.json.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.policy
 import json
 import os
 import platform
@@ -36,25 +44,41 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib import GRPCError, Status
+from grpclib.client import Channel
 from grpclib.server import Server
 
 from bench.common import write_result
+from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer, KafkaConfig
+from shop.auth.v1 import auth_pb2
+from shop.auth.v1.auth_grpc import AuthServiceStub
+from shop.common.v1 import common_pb2
 from shop.events import v1 as events
+from shop.order.v1 import order_pb2
+from shop.order.v1.order_grpc import OrderServiceStub
+from shop.product.v1 import product_pb2
+from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_grpc, user_pb2
+from shop.user.v1.user_grpc import UserServiceStub
 from stack.components import smtp_sink
+from stack.model import state_dir
 from stack.runner import Stack
+from stack.topics import TOPICS
 
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("NOTIFICATION_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REGISTRY = os.environ.get("NOTIFICATION_REGISTRY_URL", "http://127.0.0.1:8085")
 PARTITIONS = 3
 MAX_EVENTS = 5000
+MAX_ORDERS = 500  # scenario 3 places real orders in the stack's store: keep it bounded
+ORDER, PRODUCT, USER, AUTH = 50053, 50051, 50052, 50055
 
 
 def _free_port() -> int:
@@ -305,11 +329,143 @@ class Bench:
             await consumer.stop()
 
 
+# ---------------------------------------------------------------- scenario 3
+
+
+def _stack_mail_subjects(since_ns: int, seen: dict[str, tuple[str, int]]) -> None:
+    """Add the stack sink's new files (name -> (subject, arrival ns)) to `seen`."""
+    for path in (state_dir() / "mail").glob("*.eml"):
+        if path.name in seen or int(path.name.split("-", 1)[0]) < since_ns:
+            continue
+        with open(path, "rb") as f:
+            msg = BytesHeaderParser(policy=email.policy.default).parse(f)
+        seen[path.name] = (str(msg["Subject"] or ""), int(path.name.split("-", 1)[0]))
+
+
+async def order_to_email(orders: int, rate: float) -> dict:
+    """Real orders through the deployed stack; PlaceOrder reply -> confirmation email."""
+    orders = min(orders, MAX_ORDERS)
+    tag = uuid.uuid4().hex[:8]
+    svc = [authenticate_channel(Channel("127.0.0.1", p)) for p in (PRODUCT, USER)]
+    shop = Channel("127.0.0.1", ORDER)
+    auth = Channel("127.0.0.1", AUTH)
+    try:
+        address, password = f"bench-o2e-{tag}@example.com", "bench-password-1"
+        user = (
+            await UserServiceStub(svc[1]).RegisterUser(
+                user_pb2.RegisterUserRequest(email=address, password=password, display_name="B")
+            )
+        ).user
+        login = await AuthServiceStub(auth).Login(
+            auth_pb2.LoginRequest(email=address, password=password)
+        )
+        product = (
+            await ProductServiceStub(svc[0]).CreateProduct(
+                product_pb2.CreateProductRequest(
+                    sku=f"BENCH-O2E-{tag}", name="Bench mug", category="bench",
+                    price=common_pb2.Money(currency_code="USD", units=9, nanos=500_000_000),
+                    stock=orders + 10,
+                )
+            )
+        ).product  # fmt: skip
+        md = {"authorization": f"Bearer {login.tokens.access_token}"}
+        stub = OrderServiceStub(shop)
+        ship_to = common_pb2.Address(
+            recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
+            country_code="FR",
+        )  # fmt: skip
+        # A tail of shop.orders.v1 from its current end: when each OrderPlaced is readable.
+        tail = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+        await tail.start()
+        tps = [TopicPartition("shop.orders.v1", p) for p in range(_partitions("shop.orders.v1"))]
+        tail.assign(tps)
+        await tail.seek_to_end(*tps)
+        for tp in tps:
+            await tail.position(tp)
+        on_topic: dict[str, int] = {}
+        stop_tail = asyncio.Event()
+
+        async def read_tail() -> None:
+            while not stop_tail.is_set():
+                for records in (await tail.getmany(timeout_ms=100)).values():
+                    for r in records:
+                        if r.key is not None:
+                            on_topic.setdefault(r.key.decode(), time.time_ns())
+
+        tail_task = asyncio.create_task(read_tail())
+        since_ns = time.time_ns()
+        replied: dict[str, int] = {}
+
+        async def place(i: int) -> None:
+            reply = await stub.PlaceOrder(
+                order_pb2.PlaceOrderRequest(
+                    idempotency_key=f"o2e-{tag}-{i}", user_id=user.id,
+                    lines=[order_pb2.LineItem(product_id=product.id, quantity=1)],
+                    shipping_address=ship_to,
+                ),
+                metadata=md,
+            )  # fmt: skip
+            replied[reply.order.id] = time.time_ns()
+
+        t0 = time.perf_counter()
+        calls = []
+        for i in range(orders):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            calls.append(asyncio.create_task(place(i)))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:  # a latency over failed orders means nothing
+            raise RuntimeError(f"{len(errors)} of {orders} PlaceOrder calls failed: {errors[0]!r}")
+        mail: dict[str, tuple[str, int]] = {}
+        arrived: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        while len(arrived) < orders and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            _stack_mail_subjects(since_ns, mail)
+            for subject, at in mail.values():
+                words = subject.split()
+                if words[:1] == ["Order"] and words[2:3] == ["confirmed"] and words[1] in replied:
+                    arrived.setdefault(words[1], at)
+        stop_tail.set()
+        await tail_task
+        await tail.stop()
+    finally:
+        for c in (*svc, shop, auth):
+            c.close()
+    email_ms = [(arrived[o] - t) / 1e6 for o, t in replied.items() if o in arrived]
+    topic_ms = [(on_topic[o] - t) / 1e6 for o, t in replied.items() if o in on_topic]
+    if len(email_ms) < orders:
+        raise RuntimeError(f"only {len(email_ms)} of {orders} confirmation emails arrived")
+    return {
+        "order_to_email": {
+            "rate_per_s": rate,
+            "orders": orders,
+            "delivered": len(email_ms),
+            "p50_ms": round(statistics.median(email_ms), 2),
+            "p99_ms": round(_pct(email_ms, 99), 2),
+            "max_ms": round(max(email_ms), 2),
+        },
+        "order_to_email_split_place_to_topic": {
+            "orders": len(topic_ms),
+            "p50_ms": round(statistics.median(topic_ms), 2) if topic_ms else None,
+            "p99_ms": round(_pct(topic_ms, 99), 2) if topic_ms else None,
+        },
+    }
+
+
+def _partitions(topic: str) -> int:
+    return next(t.partitions for t in TOPICS if t.name == topic)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--orders", type=int, default=100)
+    parser.add_argument("--order-rate", type=float, default=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="notif-bench-") as tmp:
         bench = Bench(args, Path(tmp))
@@ -318,6 +474,7 @@ async def main() -> None:
             results = await bench.run()
         finally:
             await bench.teardown()
+    results.update(await order_to_email(args.orders, args.order_rate))
     results["setup"] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
@@ -327,6 +484,9 @@ async def main() -> None:
         "smtp": "private SMTP sink on loopback (one .eml file per message)",
         "user_directory": "stand-in GetUser server in the bench process (gRPC, loopback)",
         "email": "claim row + GetUser + Jinja2 text/html + SMTP + mark sent (2 PG commits)",
+        "order_to_email": "the stack as deployed: order service (FerretDB, outbox relay), "
+        "shop.orders.v1, notification service, user service, shared SMTP sink; "
+        "PlaceOrder with a shopper's access token, paced, one line per order",
     }
     write_result("notification", results)
     print(json.dumps(results, indent=2))

@@ -247,6 +247,16 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
              f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms",
              f"produce -> consumer p50 {lb.get('p50_ms')}, p99 {lb.get('p99_ms')} ms")
         )  # fmt: skip
+    o2e = notif.get("order_to_email", {})
+    if o2e.get("p50_ms") is not None:
+        split = notif.get("order_to_email_split_place_to_topic", {})
+        rows.append(
+            ("notification", f"PlaceOrder reply -> email in sink at {o2e.get('rate_per_s')}/s "
+             "(relay, Kafka, consumer, SMTP)",
+             f"p50 {o2e['p50_ms']} ms, p99 {o2e.get('p99_ms')} ms",
+             f"reply -> OrderPlaced on topic p50 {split.get('p50_ms')}, "
+             f"p99 {split.get('p99_ms')} ms")
+        )  # fmt: skip
     auth = results.get("auth", {})
     if "rps_ratio_jwt_over_no_jwt" in auth:
         rows.append(
