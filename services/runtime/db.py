@@ -113,6 +113,7 @@ class Database:
         self._replica: AsyncEngine | None = None
         self.replica_ok = True  # optimistic until a check or connect says otherwise
         self.replica_lag_bytes = 0
+        self.replica_lagging = False  # reads moved to the primary because of lag (logged)
         self._replica_lsn = 0  # newest replay LSN seen; lets reads skip the wait query
 
     # ------------------------------------------------------------ lifecycle
@@ -228,6 +229,23 @@ class Database:
             )
         self.replica_ok = ok
 
+    def _set_replica_lagging(self, lagging: bool) -> None:
+        """Logged on change only: a lagging replica would otherwise log once per read."""
+        if lagging != self.replica_lagging:
+            log.warning(
+                "replica lagging, reads use primary"
+                if lagging
+                else "replica lag back within bound, reads return to it",
+                extra={
+                    "fields": {
+                        "database": self.config.name,
+                        "lag_bytes": self.replica_lag_bytes,
+                        "max_lag_bytes": self.config.replica_max_lag_bytes,
+                    }
+                },
+            )
+        self.replica_lagging = lagging
+
     # ------------------------------------------------------------ routing
 
     def _count(self, target: str, reason: str) -> None:
@@ -242,7 +260,9 @@ class Database:
         if not self.replica_ok:
             return None, "replica_down"
         if self.replica_lag_bytes > self.config.replica_max_lag_bytes:
+            self._set_replica_lagging(True)
             return None, "replica_lagging"
+        self._set_replica_lagging(False)
         try:
             conn = await self._replica.connect()
             # No retry for a multi-statement read: make sure the connection is alive (one

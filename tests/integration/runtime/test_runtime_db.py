@@ -166,3 +166,43 @@ async def test_single_statement_reads_survive_the_replica_stopping(db, stack):
     finally:
         stack.start("postgres-replica")
     assert await db.check_replica() is True
+
+
+async def test_replica_lagging_beyond_the_bound_reads_the_primary_counted_and_logged(
+    db, stack, caplog
+):
+    """Real lag: replay paused on the replica while the primary writes. With a 1-byte bound
+    the next read must go to the primary, counted as replica_lagging, with one log line."""
+    cfg = DatabaseConfig.from_env("RT_TEST_DB", {}, name=DB, replica_max_lag_bytes=1)
+    lagging = Database(cfg, Metrics("rt-db-lag"), service="rt-db-lag")
+    await lagging.open()
+    key = uuid.uuid4().hex
+    admin = await asyncpg.connect(stack.pg_admin_dsn(DB, replica=True))
+    try:
+        assert await lagging.check_replica() is True
+        await admin.execute("SELECT pg_wal_replay_pause()")
+        async with lagging.unit_of_work().write() as conn:
+            await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 9)"), {"k": key})
+        assert await lagging.check_replica() is True  # still up: lagging, not down
+        assert lagging.replica_lag_bytes > 1
+        before = reads(lagging, "primary", "replica_lagging")
+        caplog.set_level("INFO", logger="services.runtime.db")
+        for _ in range(3):  # a fresh unit of work, no LSN to wait for: only the lag moves it
+            async with lagging.unit_of_work().read() as conn:
+                row = await conn.execute(
+                    text(f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv WHERE k = :k"),
+                    {"k": key},
+                )
+                assert tuple(row.one()) == (9, False)
+        assert reads(lagging, "primary", "replica_lagging") == before + 3
+        lines = [
+            r for r in caplog.records if r.getMessage() == "replica lagging, reads use primary"
+        ]
+        assert len(lines) == 1, "logged once when reads move, not once per read"
+        fields = lines[0].fields
+        assert fields["database"] == DB and fields["max_lag_bytes"] == 1
+        assert fields["lag_bytes"] == lagging.replica_lag_bytes
+    finally:
+        await admin.execute("SELECT pg_wal_replay_resume()")
+        await admin.close()
+        await lagging.close()
