@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2 as pb
+from tests.integration.db_statements import WRITE, StatementLog
 
 pytestmark = pytest.mark.stack
 
@@ -194,6 +195,37 @@ async def test_negative_price_is_invalid_argument(product_stub):
     with pytest.raises(GRPCError) as err:
         await product_stub.CreateProduct(req)
     assert err.value.status is Status.INVALID_ARGUMENT and "price" in err.value.message
+
+
+async def test_writes_never_go_to_the_replica(product_app, product_stub):
+    """Every statement of Create/Update/Reserve runs on the primary pool, none on the
+    replica's (a replica pool pointed at a writable server would not fail by itself)."""
+    tag = uuid.uuid4().hex[:10]
+    with StatementLog(product_app.db) as sql:
+        await product_stub.ListCategories(
+            pb.ListCategoriesRequest(), metadata={"x-request-id": f"read-{tag}"}
+        )  # the control: a read is seen on the replica pool
+        created = await product_stub.CreateProduct(
+            pb.CreateProductRequest(
+                sku=f"W-{tag}", name="Write test", category=f"w-{tag}", price=usd(3), stock=5
+            ),
+            metadata={"x-request-id": f"create-{tag}"},
+        )
+        pid = created.product.id
+        await product_stub.UpdateProduct(
+            pb.UpdateProductRequest(id=pid, name="Write test 2", stock=6),
+            metadata={"x-request-id": f"update-{tag}"},
+        )
+        await product_stub.ReserveStock(
+            pb.ReserveStockRequest(
+                order_id=f"o-{tag}", lines=[pb.StockLine(product_id=pid, quantity=2)]
+            ),
+            metadata={"x-request-id": f"reserve-{tag}"},
+        )
+    assert sql.of(f"read-{tag}", "replica")
+    for call in ("create", "update", "reserve"):
+        assert sql.of(f"{call}-{tag}", "replica") == [], call
+        assert any(WRITE.search(s) for s in sql.of(f"{call}-{tag}", "primary")), call
 
 
 # ------------------------------------------------------------------ stock

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from shop.common.v1 import common_pb2
 from shop.user.v1 import user_pb2 as pb
+from tests.integration.db_statements import WRITE, StatementLog
 
 pytestmark = pytest.mark.stack
 
@@ -102,6 +103,32 @@ async def test_update_profile_reads_own_write_through_lsn(user_stub):
     lsn = stream.trailing_metadata["x-shop-lsn"]
     got = await user_stub.GetUser(pb.GetUserRequest(id=user.id), metadata={"x-shop-lsn": lsn})
     assert (got.user.display_name, got.user.phone) == ("Ada L.", "+4915112345678")
+
+
+async def test_writes_never_go_to_the_replica(user_app, user_stub):
+    """Every statement of Register/UpdateProfile runs on the primary pool, none on the
+    replica's (a replica pool pointed at a writable server would not fail by itself)."""
+    tag = uuid.uuid4().hex[:10]
+    with StatementLog(user_app.db) as sql:
+        user = (
+            await user_stub.RegisterUser(
+                pb.RegisterUserRequest(
+                    email=f"w-{tag}@example.com", password=PASSWORD, display_name="W"
+                ),
+                metadata={"x-request-id": f"register-{tag}"},
+            )
+        ).user
+        await user_stub.UpdateProfile(
+            pb.UpdateProfileRequest(id=user.id, display_name="W 2"),
+            metadata={"x-request-id": f"update-{tag}"},
+        )
+        await user_stub.GetUser(
+            pb.GetUserRequest(id=user.id), metadata={"x-request-id": f"read-{tag}"}
+        )  # the control: a read is seen on the replica pool
+    assert sql.of(f"read-{tag}", "replica")
+    for call in ("register", "update"):
+        assert sql.of(f"{call}-{tag}", "replica") == [], call
+        assert any(WRITE.search(s) for s in sql.of(f"{call}-{tag}", "primary")), call
 
 
 async def test_addresses_default_first_and_promotion_on_remove(user_stub):
