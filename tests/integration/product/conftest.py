@@ -14,6 +14,7 @@ from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
 from services.runtime.server import App, ServerConfig
 from shop.product.v1 import product_grpc
+from tests.integration import demo_loader
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,11 @@ async def product_stub(product_app):
     channel = Channel("127.0.0.1", product_app.grpc_port)
     yield product_grpc.ProductServiceStub(channel)
     channel.close()
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(stack) -> str:
+    """The demo catalog loaded by this session, as `make up` would (idempotent), so tests
+    that read p-0001 or the demo categories need no earlier `make up`."""
+    stack.require("postgres-primary", "postgres-replica")
+    return demo_loader.run("services.product.demo")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import uuid
 
+import asyncpg
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -13,8 +14,11 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from sqlalchemy import text
 
+from services.product.demo import CATALOG, demo_products
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2 as pb
+from stack import postgres
+from tests.integration import demo_loader
 from tests.integration.db_statements import WRITE, StatementLog
 
 pytestmark = pytest.mark.stack
@@ -38,6 +42,15 @@ async def new_product(stub, stock: int = 10, category: str | None = None, **kw) 
         )
     )
     return reply.product
+
+
+async def primary_lsn() -> str:
+    """The primary's WAL position now: as x-shop-lsn, a read sees everything committed."""
+    conn = await asyncpg.connect(postgres.dsn("product"))
+    try:
+        return await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+    finally:
+        await conn.close()
 
 
 async def code_of(coro) -> Status:
@@ -74,7 +87,7 @@ async def test_get_unknown_id_is_not_found(product_stub):
     )
 
 
-async def test_catalog_reads_are_served_by_the_replica(product_app, product_stub):
+async def test_catalog_reads_are_served_by_the_replica(product_app, product_stub, demo_catalog):
     await product_stub.ListCategories(pb.ListCategoriesRequest())  # warm the pool
     db = product_app.db
     counter = db.metrics.db_reads.labels("replica", "replica")
@@ -137,10 +150,42 @@ async def test_full_text_search_ranks_name_matches(product_stub):
     assert reply.products[0].id == hit.id
 
 
-async def test_demo_catalog_categories_have_counts(product_stub):
-    reply = await product_stub.ListCategories(pb.ListCategoriesRequest())
+async def test_demo_catalog_categories_have_counts(product_stub, demo_catalog):
+    reply = await product_stub.ListCategories(
+        pb.ListCategoriesRequest(), metadata={"x-shop-lsn": await primary_lsn()}
+    )
     counts = {c.slug: c.product_count for c in reply.categories}
     assert counts.get("kitchen", 0) >= 10 and counts.get("books", 0) >= 10
+
+
+async def test_demo_loader_twice_loads_the_catalog_once(product_stub, demo_catalog):
+    """`make up` runs the loader on every start: the catalog is there (>= 50 products in
+    several categories) and a second run touches no row."""
+    ids = ", ".join(f"'{pid}'" for pid, _ in demo_products())
+    cats = ", ".join(f"'{c}'" for c in CATALOG)
+    queries = (
+        f"SELECT id, xmin::text, sku, name, category, price_units, price_nanos, stock, "
+        f"updated_at FROM products WHERE id IN ({ids}) ORDER BY id",
+        f"SELECT slug, xmin::text FROM categories WHERE slug IN ({cats}) ORDER BY slug",
+        "SELECT count(*) FROM products",
+    )
+    demo_loader.run("services.product.demo")  # at least once before the snapshot
+    before = await demo_loader.fingerprint(postgres.dsn("product"), *queries)
+    again = demo_loader.run("services.product.demo")
+    assert "0 products added" in again
+    assert await demo_loader.fingerprint(postgres.dsn("product"), *queries) == before
+
+    products, categories, _ = before
+    assert len(products) == len(demo_products()) >= 50
+    per_category = {c: sum(1 for p in products if p[4] == c) for c in CATALOG}
+    assert len(categories) == len(CATALOG) >= 3 and min(per_category.values()) >= 5
+    lsn = {"x-shop-lsn": await primary_lsn()}
+    reply = await product_stub.ListCategories(pb.ListCategoriesRequest(), metadata=lsn)
+    served = {c.slug: c.product_count for c in reply.categories}
+    assert all(served.get(c, 0) >= n for c, n in per_category.items())
+    first_id, first = demo_products()[0]
+    got = await product_stub.GetProduct(pb.GetProductRequest(id=first_id), metadata=lsn)
+    assert (got.product.name, got.product.category) == (first.name, first.category)
 
 
 async def test_duplicate_sku_is_already_exists(product_stub):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from sqlalchemy import text
 
+from services.user.demo import DEMO_USERS
 from shop.common.v1 import common_pb2
 from shop.user.v1 import user_pb2 as pb
+from stack import postgres
+from tests.integration import demo_loader
 from tests.integration.db_statements import WRITE, StatementLog
 
 pytestmark = pytest.mark.stack
@@ -78,6 +82,42 @@ async def test_check_credentials(user_stub):
         pb.CheckCredentialsRequest(email="nobody-" + email, password=PASSWORD)
     )
     assert wrong == unknown == pb.CheckCredentialsResponse(valid=False)
+
+
+async def test_demo_loader_twice_creates_the_demo_users_once(user_app, user_stub):
+    """`make up` runs the loader on every start: the demo users exist, can log in, and a
+    second run touches no row (users, the demo address, their UserRegistered events)."""
+    uids = ", ".join(f"'{u[0]}'" for u in DEMO_USERS)
+    queries = (
+        f"SELECT id, xmin::text, email, password_hash, display_name, roles, updated_at "
+        f"FROM users WHERE id IN ({uids}) ORDER BY id",
+        f"SELECT id, xmin::text, is_default FROM addresses WHERE user_id IN ({uids}) ORDER BY id",
+        f"SELECT event_id::text, topic FROM outbox WHERE key IN ({uids}) ORDER BY 1",
+    )
+    dsn = postgres.dsn("user")
+    demo_loader.run("services.user.demo")  # at least once before the snapshot
+    before = await demo_loader.fingerprint(dsn, *queries)
+    again = demo_loader.run("services.user.demo")
+    assert "0 users added" in again
+    assert await demo_loader.fingerprint(dsn, *queries) == before
+    users, addresses, events = before
+    assert [u[0] for u in users] == sorted(u[0] for u in DEMO_USERS)
+    assert len(addresses) == 1 and len(events) == len(DEMO_USERS)
+
+    conn = await asyncpg.connect(dsn)
+    try:  # as x-shop-lsn: the replica read waits for the loader's commits
+        lsn = {"x-shop-lsn": await conn.fetchval("SELECT pg_current_wal_lsn()::text")}
+    finally:
+        await conn.close()
+    for uid, email, password, _name, _roles in DEMO_USERS:
+        ok = await user_stub.CheckCredentials(
+            pb.CheckCredentialsRequest(email=email, password=password), metadata=lsn
+        )
+        assert ok.valid and ok.user.id == uid, email
+        wrong = await user_stub.CheckCredentials(
+            pb.CheckCredentialsRequest(email=email, password=password + "x"), metadata=lsn
+        )
+        assert not wrong.valid
 
 
 async def test_password_is_stored_only_as_argon2id_hash(user_app, user_stub):
