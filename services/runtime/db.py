@@ -130,6 +130,9 @@ class Database:
             # the free checks of _cheap_checkout and retry once instead (see module doc).
             pool_pre_ping=pre_ping,
             pool_recycle=self.config.pool_recycle_s,
+            # A DBAPIError's text otherwise lists the statement's bound values, and the
+            # "unexpected error" log line carries it: password hashes, emails, addresses.
+            hide_parameters=True,
             connect_args={
                 "timeout": self.config.connect_timeout_s,
                 "server_settings": {

@@ -253,3 +253,84 @@ async def test_validation_names_the_field(user_stub, request_, field):
     assert err.value.status is Status.INVALID_ARGUMENT
     assert err.value.message.startswith(f"{field}: ")
     assert PASSWORD not in err.value.message
+
+
+async def test_passwords_never_appear_in_any_log_line(stack):
+    """Every log line of a user server (access lines included, at DEBUG) through register,
+    duplicate register, failed and successful checks, a validation error and an unexpected
+    DB failure during register: neither the password, a wrong guess nor a hash is written."""
+    from grpclib.client import Channel
+
+    from services.runtime.auth import RuntimeAuth, authenticate_channel
+    from services.runtime.db import Database
+    from services.runtime.metrics import Metrics
+    from services.runtime.server import App, ServerConfig
+    from services.user.config import UserConfig
+    from services.user.handlers import UserHandlers
+    from services.user.passwords import Argon2Hasher
+    from services.user.repository import SqlUserUnitOfWork
+    from shop.user.v1 import user_grpc
+    from tests.integration.log_lines import JsonLines
+
+    secret, guess, other = (f"pw-{uuid.uuid4().hex}" for _ in range(3))
+    email = f"logs-{uuid.uuid4().hex[:8]}@example.com"
+    config = UserConfig.from_env({"USER_DB_STATEMENT_TIMEOUT_MS": "300"})
+    metrics = Metrics("user-logs")
+    db = Database(config.db, metrics, service="user-logs")
+    app = App(
+        ServerConfig(name="user-logs"),
+        [UserHandlers(lambda: SqlUserUnitOfWork(db.unit_of_work()), Argon2Hasher(1, 1024))],
+        [db],
+        metrics=metrics,
+        auth=RuntimeAuth.from_env("user-logs"),
+    )
+    await app.start()
+    channel = authenticate_channel(Channel("127.0.0.1", app.grpc_port))
+    stub = user_grpc.UserServiceStub(channel)
+    locker = await asyncpg.connect(stack.pg_admin_dsn("user"))
+    codes = []
+    try:
+        with JsonLines("user-logs") as logs:
+            reg = pb.RegisterUserRequest(email=email, password=secret, display_name="L")
+            bad = pb.RegisterUserRequest(email="nope", password=secret, display_name="L")
+            calls = [
+                stub.RegisterUser(reg),
+                stub.RegisterUser(reg),
+                stub.CheckCredentials(pb.CheckCredentialsRequest(email=email, password=guess)),
+                stub.CheckCredentials(pb.CheckCredentialsRequest(email=email, password=secret)),
+                stub.RegisterUser(bad),
+            ]
+            for call in calls:
+                try:
+                    await call
+                    codes.append(Status.OK)
+                except GRPCError as exc:
+                    codes.append(exc.status)
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+                codes.append(
+                    await code_of(
+                        stub.RegisterUser(
+                            pb.RegisterUserRequest(
+                                email=f"x{email}", password=other, display_name="L"
+                            )
+                        )
+                    )
+                )
+    finally:
+        await locker.close()
+        channel.close()
+        await app.stop(drain_timeout=1)
+    assert codes == [
+        Status.OK,
+        Status.ALREADY_EXISTS,
+        Status.OK,  # valid=False
+        Status.OK,
+        Status.INVALID_ARGUMENT,
+        Status.INTERNAL,
+    ]
+    lines = logs.lines
+    assert sum('"msg": "rpc"' in line for line in lines) == 6  # the capture saw every call
+    assert any('"msg": "unexpected error"' in line for line in lines)
+    for word in (secret, guess, other, "$argon2id$"):  # nor a hash (SQL error parameters)
+        assert not [line for line in lines if word in line], word
