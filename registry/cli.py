@@ -81,6 +81,18 @@ def _register(cfg: RegistryConfig, subjects: Sequence[SubjectSchema]) -> int:
     return 1 if failed else 0
 
 
+def _why(out: object) -> str:
+    """One line from a verbose compatibility answer. Confluent's messages repeat the whole
+    old schema (`{oldSchema: '...'}`), which buries the reason, so that one is left out."""
+    if isinstance(out, dict):
+        messages = out.get("messages")
+        if isinstance(messages, list) and messages:
+            return "; ".join(str(m) for m in messages if not str(m).startswith("{oldSchema:"))
+        if "message" in out:
+            return f"{out.get('error_code', '')} {out['message']}".strip()
+    return str(out)
+
+
 def _check(cfg: RegistryConfig, subjects: Sequence[SubjectSchema]) -> int:
     failed = 0
     for s in subjects:
@@ -90,8 +102,7 @@ def _check(cfg: RegistryConfig, subjects: Sequence[SubjectSchema]) -> int:
             print(f"ok {s.subject}")
         else:
             failed += 1
-            why = out.get("messages") or out if isinstance(out, dict) else out
-            print(f"INCOMPATIBLE {s.subject}: {why}", file=sys.stderr)
+            print(f"INCOMPATIBLE {s.subject}: {_why(out)}", file=sys.stderr)
     return 1 if failed else 0
 
 
