@@ -139,14 +139,27 @@ class Stack:
     def _install_step(self, comp: Component, step: Step) -> None:
         t0 = time.monotonic()
         say(f"  install  {comp.name}: {step.what} ...")
+        log = self.state / "logs" / "install.log"
+        rerun = "fix the cause and run `make up` again (finished steps are kept)"
         try:
             step.install()
-        except StackError:
+        except StackError as exc:
+            exc.message = f"install step '{step.what}' failed: {exc.message}"
+            exc.hint = exc.hint or rerun
             raise
         except Exception as exc:
-            raise StackError(comp.name, f"install step '{step.what}' failed: {exc}") from exc
+            # One line for the user (the first of the error's text); the rest is in the log.
+            first = next(iter(str(exc).strip().splitlines()), "") or type(exc).__name__
+            raise StackError(
+                comp.name,
+                f"install step '{step.what}' failed: {first}",
+                log=log if log.exists() else None,
+                hint=rerun,
+            ) from None
         if not step.present():
-            raise StackError(comp.name, f"install step '{step.what}' left nothing behind")
+            raise StackError(
+                comp.name, f"install step '{step.what}' left nothing behind", hint=rerun
+            )
         say(f"  install  {comp.name}: {step.what} done in {time.monotonic() - t0:.1f}s")
 
     # ------------------------------------------------------------------ up

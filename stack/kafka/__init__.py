@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -33,11 +35,42 @@ def bootstrap_servers() -> str:
     return f"127.0.0.1:{broker_port()}"
 
 
+JAVA_MIN = 17
+JAVA_HINT = "apt-get install -y openjdk-17-jre-headless (or put a JDK 17+ first on PATH)"
+
+
+def java_major(version_output: str) -> int | None:
+    """17 from `openjdk version "17.0.15" ...`, 8 from the pre-9 form `"1.8.0_292"`."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if m is None:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+def check_java() -> None:
+    """Kafka 4 runs on Java 17+. Checked before mvn (which needs a JDK too) and before each
+    start, so a missing or old java is named with its fix instead of failing as a crash."""
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(
+            "kafka", f"java not found (Kafka {VERSION} needs Java 17+)", hint=JAVA_HINT
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    major = java_major(out.stderr + out.stdout)
+    if major is None or major < JAVA_MIN:
+        found = f"Java {major}" if major else "a java of unknown version"
+        raise StackError(
+            "kafka", f"{java} is {found}; Kafka {VERSION} needs Java {JAVA_MIN}+", hint=JAVA_HINT
+        )
+
+
 def _jars_present() -> bool:
     return (LIBS / f"kafka_2.13-{VERSION}.jar").exists() and (LIBS / ".complete").exists()
 
 
 def _install_jars() -> None:
+    check_java()
     if shutil.which("mvn") is None:
         raise StackError("kafka", "mvn not found", hint="apt-get install -y maven")
     tmp = HOME / "libs.partial"
@@ -113,6 +146,7 @@ def _java(main: str, *args: str, heap: str = "-Xmx512m") -> list[str]:
 
 
 def _prepare() -> None:
+    check_java()
     d = _dir()
     d.mkdir(parents=True, exist_ok=True)
     (d / "server.properties").write_text(_server_properties())
