@@ -47,8 +47,10 @@ async def product_stub(product_app):
 
 
 @pytest.fixture(scope="session")
-def demo_catalog(stack) -> str:
+async def demo_catalog(stack) -> str:
     """The demo catalog loaded by this session, as `make up` would (idempotent), so tests
     that read p-0001 or the demo categories need no earlier `make up`."""
     stack.require("postgres-primary", "postgres-replica")
-    return demo_loader.run("services.product.demo")
+    out = demo_loader.run("services.product.demo")
+    await demo_loader.replica_caught_up("product")
+    return out
