@@ -19,7 +19,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from mesh.envoy import EnvoyOptions
 from mesh.services import metrics_port
 from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
@@ -138,7 +137,7 @@ PG = ["postgres-primary", "postgres-replica"]
 # outlier detection, as in the compose and Istio deployments. One address serves every
 # service: the gRPC path picks the cluster. The services' own defaults stay direct, so a
 # service run alone (or by a test) needs no Envoy.
-MESH_INTERNAL = f"127.0.0.1:{EnvoyOptions().internal_port}"
+MESH_INTERNAL = f"127.0.0.1:{gateway.envoy_internal_port()}"
 
 COMPONENTS: list[Component] = [
     # --- infrastructure

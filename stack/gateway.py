@@ -34,6 +34,21 @@ def envoy_admin_port() -> int:
     return port("SHOPMESH_ENVOY_ADMIN_PORT", 9901)
 
 
+def envoy_internal_port() -> int:
+    return port("SHOPMESH_ENVOY_INTERNAL_PORT", 8082)
+
+
+def _envoy_ports_overridden() -> bool:
+    from mesh.envoy import EnvoyOptions
+
+    committed = EnvoyOptions()
+    return (envoy_port(), envoy_internal_port(), envoy_admin_port()) != (
+        committed.edge_port,
+        committed.internal_port,
+        committed.admin_port,
+    )
+
+
 def prometheus_port() -> int:
     return port("SHOPMESH_PROMETHEUS_PORT", 9090)
 
@@ -84,14 +99,38 @@ def _envoy_digest() -> str:
     return _digest(
         out / "envoy" / "envoy.yaml", out / "envoy" / "descriptor.binpb",
         out / "openapi" / "openapi.json", out / "openapi" / "docs.html",
+        extra=f"{envoy_port()}/{envoy_internal_port()}/{envoy_admin_port()}",
     )  # fmt: skip
+
+
+def _private_envoy_config(generated: Path) -> Path:
+    """The committed config pins 8081/8082/9901: with port overrides (a second stack on one
+    machine, a test's private stack) render the same generator's output on those ports."""
+    import yaml
+
+    from mesh import envoy
+    from mesh.api import load
+    from mesh.generate import DESCRIPTOR
+
+    opt = envoy.EnvoyOptions(
+        edge_port=envoy_port(),
+        internal_port=envoy_internal_port(),
+        admin_port=envoy_admin_port(),
+    )
+    path = state_dir() / "envoy" / "envoy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# Rendered by the stack runner from mesh/ ({generated.name} with port overrides).\n"
+        + yaml.safe_dump(envoy.build(load(DESCRIPTOR), opt), sort_keys=True)
+    )
+    return path
 
 
 def _envoy_config() -> Path:
     generated = MESH_OUT / "envoy" / "envoy.yaml"
     _ensure_mesh()
     if generated.exists():
-        return generated
+        return _private_envoy_config(generated) if _envoy_ports_overridden() else generated
     path = state_dir() / "envoy" / "envoy.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

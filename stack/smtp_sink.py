@@ -19,6 +19,7 @@ import email
 import email.policy
 import os
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,12 +65,31 @@ def _summary(path: Path) -> dict:
 
 
 def make_app(directory: Path) -> web.Application:
+    # A stored message never changes (written whole, then renamed into place), so each file
+    # is parsed once: a long-lived sink holds thousands (a soak sends 10,000) and parsing
+    # them all on every GET took seconds per call.
+    parsed: dict[str, dict] = {}
+    lock = threading.Lock()
+
     def read_all() -> list[dict]:
-        return [_summary(p) for p in sorted(directory.glob("*.eml"))]
+        paths = sorted(directory.glob("*.eml"))
+        with lock:
+            names = {p.name for p in paths}
+            for gone in parsed.keys() - names:
+                del parsed[gone]
+            for p in paths:
+                if p.name not in parsed:
+                    try:
+                        parsed[p.name] = _summary(p)
+                    except FileNotFoundError:  # deleted meanwhile
+                        continue
+            return [parsed[p.name] for p in paths if p.name in parsed]
 
     def delete_all() -> None:
         for p in directory.glob("*.eml"):
             p.unlink(missing_ok=True)
+        with lock:
+            parsed.clear()
 
     async def list_messages(request: web.Request) -> web.Response:
         items = await asyncio.to_thread(read_all)
@@ -91,7 +111,12 @@ def make_app(directory: Path) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def warm(app: web.Application) -> None:
+        # Parse what an earlier run stored in the background, so the first GET is fast too.
+        app["warm"] = asyncio.create_task(asyncio.to_thread(read_all))
+
     app = web.Application()
+    app.on_startup.append(warm)
     app.router.add_get("/messages", list_messages)
     app.router.add_get("/messages/{id}.eml", raw)
     app.router.add_delete("/messages", clear)
