@@ -251,3 +251,40 @@ def expected_message(case: Case) -> str:
     found = violations(case.request)
     assert found, case.id
     return str(InvalidArgument.many(found))
+
+
+def assert_cover_every_rule(
+    service: ServiceDescriptor,
+    valid: dict[str, Message],
+    rules: list[Rule],
+    built: list[Case],
+    missing: list[Rule],
+) -> None:
+    """The guard each service's rule test runs: `valid` has one accepted request per method,
+    and the cases built from it (`cases(rules, valid)`) cover every rule of every
+    rule-bearing field, once each."""
+    assert {m.name for m in service.methods} == set(valid)
+    assert all(violations(msg) == [] for msg in valid.values())
+    assert missing == [], f"no violating request built for: {missing}"
+    assert len(built) == len(rules) > 0
+    assert {field_of(c) for c in built} == rule_bearing_fields(service)
+    assert len({c.id for c in built}) == len(built)
+
+
+async def assert_refused_naming_the_field(stub: Any, case: Case) -> None:
+    """The real service answers `case` INVALID_ARGUMENT with the rule's own message and only
+    the broken field in the BadRequest details."""
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    try:
+        await getattr(stub, case.rule.method)(case.request)
+    except GRPCError as exc:
+        err = exc
+    else:
+        raise AssertionError(f"{case.id}: accepted")
+    assert err.status is Status.INVALID_ARGUMENT, err.message
+    assert (err.message or "").startswith(f"{case.rule.path}: ")
+    assert err.message == expected_message(case)
+    fields = {v.field for d in err.details or [] for v in d.field_violations}
+    assert fields == {case.rule.path}
