@@ -27,34 +27,13 @@ from services.order.domain import (
 )
 from services.order.outbox import OutboxRelay
 from services.order.repository import OUTBOX_FLAG, MongoOrders, OrderLockTimeout
-from services.runtime.kafka import AvroSerde, ConsumedEvent, EventProducer, KafkaConfig
+from services.runtime.kafka import AvroSerde, ConsumedEvent, EventProducer
 from tests.integration.order.order_helpers import TopicTail, scratch_topic
 
 pytestmark = pytest.mark.stack
 
 ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
 MUG = [OrderLine("p-1", "Mug", 1, Money("USD", 3, 0))]
-
-
-@pytest.fixture(scope="module")
-def infra(stack):
-    stack.require("ferretdb", "kafka", "registry")
-    return stack
-
-
-@pytest.fixture(scope="module")
-def kafka_cfg(infra) -> KafkaConfig:
-    return KafkaConfig(bootstrap_servers=infra.kafka_bootstrap, client_id="order-relays-test")
-
-
-@pytest.fixture
-async def repo(infra):
-    name = f"order_test_{uuid.uuid4().hex[:10]}"
-    r = MongoOrders(infra.mongo_url(), name)
-    await r.open()
-    yield r
-    await r.client.drop_database(name)
-    await r.close()
 
 
 async def confirmed(repo: MongoOrders, i: int) -> Order:
