@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from grpclib.client import Channel
 
 from services.notification.bootstrap import NotificationApp
@@ -25,6 +24,8 @@ from shop.notification.v1 import notification_pb2 as pb
 from tests.integration.notification.conftest import (
     eventually,
     mail_for,
+    read_topic,
+    sample,
     service_env,
 )
 
@@ -32,24 +33,11 @@ pytestmark = pytest.mark.stack
 
 
 def _sample(app: NotificationApp, name: str, **labels: str) -> float:
-    return app.metrics.registry.get_sample_value(name, labels) or 0.0
+    return sample(app, name, **labels) or 0.0
 
 
 async def _read_dlq(bootstrap: str, topic: str, n: int, within: float = 20) -> list:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    out: list = []
-    try:
-        async with asyncio.timeout(within):
-            while len(out) < n:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
+    return await read_topic(bootstrap, topic, lambda records: len(records) >= n, within)
 
 
 async def test_order_placed_sends_one_email_with_order_number_and_total(
