@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import json
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -415,3 +417,15 @@ async def place_real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, s
     finally:
         for c in chans:
             c.close()
+
+
+async def cli_replay(topics, users, *args: str) -> dict[str, int]:
+    """`python -m services.notification replay ARGS` against these topics; its JSON answer."""
+    env = {**os.environ, **service_env(topics, users, "unused")}
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "services.notification", "replay", *args),
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0
+    return json.loads(stdout)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import struct
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +20,7 @@ from services.runtime.server import App
 from shop.notification.v1 import notification_grpc
 from shop.notification.v1 import notification_pb2 as pb
 from tests.integration.notification.conftest import (
+    cli_replay,
     eventually,
     mail_for,
     read_topic,
@@ -164,14 +163,7 @@ async def test_exhausted_retries_dead_letter_then_replay_sends_once(
         await server.stop(0)
 
     # The CLI replays the same dead letter again: the log makes it a no-op for the customer.
-    env = {**os.environ, **service_env(topics, users, "unused")}
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "services.notification", "replay", "--event-id", eid),
-        env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0
-    assert json.loads(stdout)["replayed"] == 1
+    assert (await cli_replay(topics, users, "--event-id", eid))["replayed"] == 1
     await eventually(lambda: _sample(
         service, "notification_duplicates_total", topic=topics.users) >= 1)  # fmt: skip
     assert len(mail_for(since_ns, {eid})[eid]) == 1

@@ -6,9 +6,6 @@ window (RPC and CLI), and consumer lag shows a backlog left by a restart."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +22,7 @@ from shop.events import v1 as events
 from shop.notification.v1 import notification_grpc
 from shop.notification.v1 import notification_pb2 as pb
 from tests.integration.notification.conftest import (
+    cli_replay,
     event_id_of,
     eventually,
     mail_dir,
@@ -33,7 +31,6 @@ from tests.integration.notification.conftest import (
     read_topic,
     running_app,
     sample,
-    service_env,
 )
 
 pytestmark = pytest.mark.stack
@@ -265,17 +262,6 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def _cli_replay(topics, users, *args: str) -> dict[str, int]:
-    env = {**os.environ, **service_env(topics, users, "unused")}
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "services.notification", "replay", *args),
-        env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode == 0
-    return json.loads(stdout)
-
-
 async def test_replay_by_time_window_replays_only_that_window_and_sends_once(
     stack, service, produce, since_ns, infra, topics, users
 ):
@@ -315,14 +301,14 @@ async def test_replay_by_time_window_replays_only_that_window_and_sends_once(
         await server.stop(0)
     await eventually(lambda: mail_for(since_ns, {b}).get(b))
 
-    assert await _cli_replay(topics, users, "--since", _iso(bc)) == {"replayed": 1, "scanned": 3}
+    assert await cli_replay(topics, users, "--since", _iso(bc)) == {"replayed": 1, "scanned": 3}
     await eventually(lambda: mail_for(since_ns, {c}).get(c))
     assert not mail_for(since_ns, {a}), "A is outside both windows"
     assert (await service.log.get(a)).status is LogStatus.RETRYING
 
-    assert await _cli_replay(topics, users, "--until", "15m") == {"replayed": 0, "scanned": 3}
+    assert await cli_replay(topics, users, "--until", "15m") == {"replayed": 0, "scanned": 3}
     duplicates_before = sample(service, "notification_duplicates_total", topic=topics.users) or 0
-    assert await _cli_replay(topics, users, "--since", "15m") == {"replayed": 3, "scanned": 3}
+    assert await cli_replay(topics, users, "--since", "15m") == {"replayed": 3, "scanned": 3}
     await eventually(lambda: mail_for(since_ns, {a}).get(a))
     dups = lambda: sample(service, "notification_duplicates_total", topic=topics.users)  # noqa: E731
     await eventually(lambda: (dups() or 0) >= duplicates_before + 2)
