@@ -154,6 +154,17 @@ async function setStock(page, sku, stock) {
   return editor;
 }
 
+/** The shopper's main pages ([name, path, locator that shows it is ready]) once the cart
+ * scenario has chosen a product: what the phone-width and contrast checks walk. */
+function shopperPages(page) {
+  return [
+    ["catalog", "/", page.getByRole("list", { name: "Products" })],
+    ["product", state.productPath, page.getByRole("heading", { name: state.productName, level: 1 })],
+    ["cart", "/cart", page.getByRole("list", { name: "Items in your cart" })],
+    ["checkout", "/checkout", page.getByLabel("Postal code")],
+  ];
+}
+
 const scenarios = [
   {
     name: "shell",
@@ -299,12 +310,7 @@ const scenarios = [
     after: ["cart", "logout-login"],
     about: "at 390 px wide, catalog, product, cart and checkout fit the screen (no sideways scroll)",
     async run({ page }) {
-      const pages = [
-        ["catalog", "/", page.getByRole("list", { name: "Products" })],
-        ["product", state.productPath, page.getByRole("heading", { name: state.productName, level: 1 })],
-        ["cart", "/cart", page.getByRole("list", { name: "Items in your cart" })],
-        ["checkout", "/checkout", page.getByLabel("Postal code")],
-      ];
+      const pages = shopperPages(page);
       const wide = [];
       await page.setViewportSize(PHONE);
       try {
@@ -331,12 +337,7 @@ const scenarios = [
     after: ["cart", "logout-login"],
     about: "every visible text on catalog, product, cart and checkout meets WCAG AA contrast against its real background",
     async run({ page }) {
-      const pages = [
-        ["catalog", "/", page.getByRole("list", { name: "Products" })],
-        ["product", state.productPath, page.getByRole("heading", { name: state.productName, level: 1 })],
-        ["cart", "/cart", page.getByRole("list", { name: "Items in your cart" })],
-        ["checkout", "/checkout", page.getByLabel("Postal code")],
-      ];
+      const pages = shopperPages(page);
       const failures = [];
       let checked = 0;
       for (const [name, path, ready] of pages) {
