@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 
 import pytest
 
 from shop.auth.v1 import auth_pb2
 from shop.order.v1 import order_pb2 as opb
 from stack.model import state_dir
-from tests.reliability.harness import ADDRESS, Stubs, create_product, eventually, register
+from tests.reliability.harness import Stubs, eventually, new_traceparent, place_traced_order
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
@@ -41,24 +40,8 @@ async def test_order_and_notification_call_product_and_user_through_envoy(stack)
     stack.require("order", "notification", "auth", "smtp-sink", "envoy")
     admin, stubs = Stubs(service_token=True), Stubs()
     try:
-        product = await create_product(admin, f"s2s{uuid.uuid4().hex[:6]}", 5)
-        buyer = await register(stubs, "s2s")
-        trace_id = secrets.token_hex(16)
-        metadata = {
-            **(await buyer.metadata(stubs.auth)),
-            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
-        }
-        reply = await stubs.order.PlaceOrder(
-            opb.PlaceOrderRequest(
-                idempotency_key=f"s2s-{uuid.uuid4().hex}",
-                user_id=buyer.user_id,
-                lines=[opb.LineItem(product_id=product.id, quantity=1)],
-                shipping_address=ADDRESS,
-            ),
-            metadata=metadata,
-            timeout=30,
-        )
-        assert reply.order.status == opb.ORDER_STATUS_CONFIRMED
+        order, buyer, trace_id = await place_traced_order(admin, stubs, "s2s")
+        assert order.status == opb.ORDER_STATUS_CONFIRMED
 
         want = {
             "order -> product ReserveStock": "/shop.product.v1.ProductService/ReserveStock",
@@ -92,7 +75,7 @@ async def test_order_and_notification_call_product_and_user_through_envoy(stack)
         login_trace = secrets.token_hex(16)
         await stubs.auth.Login(
             auth_pb2.LoginRequest(email=buyer.email, password=buyer.password),
-            metadata={"traceparent": f"00-{login_trace}-{secrets.token_hex(8)}-01"},
+            metadata={"traceparent": new_traceparent(login_trace)},
             timeout=10,
         )
 

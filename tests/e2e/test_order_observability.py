@@ -18,7 +18,15 @@ from google.protobuf import json_format
 
 from shop.order.v1 import order_pb2 as opb
 from stack.model import state_dir
-from tests.reliability.harness import ADDRESS, Stubs, create_product, eventually, register
+from tests.reliability.harness import (
+    ADDRESS,
+    Stubs,
+    create_product,
+    eventually,
+    new_traceparent,
+    place_traced_order,
+    register,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 
@@ -73,25 +81,7 @@ async def test_placed_order_is_counted_and_traced_end_to_end(stack) -> None:
     stack.require("order", "notification", "auth", "smtp-sink", "prometheus")
     admin, user_stubs = Stubs(service_token=True), Stubs()
     try:
-        product = await create_product(admin, f"obs{uuid.uuid4().hex[:6]}", 5)
-        buyer = await register(user_stubs, "obs")
-        trace_id = secrets.token_hex(16)
-        metadata = {
-            **(await buyer.metadata(user_stubs.auth)),
-            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
-        }
-        order = (
-            await user_stubs.order.PlaceOrder(
-                opb.PlaceOrderRequest(
-                    idempotency_key=f"obs-{uuid.uuid4().hex}",
-                    user_id=buyer.user_id,
-                    lines=[opb.LineItem(product_id=product.id, quantity=1)],
-                    shipping_address=ADDRESS,
-                ),
-                metadata=metadata,
-                timeout=30,
-            )
-        ).order
+        order, _, trace_id = await place_traced_order(admin, user_stubs, "obs")
         assert order.status == opb.ORDER_STATUS_CONFIRMED
 
         # The order service logged the call under the client's trace id.
@@ -167,7 +157,7 @@ async def test_checkout_through_the_gateway_is_one_trace(stack) -> None:
                 ADDRESS, preserving_proto_field_name=True
             ),
         }
-        headers = {**buyer.bearer, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+        headers = {**buyer.bearer, "traceparent": new_traceparent(trace_id)}
         async with httpx.AsyncClient(base_url=stack.nginx_url, timeout=30) as client:
             resp = await client.post("/api/v1/orders", json=body, headers=headers)
         assert resp.status_code == 200, resp.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from shop.auth.v1 import auth_pb2
 from shop.auth.v1.auth_grpc import AuthServiceStub
 from shop.common.v1 import common_pb2
 from shop.notification.v1.notification_grpc import NotificationServiceStub
+from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
@@ -217,6 +219,33 @@ async def create_product(stubs: Stubs, tag: str, stock: int, units: int = 2) -> 
         timeout=10,
     )
     return reply.product
+
+
+def new_traceparent(trace_id: str) -> str:
+    """A sampled W3C traceparent for `trace_id` (32 hex), as a browser call would start one."""
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+async def place_traced_order(
+    admin: Stubs, stubs: Stubs, tag: str
+) -> tuple[order_pb2.Order, Account, str]:
+    """A fresh product and buyer, and one order placed direct under a new trace id:
+    (the order, the buyer, the trace id)."""
+    product = await create_product(admin, f"{tag}{uuid.uuid4().hex[:6]}", 5)
+    buyer = await register(stubs, tag)
+    trace_id = secrets.token_hex(16)
+    metadata = {**(await buyer.metadata(stubs.auth)), "traceparent": new_traceparent(trace_id)}
+    reply = await stubs.order.PlaceOrder(
+        order_pb2.PlaceOrderRequest(
+            idempotency_key=f"{tag}-{uuid.uuid4().hex}",
+            user_id=buyer.user_id,
+            lines=[order_pb2.LineItem(product_id=product.id, quantity=1)],
+            shipping_address=ADDRESS,
+        ),
+        metadata=metadata,
+        timeout=30,
+    )
+    return reply.order, buyer, trace_id
 
 
 async def stock_of(stubs: Stubs, product_id: str) -> int:
