@@ -13,6 +13,11 @@ from aiokafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.runtime.kafka import AvroSerde, ConsumedEvent, EventConsumer, KafkaConfig
+from shop.common.v1 import common_pb2
+from shop.product.v1 import product_pb2
+from shop.product.v1.product_grpc import ProductServiceStub
+from shop.user.v1 import user_pb2
+from shop.user.v1.user_grpc import UserServiceStub
 from stack.topics import TOPICS
 
 TOPIC = "shop.orders.v1"
@@ -68,3 +73,31 @@ async def scratch_topic(cfg: KafkaConfig, partitions: int = 3) -> AsyncIterator[
                 if subject.startswith(f"{topic}-"):
                     await http.delete(f"/subjects/{subject}")
                     await http.delete(f"/subjects/{subject}", params={"permanent": "true"})
+
+
+SHIPPING = common_pb2.Address(
+    recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001", country_code="FR"
+)
+
+
+async def buyer_and_product(
+    users: UserServiceStub, products: ProductServiceStub, prefix: str, stock: int
+) -> tuple[user_pb2.User, product_pb2.Product]:
+    """A new registered user and a new $2 product with `stock` units, tagged `prefix`."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    user = (
+        await users.RegisterUser(
+            user_pb2.RegisterUserRequest(
+                email=f"{tag}@example.com", password="correct horse", display_name="Ada"
+            )
+        )
+    ).user
+    product = (
+        await products.CreateProduct(
+            product_pb2.CreateProductRequest(
+                sku=tag.upper(), name="Thing", category="test",
+                price=common_pb2.Money(currency_code="USD", units=2), stock=stock,
+            )
+        )
+    ).product  # fmt: skip
+    return user, product

@@ -14,13 +14,11 @@ from grpclib.client import Channel
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
 from services.order.repository import MongoOrders, to_doc
 from services.runtime.auth import authenticate_channel
-from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
-from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
-from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from tests.integration.order.order_helpers import SHIPPING, buyer_and_product
 
 pytestmark = pytest.mark.stack
 
@@ -118,25 +116,7 @@ async def test_list_orders_pages_through_placed_orders(channels):
         UserServiceStub(channels[2]),
     )
     tag = uuid.uuid4().hex[:8]
-    user = (
-        await users.RegisterUser(
-            user_pb2.RegisterUserRequest(
-                email=f"page-{tag}@example.com", password="correct horse", display_name="Ada"
-            )
-        )
-    ).user
-    product = (
-        await products.CreateProduct(
-            product_pb2.CreateProductRequest(
-                sku=f"PAGE-{tag}", name="Thing", category="test",
-                price=common_pb2.Money(currency_code="USD", units=2), stock=100,
-            )
-        )
-    ).product  # fmt: skip
-    address = common_pb2.Address(
-        recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
-        country_code="FR",
-    )  # fmt: skip
+    user, product = await buyer_and_product(users, products, "page", 100)
     placed = []
     for i in range(7):
         reply = await orders.PlaceOrder(
@@ -144,7 +124,7 @@ async def test_list_orders_pages_through_placed_orders(channels):
                 idempotency_key=f"k-{tag}-{i}",
                 user_id=user.id,
                 lines=[pb.LineItem(product_id=product.id, quantity=1)],
-                shipping_address=address,
+                shipping_address=SHIPPING,
             )
         )
         placed.append(reply.order.id)

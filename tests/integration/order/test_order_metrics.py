@@ -22,14 +22,16 @@ from services.order.outbox import OutboxRelay
 from services.order.repository import MongoOrders
 from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
-from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
-from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
-from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
-from tests.integration.order.order_helpers import TopicTail, scratch_topic
+from tests.integration.order.order_helpers import (
+    SHIPPING,
+    TopicTail,
+    buyer_and_product,
+    scratch_topic,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -71,33 +73,14 @@ async def test_order_service_exports_placements_and_its_relays_publishing(up):
     kafka_cfg = KafkaConfig(bootstrap_servers=up.kafka_bootstrap, client_id="order-metrics")
     tag = uuid.uuid4().hex[:8]
     try:
-        user = (
-            await users.RegisterUser(
-                user_pb2.RegisterUserRequest(
-                    email=f"metrics-{tag}@example.com", password="correct horse",
-                    display_name="Ada",
-                )
-            )
-        ).user  # fmt: skip
-        product = (
-            await products.CreateProduct(
-                product_pb2.CreateProductRequest(
-                    sku=f"MET-{tag}", name="Thing", category="test",
-                    price=common_pb2.Money(currency_code="USD", units=2), stock=3,
-                )
-            )
-        ).product  # fmt: skip
-        address = common_pb2.Address(
-            recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
-            country_code="FR",
-        )  # fmt: skip
+        user, product = await buyer_and_product(users, products, "metrics", 3)
 
         def place(key: str, quantity: int) -> pb.PlaceOrderRequest:
             return pb.PlaceOrderRequest(
                 idempotency_key=key,
                 user_id=user.id,
                 lines=[pb.LineItem(product_id=product.id, quantity=quantity)],
-                shipping_address=address,
+                shipping_address=SHIPPING,
             )
 
         before = await scrape()
