@@ -237,16 +237,22 @@ def _store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """One store operation: a CLIENT span `db.<operation>` in the caller's trace (motor runs
     pymongo on executor threads, where a command listener would lose the trace context), and
     the store being down (refused, timed out, no server selected) is UNAVAILABLE to callers,
-    not an unexpected error: pymongo's ConnectionFailure -> a domain error."""
+    not an unexpected error: pymongo's ConnectionFailure -> a domain error. Outside a trace
+    (the sweeper's idle polls every few seconds) no span: each would be a trace of its own."""
     attributes = {"db.system": "mongodb", "db.operation": fn.__name__}
+
+    async def unreachable_is_unavailable(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise _unreachable(exc) from exc
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not tracing.current_trace_id():
+            return await unreachable_is_unavailable(*args, **kwargs)
         with tracing.db_span(f"db.{fn.__name__}", "ferretdb", **attributes):
-            try:
-                return await fn(*args, **kwargs)
-            except ConnectionFailure as exc:
-                raise _unreachable(exc) from exc
+            return await unreachable_is_unavailable(*args, **kwargs)
 
     return call
 
