@@ -54,7 +54,7 @@ from grpclib import GRPCError, Status
 from grpclib.client import Channel
 from grpclib.server import Server
 
-from bench.common import write_result
+from bench.common import percentile, write_result
 from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer, KafkaConfig
 from shop.auth.v1 import auth_pb2
@@ -85,11 +85,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class StandInUsers(user_grpc.UserServiceBase):
@@ -304,13 +299,13 @@ class Bench:
                 "events": count,
                 "delivered": len(email_ms),
                 "p50_ms": round(statistics.median(email_ms), 2),
-                "p99_ms": round(_pct(email_ms, 99), 2),
+                "p99_ms": round(percentile(sorted(email_ms), 99), 2),
                 "max_ms": round(max(email_ms), 2),
             },
             "latency_baseline_bare_consume": {
                 "events": len(bare_ms),
                 "p50_ms": round(statistics.median(bare_ms), 2),
-                "p99_ms": round(_pct(bare_ms, 99), 2),
+                "p99_ms": round(percentile(sorted(bare_ms), 99), 2),
             },
         }
 
@@ -444,13 +439,13 @@ async def order_to_email(orders: int, rate: float) -> dict:
             "orders": orders,
             "delivered": len(email_ms),
             "p50_ms": round(statistics.median(email_ms), 2),
-            "p99_ms": round(_pct(email_ms, 99), 2),
+            "p99_ms": round(percentile(sorted(email_ms), 99), 2),
             "max_ms": round(max(email_ms), 2),
         },
         "order_to_email_split_place_to_topic": {
             "orders": len(topic_ms),
             "p50_ms": round(statistics.median(topic_ms), 2) if topic_ms else None,
-            "p99_ms": round(_pct(topic_ms, 99), 2) if topic_ms else None,
+            "p99_ms": round(percentile(sorted(topic_ms), 99), 2) if topic_ms else None,
         },
     }
 
