@@ -63,7 +63,10 @@ SAVE_ATTEMPTS = 5
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """Now, to the millisecond: the store (a BSON date) keeps milliseconds, so a finer time
+    would make PlaceOrder's first reply differ from every later read of the same order."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,23 @@ async def test_same_key_twice_and_raced_twenty_times_makes_one_order(world):
     assert err.value.status == Status.INVALID_ARGUMENT
 
 
+async def test_first_reply_equals_replay_and_get_order_field_by_field(world):
+    """The first PlaceOrder reply is built in memory, the replay and GetOrder from the store:
+    all three must agree on every field, timestamps to the last digit included."""
+    orders, _, user, (p, q) = world
+    request = place(user.id, f"k-{uuid.uuid4().hex}", [(p.id, 1), (q.id, 2)])
+    first = (await orders.PlaceOrder(request)).order
+    replay = (await orders.PlaceOrder(request)).order
+    got = (await orders.GetOrder(pb.GetOrderRequest(id=first.id))).order
+    assert first.create_time.ToDatetime() == got.create_time.ToDatetime()
+    for name in [f.name for f in pb.Order.DESCRIPTOR.fields]:
+        assert getattr(first, name) == getattr(replay, name), name
+        assert getattr(first, name) == getattr(got, name), name
+    assert first.SerializeToString(deterministic=True) == got.SerializeToString(
+        deterministic=True
+    )
+
+
 @pytest.mark.parametrize(
     "case",
     ["unknown_product", "zero_quantity", "negative_quantity", "too_many_lines", "empty_address"],
