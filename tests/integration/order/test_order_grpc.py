@@ -156,9 +156,7 @@ async def test_first_reply_equals_replay_and_get_order_field_by_field(world):
     for name in [f.name for f in pb.Order.DESCRIPTOR.fields]:
         assert getattr(first, name) == getattr(replay, name), name
         assert getattr(first, name) == getattr(got, name), name
-    assert first.SerializeToString(deterministic=True) == got.SerializeToString(
-        deterministic=True
-    )
+    assert first.SerializeToString(deterministic=True) == got.SerializeToString(deterministic=True)
 
 
 @pytest.mark.parametrize(
