@@ -28,8 +28,8 @@ gen: install  ## regenerate gen/ (Python, TS, events, descriptor set) and the me
 	@$(PYTHON) tools/gen.py
 
 gen-check: gen  ## fail when the committed generated code is stale
-	@git add -N gen mesh/out 2>/dev/null; git diff --exit-code --stat -- gen mesh/out || \
-	  (echo "generated code is stale: run 'make gen' and commit gen/ and mesh/out/" && exit 1)
+	@git add -N gen schemas/vendor mesh/out 2>/dev/null; git diff --exit-code --stat -- gen schemas/vendor mesh/out || \
+	  (echo "generated code is stale: run 'make gen' and commit gen/, schemas/vendor/ and mesh/out/" && exit 1)
 
 lint: install  ## ruff, buf lint, buf breaking, generated-code freshness, Avro compatibility
 	@$(PYTHON) tools/lint.py

@@ -62,8 +62,9 @@ def _breaking_base() -> str:
 def breaking() -> None:
     """buf breaking against an image of the base commit's schemas.
 
-    The base tree is exported to a temp dir next to today's vendored protos (they are
-    not committed), built into an image, and compared with the working tree.
+    The base commit's schemas/proto is exported to a temp dir beside today's buf.yaml and
+    vendored protos (the rules and imports of today), built into an image, and compared
+    with the working tree.
     """
     base = _breaking_base()
     if not base or not git("ls-tree", "-d", base, "schemas/proto"):
@@ -71,14 +72,15 @@ def breaking() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(
-            ["git", "archive", base, "buf.yaml", "schemas/proto"],
+            ["git", "archive", base, "schemas/proto"],
             cwd=ROOT,
             capture_output=True,
             check=True,
         ).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
-        shutil.copytree(ROOT / ".build" / "proto-vendor", Path(tmp) / ".build" / "proto-vendor")
+        shutil.copy(ROOT / "buf.yaml", Path(tmp) / "buf.yaml")
+        shutil.copytree(ROOT / "schemas" / "vendor", Path(tmp) / "schemas" / "vendor")
         image = str(Path(tmp) / "base.binpb")
         run(f"buf build of {base[:10]}", BUF, "build", f"{tmp}/schemas/proto", "-o", image)
         run(
@@ -97,7 +99,7 @@ def main() -> None:
     run("gen (vendor protos, generate)", sys.executable, "tools/gen.py")
     run("buf lint", BUF, "lint")
     breaking()
-    generated = ["gen", "mesh/out", *RENDERED]
+    generated = ["gen", "schemas/vendor", "mesh/out", *RENDERED]
     subprocess.run(["git", "add", "-N", *generated], cwd=ROOT, capture_output=True)
     run("generated code is fresh", "git", "diff", "--exit-code", "--stat", "--", *generated)
     run("docs/config.md is fresh", sys.executable, "tools/config_doc.py", "--check")

@@ -1,7 +1,9 @@
-"""Copy the third-party .proto files the schemas import into .build/proto-vendor/.
+"""Copy the third-party .proto files the schemas import into schemas/vendor/.
 
-Nothing here is committed: `make gen` runs this first, on any fresh machine, because the Buf
-Schema Registry is not reachable. Sources:
+The Buf Schema Registry is not reachable, so `make gen` takes them from the Python wheels
+instead. The output is committed like gen/ (and checked fresh by `make lint`): `buf lint`
+and `buf breaking --against '.git#branch=main'` must work in a fresh clone, before any
+`make gen`, and a git ref only holds what was committed. Sources:
 - google/api/*.proto: the googleapis-common-protos wheel ships them as .proto source.
 - buf/validate/validate.proto: the protovalidate wheel ships only its compiled descriptor,
   so we rebuild the source from it with tools/protoprint (jhump/protoreflect's printer).
@@ -19,7 +21,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, duration_pb2, field_mask_pb2, timestamp_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".build" / "proto-vendor"
+OUT = ROOT / "schemas" / "vendor"
 PROTOPRINT = ROOT / ".build" / "bin" / "protoprint"
 GOOGLEAPIS_FILES = ("google/api/annotations.proto", "google/api/http.proto")
 
