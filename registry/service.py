@@ -412,10 +412,18 @@ class Registry:
             parsed = await self._parse(tx, body, normalize)
             level = await self._level(tx, subject)
             live = [v for v in await tx.versions(subject) if not v.deleted]
+            wanted = None if raw_version is None else parse_version(raw_version)
             if raw_version is None:
                 targets = live if level.transitive else live[-1:]
+            elif wanted is None:  # "latest": nothing live yet is compatible with anything
+                targets = live[-1:]
             else:
-                targets = [await self._version_row(tx, subject, raw_version)]
+                # Soft-deleted versions are never checked against; a number that names no
+                # live version is "version not found" (40402), whether or not the subject
+                # has others, as in Confluent's CompatibilityResource.
+                targets = [v for v in live if v.version == wanted]
+                if not targets:
+                    raise VersionNotFound(subject, wanted)
             previous = await self._previous(tx, targets)
         # A single chosen version is checked as if it were the only one (Confluent).
         effective = level if raw_version is None else Level(level.value.replace("_TRANSITIVE", ""))

@@ -144,6 +144,26 @@ def test_soft_and_permanent_delete(registry_server: RegistryProcess) -> None:
     assert httpx.get(f"{url}/subjects/{s}/versions").json()["error_code"] == 40401
 
 
+def test_compatibility_against_soft_deleted_or_missing_version(
+    registry_server: RegistryProcess,
+) -> None:
+    """As Confluent's CompatibilityResource: a numbered version that is not live answers
+    40402 (version not found), also when the subject's only version is soft-deleted; "latest"
+    with nothing live checks against nothing and is compatible."""
+    url, s = registry_server.url, subject()
+    v1 = record("E", ("a", "int", ...))
+    post(f"{url}/subjects/{s}/versions", {"schema": v1})
+    missing = post(f"{url}/compatibility/subjects/{s}/versions/7", {"schema": v1})
+    assert missing.status_code == 404 and missing.json()["error_code"] == 40402
+    assert httpx.delete(f"{url}/subjects/{s}/versions/1").json() == 1
+    gone = post(f"{url}/compatibility/subjects/{s}/versions/1", {"schema": v1})
+    assert gone.status_code == 404 and gone.json()["error_code"] == 40402, gone.text
+    assert "1" in gone.json()["message"]
+    latest = post(f"{url}/compatibility/subjects/{s}/versions/latest", {"schema": v1})
+    assert latest.status_code == 200 and latest.json() == {"is_compatible": True}
+    # Reading the soft-deleted version itself stays "subject not found", as in Confluent.
+    assert httpx.get(f"{url}/subjects/{s}/versions/1").json()["error_code"] == 40401
+
 def test_mode_readonly_rejects_registration(registry_server: RegistryProcess) -> None:
     url, s = registry_server.url, subject()
     assert httpx.put(f"{url}/mode/{s}", json={"mode": "READONLY"}).json() == {"mode": "READONLY"}
