@@ -164,6 +164,7 @@ def test_compatibility_against_soft_deleted_or_missing_version(
     # Reading the soft-deleted version itself stays "subject not found", as in Confluent.
     assert httpx.get(f"{url}/subjects/{s}/versions/1").json()["error_code"] == 40401
 
+
 def test_mode_readonly_rejects_registration(registry_server: RegistryProcess) -> None:
     url, s = registry_server.url, subject()
     assert httpx.put(f"{url}/mode/{s}", json={"mode": "READONLY"}).json() == {"mode": "READONLY"}
