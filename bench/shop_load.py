@@ -2,13 +2,15 @@
 up until p99 passes 100 ms.
 
 Each simulated user loops over weighted actions (Online Boutique's locustfile weights):
-home = ListCategories + ListProducts (1), browse product = GetProduct (10), add to cart =
-GetProduct, client-side cart (2), view cart = GetProduct per cart line (3), checkout =
-PlaceOrder with the user's JWT (1; skipped with a message if auth/order are not up).
+home = ListCategories + ListProducts (1), a second listing view = ListProducts of one
+category (2, in place of Online Boutique's setCurrency: one currency here), browse product =
+GetProduct (10), add to cart = GetProduct, client-side cart (2), view cart = GetProduct per
+cart line (3), checkout = PlaceOrder with the user's JWT (1; skipped with a message if
+auth/order are not up).
 A user thinks between actions (uniform 0.5-1.5x --think-ms, 100 ms by default: a brisk
 shopper, far quicker than Locust's 1-10 s, so a few hundred users load the 2 cores) and
-gets its own loopback source address (127.0.0.10+; 240 of them, shared above 240 users) so
-NGINX's per-IP limit (100 r/s) applies per user, as it would to real shoppers. A user
+gets its own loopback source address (127.1.0.0/16, one per user up to 65,000) so NGINX's
+per-IP limit (100 r/s) applies per user, as it would to real shoppers. A user
 without think time sends ~125 req/s on its own and is, rightly, rate limited. Traffic goes
 to 127.0.0.1 only.
 
@@ -21,13 +23,15 @@ so PlaceOrder's latency alone decides the first; the second shows the browse cap
 reported with checkout's p99 at that step). Stepping stops once reads pass the threshold.
 
     python -m bench.shop_load [--seconds 8] [--max-users 512] [--think-ms 100] [--p99-ms 100]
-Writes bench/results/shop_load.json.
+    python -m bench.shop_load --at-users 120 --seconds 20   # one step, nothing written
+Writes bench/results/shop_load.json (stepped runs only).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import time
@@ -40,9 +44,23 @@ from bench.common import BenchFailed, check_loopback, median_range, percentile, 
 
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
 MAX_REQUESTS = 60_000  # per step
-ACTIONS = (("home", 1), ("browse", 10), ("add_to_cart", 2), ("view_cart", 3), ("checkout", 1))
+ACTIONS = (
+    ("home", 1),
+    ("listing", 2),
+    ("browse", 10),
+    ("add_to_cart", 2),
+    ("view_cart", 3),
+    ("checkout", 1),
+)
 ADDRESS = {"recipient_name": "Ada Bench", "line1": "1 Main St", "city": "Lyon",
            "postal_code": "69001", "country_code": "FR"}  # fmt: skip
+
+
+def user_address(n: int) -> str:
+    """User n's own loopback source address: 127.1.0.1, 127.1.0.2, ... (Linux routes all of
+    127.0.0.0/8 to lo, so any of them can be bound without setup)."""
+    n += 1
+    return f"127.1.{n // 250}.{n % 250 + 1}"
 
 
 class Shop:
@@ -50,6 +68,7 @@ class Shop:
         self, products: list[dict[str, Any]], accounts: list[tuple[str, str]], think_s: float
     ) -> None:
         self.products = products
+        self.categories = sorted({p["category"] for p in products})
         self.think_s = think_s
         self.accounts = accounts  # (token, user_id); empty = no checkout
         self.budget = {p["id"]: max(0, int(p.get("stock", 0)) - 20) for p in products}
@@ -80,7 +99,7 @@ class Shop:
         return body
 
     async def user(self, n: int, stop_at: float) -> None:
-        conn = aiohttp.TCPConnector(limit=1, local_addr=(f"127.0.0.{10 + n % 240}", 0))
+        conn = aiohttp.TCPConnector(limit=1, local_addr=(user_address(n), 0))
         rnd = random.Random(n)
         names, weights = zip(*ACTIONS, strict=True)
         cart: list[str] = []
@@ -94,6 +113,9 @@ class Shop:
                 if action == "home":
                     await self.req(s, "GET", "/api/v1/categories")
                     await self.req(s, "GET", "/api/v1/products?page_size=20")
+                elif action == "listing":
+                    category = rnd.choice(self.categories)
+                    await self.req(s, "GET", f"/api/v1/products?page_size=20&category={category}")
                 elif action in ("browse", "add_to_cart"):
                     await self.req(s, "GET", f"/api/v1/products/{pid}")
                     if action == "add_to_cart" and len(cart) < 5:
@@ -178,12 +200,24 @@ async def step(
     }
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+async def prepare(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any, str]:
     check_loopback(GATEWAY.split("//", 1)[1].split(":", 1)[0])
     try:
-        products, accounts, why = await setup(args.accounts)
+        return await setup(args.accounts)
     except aiohttp.ClientError as exc:
         raise BenchFailed(f"NGINX on {GATEWAY} not reachable: {exc}") from None
+
+
+async def one_step(args: argparse.Namespace) -> dict[str, Any]:
+    """One step at a fixed user count (for CPU-by-part runs at the knee)."""
+    products, accounts, why = await prepare(args)
+    if not accounts:
+        raise BenchFailed(f"no JWT for checkout: {why}")
+    return await step(products, accounts, args.at_users, args.seconds, args.think_ms / 1000)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    products, accounts, why = await prepare(args)
     skipped = {}
     if not accounts:
         skipped["checkout"] = f"no JWT (auth/user through NGINX not working): {why}"
@@ -236,7 +270,14 @@ def main() -> None:
     ap.add_argument("--think-ms", type=float, default=100.0)
     ap.add_argument("--p99-ms", type=float, default=100.0)
     ap.add_argument("--accounts", type=int, default=4)
+    ap.add_argument("--at-users", type=int, default=0, help="one step at this many users")
     args = ap.parse_args()
+    if args.at_users:
+        res = asyncio.run(one_step(args))
+        print(json.dumps(res))
+        if res["errors"]:
+            raise SystemExit(f"{res['errors']} errors: {res['first_error']}")
+        return
     result = asyncio.run(bench(args))
     path = write_result("shop_load", result)
     print(f"req/s at p99 < {args.p99_ms} ms: {result['req_per_s_at_p99_under_threshold']}")
