@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "shop_load": ("bench.shop_load", [], 900),
     "replica": ("bench.replica", [], 300),
     "order": ("bench.order_bench", [], 600),
+    "order_cost": ("bench.order_cost", ["--rounds", "3"], 900),
     "relay_ab": ("bench.relay_ab", ["--events", "300", "--rounds", "3"], 900),
     "notification": ("bench.notification_bench", [], 600),
     "registry": ("bench.registry_bench", [], 300),

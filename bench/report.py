@@ -113,6 +113,78 @@ def order_place_ab(r: dict[str, Any]) -> list[str]:
     return out
 
 
+# order_cost: display rows (label, parts summed); PostgreSQL backends are grouped by database.
+COST_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("order service (API, relay, sweeper)", ("order",)),
+    ("FerretDB", ("ferretdb",)),
+    ("PostgreSQL for FerretDB", ("pg-primary:ferretdb",)),
+    ("product (ReserveStock)", ("product",)),
+    ("PostgreSQL product", ("pg-primary:product", "pg-replica:product")),
+    ("user (GetUser)", ("user",)),
+    ("PostgreSQL user", ("pg-primary:user", "pg-replica:user")),
+    ("Envoy (service-to-service hops)", ("envoy",)),
+    ("Kafka", ("kafka",)),
+    ("notification", ("notification",)),
+    ("PostgreSQL notification", ("pg-primary:notification", "pg-replica:notification")),
+    ("SMTP sink", ("smtp-sink",)),
+)
+COST_PATH = 9  # the first rows are the order path (PlaceOrder + relay); then notification's
+NOT_STACK = ("other", "load generator")
+
+
+def _cost_rows(run: dict[str, Any]) -> dict[str, float]:
+    cpu = run["cpu_ms_per_order"]
+    named = {p for _, parts in COST_ROWS for p in parts}
+    rows = {label: sum(cpu.get(p, 0.0) for p in parts) for label, parts in COST_ROWS}
+    rest = sum(v for p, v in cpu.items() if p not in named and p not in NOT_STACK)
+    labels = [label for label, _ in COST_ROWS]
+    rows["rest of the stack (auth, registry, Prometheus, PG background, ...)"] = rest
+    rows["**order path** (rows 1-9)"] = sum(rows[x] for x in labels[:COST_PATH])
+    rows["**notification path**"] = sum(rows[x] for x in labels[COST_PATH:])
+    rows["**whole stack**"] = sum(rows[x] for x in labels) + rest
+    rows["(not counted: other processes on the shared machine)"] = cpu.get("other", 0.0)
+    rows["(not counted: the load generator)"] = cpu.get("load generator", 0.0)
+    return rows
+
+
+def order_cost(r: dict[str, Any]) -> list[str]:
+    """Where a placed order's CPU goes, per part, one column per labelled run."""
+    runs = r.get("runs", {})
+    if not runs:
+        return []
+    names = list(runs)
+    out = ["## order_cost: where the CPU of a placed order goes", "", r.get("what", ""), ""]
+    for n in names:
+        run, s = runs[n], runs[n]["settings"]
+        out.append(
+            f"- **{n}** ({run['when']}, commit {run['commit']}; {s['rate_per_s']:g} orders/s for "
+            f"{s['seconds']:g} s x {s['rounds']} rounds, {run['orders']} orders; "
+            f"{_machine(run)}){': ' + run['note'] if run.get('note') else ''}"
+        )
+    out += ["", "CPU ms per placed order (idle CPU subtracted; median of the rounds):", ""]
+    out += ["| part | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    table = {n: _cost_rows(runs[n]) for n in names}
+    for label in table[names[0]]:
+        out.append(f"| {label} | " + " | ".join(f"{table[n][label]:.1f}" for n in names) + " |")
+    out += ["", "Latency at that rate, and round trips per placed order (idle rate "
+            "subtracted; FerretDB: commands it answered, by command; PostgreSQL: "
+            "transactions (autocommit statements count one each) and rows, by database):",
+            "", "| figure | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names)]  # fmt: skip
+    for key, label in (
+        ("place_p50_ms", "PlaceOrder p50 ms"),
+        ("place_p99_ms", "PlaceOrder p99 ms"),
+        ("reply_to_topic_p50_ms", "PlaceOrder reply -> OrderPlaced read from the topic, p50 ms"),
+        ("reply_to_topic_p99_ms", "... p99 ms"),
+    ):
+        out.append(f"| {label} | " + " | ".join(str(runs[n].get(key, "")) for n in names) + " |")
+    keys = sorted({k for n in names for k in runs[n]["round_trips_per_order"]})
+    for k in keys:
+        vals = [runs[n]["round_trips_per_order"].get(k) for n in names]
+        out.append(f"| {k} | " + " | ".join("" if v is None else f"{v:.2f}" for v in vals) + " |")
+    return [*out, ""]
+
+
 def generic(name: str, r: dict[str, Any]) -> list[str]:
     """A benchmark without its own renderer: its figures as a key/value table."""
     out = [f"## {name}", "", f"{r.get('when', '')}; {_machine(r)}", ""]
@@ -215,6 +287,17 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                  f"x{_med(cell['ratio_per_s_new_over_base'])}",
                  f"p50 {_med(cell['new']['p50_ms'])} vs {_med(cell['base']['p50_ms'])} ms")
             )  # fmt: skip
+    cost_runs = results.get("order_cost", {}).get("runs", {})
+    if cost_runs:
+        first, last = next(iter(cost_runs)), list(cost_runs)[-1]
+        whole = {n: _cost_rows(cost_runs[n]) for n in (first, last)}
+        rows.append(
+            ("order_cost", f"CPU per placed order, whole stack ({last})",
+             f"{whole[last]['**whole stack**']:.1f} ms (order path "
+             f"{whole[last]['**order path** (rows 1-9)']:.1f} ms)",
+             f"{first}: {whole[first]['**whole stack**']:.1f} ms (order path "
+             f"{whole[first]['**order path** (rows 1-9)']:.1f} ms)")
+        )  # fmt: skip
     place = order.get("rpc", {}).get("place_order", {})
     get = order.get("rpc", {}).get("get_order", {})
     if place.get("per_s"):
@@ -303,6 +386,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += hot_rpc(results[name], name)
         elif name == "order_place_ab":
             out += order_place_ab(results[name])
+        elif name == "order_cost":
+            out += order_cost(results[name])
         else:
             out += generic(name, results[name])
     return "\n".join(out) + "\n"
