@@ -34,7 +34,6 @@ from grpclib.const import Handler, Status
 from grpclib.events import SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server
 from multidict import MultiDict
 
 from services.runtime import context, tracing
@@ -44,6 +43,7 @@ from services.runtime.health import Health
 from services.runtime.logs import ACCESS_LOG_MODES, AccessLog, setup_logging
 from services.runtime.metrics import Metrics, start_metrics_server
 from services.runtime.policy import AuthHook, CallInfo, method_policy
+from services.runtime.transport import RuntimeServer
 from services.runtime.validation import validate
 
 log = logging.getLogger("services.runtime.server")
@@ -269,7 +269,7 @@ class App:
         names = [next(iter(h.__mapping__())).split("/")[1] for h in handlers]
         self.health = Health(names, self.metrics)
         self._stack = contextlib.AsyncExitStack()
-        self._server: Server | None = None
+        self._server: RuntimeServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._idle = asyncio.Event()  # set whenever no call is in flight (drain waits on it)
@@ -292,7 +292,7 @@ class App:
             self._stack.push_async_callback(runner.cleanup)
             self.metrics_port = runner.addresses[0][1]
             services = ServerReflection.extend([*self._handlers, self.health])
-            self._server = Server(services)
+            self._server = RuntimeServer(services)
             listen(self._server, SendTrailingMetadata, _add_trailers)
             await self._server.start(cfg.host, cfg.grpc_port)
             self.grpc_port = self._server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
