@@ -7,7 +7,16 @@ HTTP API (for tests and the UI):
   DELETE /messages   -> remove all stored messages
   GET    /health     -> "ok"
 
-Messages are plain files, so stopping and restarting the sink loses nothing.
+Messages are plain files, so stopping and restarting the sink loses nothing. The file name
+starts with the arrival time in ns (benchmarks and tests time delivery by it), and a message
+is renamed into place whole, after which it is acknowledged (250).
+
+The SMTP side is a small asyncio protocol rather than aiosmtpd: aiosmtpd reads DATA one line
+at a time and parses every address with the email package's header parser, 1.26 ms of CPU
+per message (476 msgs/s at 16 connections, measured in bench/results/notification.json
+"sink"), slower than the notification service it should absorb. This one reads DATA in
+bulk, answers pipelined commands (RFC 2920) in one write, and checks only what a sink must:
+command order, the end-of-data marker and dot-unstuffing.
 Run: python -m stack.smtp_sink [--smtp-port 1025] [--http-port 1080] [--dir DIR]
 """
 
@@ -25,26 +34,161 @@ import uuid
 from pathlib import Path
 
 from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
+
+HOSTNAME = "shopmesh-smtp-sink"
+MAX_LINE = 4096  # a command line longer than this is refused (RFC 5321: 512)
+MAX_MESSAGE = 32 * 1024 * 1024
+_END = b"\r\n.\r\n"
 
 
-class MaildirHandler:
-    """aiosmtpd handler writing one .eml per message, envelope kept in X-Sink-* headers."""
+class Maildir:
+    """One .eml file per message, the envelope kept in X-Sink-* headers."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._dir = str(directory)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    def store(self, mail_from: str, rcpt_tos: list[str], content: bytes) -> str:
         msg_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        head = (
-            f"X-Sink-Mail-From: {envelope.mail_from}\r\n"
-            f"X-Sink-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
-        ).encode()
-        content = envelope.original_content or b""
-        tmp = self.directory / f".{msg_id}.tmp"
-        tmp.write_bytes(head + content)
-        os.replace(tmp, self.directory / f"{msg_id}.eml")  # readers never see half a file
-        return "250 Message accepted for delivery"
+        head = f"X-Sink-Mail-From: {mail_from}\r\nX-Sink-Rcpt-To: {', '.join(rcpt_tos)}\r\n"
+        tmp = f"{self._dir}/.{msg_id}.tmp"
+        # os.open/os.write rather than open(): fewer layers per message on the hot path.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, head.encode() + content)
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{self._dir}/{msg_id}.eml")  # readers never see half a file
+        return msg_id
+
+
+def _address(arg: str, keyword: str) -> str | None:
+    """The <path> of `FROM:<a@b> PARAMS` / `TO:<a@b>`, or None when malformed."""
+    if arg[: len(keyword)].upper() != keyword:
+        return None
+    rest = arg[len(keyword) :].strip()
+    if not rest.startswith("<") or ">" not in rest:
+        return None
+    return rest[1 : rest.index(">")]
+
+
+class SmtpSession(asyncio.Protocol):
+    """One SMTP connection. Commands may arrive pipelined: every complete line in a read is
+    answered, the replies sent in one write."""
+
+    def __init__(self, maildir: Maildir) -> None:
+        self.maildir = maildir
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.data: bytearray | None = None  # in DATA: b"\r\n" + the content so far
+        self.scanned = 0  # how far `data` holds no end-of-data marker
+        self.greeted = False
+        self.mail_from: str | None = None
+        self.rcpt_tos: list[str] = []
+        self.quitting = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(f"220 {HOSTNAME} ESMTP\r\n".encode())
+
+    def data_received(self, chunk: bytes) -> None:
+        replies: list[bytes] = []
+        if self.data is not None:
+            self.data += chunk
+        else:
+            self.buffer += chunk
+        while self.transport is not None and not self.quitting:
+            if self.data is not None:
+                if not self._end_of_data(replies):
+                    break
+                continue
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                if len(self.buffer) > MAX_LINE:
+                    self.buffer.clear()
+                    replies.append(b"500 Line too long\r\n")
+                break
+            line = bytes(self.buffer[:end]).rstrip(b"\r").decode("utf-8", "replace")
+            del self.buffer[: end + 1]
+            reply = self._command(line)
+            if reply:
+                replies.append(reply)
+            if self.data is not None:  # DATA: what follows the command is content
+                self.data += self.buffer
+                self.buffer.clear()
+        if replies and self.transport is not None:
+            self.transport.write(b"".join(replies))
+        if self.quitting and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def _end_of_data(self, replies: list[bytes]) -> bool:
+        assert self.data is not None
+        end = self.data.find(_END, self.scanned)
+        if end < 0:
+            # Next time, search only what arrives (and the marker's bytes already here).
+            self.scanned = max(0, len(self.data) - len(_END) + 1)
+            if len(self.data) > MAX_MESSAGE:
+                replies.append(b"552 Too much mail data\r\n")
+                self.quitting = True
+            return False
+        # Undo dot-stuffing; the leading CRLF makes the first line like any other.
+        content = bytes(self.data[: end + 2]).replace(b"\r\n..", b"\r\n.")[2:]
+        self.buffer += self.data[end + len(_END) :]
+        self.data = None
+        self.maildir.store(self.mail_from or "", self.rcpt_tos, content)
+        self.mail_from, self.rcpt_tos = None, []
+        replies.append(b"250 Message accepted for delivery\r\n")
+        return True
+
+    def _command(self, line: str) -> bytes:
+        verb, _, arg = line.partition(" ")
+        verb = verb.upper()
+        if verb == "EHLO" or verb == "HELO":
+            self.greeted = True
+            self.mail_from, self.rcpt_tos = None, []
+            if verb == "HELO":
+                return f"250 {HOSTNAME}\r\n".encode()
+            return (
+                f"250-{HOSTNAME}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 HELP\r\n"
+            ).encode()
+        if verb == "MAIL":
+            if not self.greeted:
+                return b"503 Error: send HELO first\r\n"
+            if self.mail_from is not None:
+                return b"503 Error: nested MAIL command\r\n"
+            address = _address(arg, "FROM:")
+            if address is None:
+                return b"501 Syntax: MAIL FROM:<address>\r\n"
+            self.mail_from = address
+            return b"250 OK\r\n"
+        if verb == "RCPT":
+            if self.mail_from is None:
+                return b"503 Error: need MAIL command\r\n"
+            address = _address(arg, "TO:")
+            if not address:
+                return b"501 Syntax: RCPT TO:<address>\r\n"
+            self.rcpt_tos.append(address)
+            return b"250 OK\r\n"
+        if verb == "DATA":
+            if not self.rcpt_tos:
+                return b"503 Error: need RCPT command\r\n"
+            self.data, self.scanned = bytearray(b"\r\n"), 0
+            return b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        if verb == "RSET":
+            self.mail_from, self.rcpt_tos = None, []
+            return b"250 OK\r\n"
+        if verb == "NOOP":
+            return b"250 OK\r\n"
+        if verb == "VRFY":
+            return b"252 Cannot VRFY user, but will accept message\r\n"
+        if verb == "QUIT":
+            self.quitting = True
+            return b"221 Bye\r\n"
+        return f"500 Error: command {verb!r} not recognized\r\n".encode()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
 
 
 def _summary(path: Path) -> dict:
@@ -126,10 +270,8 @@ def make_app(directory: Path) -> web.Application:
 
 async def serve(directory: Path, smtp_port: int, http_port: int, host: str = "127.0.0.1") -> None:
     loop = asyncio.get_running_loop()
-    handler = MaildirHandler(directory)
-    smtp_server = await loop.create_server(
-        lambda: SMTP(handler, hostname="shopmesh-smtp-sink"), host, smtp_port
-    )
+    maildir = Maildir(directory)
+    smtp_server = await loop.create_server(lambda: SmtpSession(maildir), host, smtp_port)
     runner = web.AppRunner(make_app(directory), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, http_port).start()
@@ -150,7 +292,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.dir.resolve(), args.smtp_port, args.http_port))
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    run(serve(args.dir.resolve(), args.smtp_port, args.http_port))
 
 
 if __name__ == "__main__":
