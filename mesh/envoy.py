@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mesh import jwt
+from mesh import connect, edge_errors, jwt
 from mesh.api import Api, Method, Service
 
 T = "type.googleapis.com/envoy.extensions."
@@ -100,30 +100,40 @@ def _method_route(svc: Service, m: Method, path: str, rewrite: str | None) -> di
 
 
 def _deny_routes(m: Method, path: str) -> list[dict]:
-    """An internal method called at the edge: PERMISSION_DENIED for gRPC(-Web), else 404."""
-    grpc = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+    """An internal method called at the edge: PERMISSION_DENIED for gRPC(-Web) and Connect
+    (the bridge writes the gRPC status as a Connect error), 404 otherwise."""
+    grpc = {"headers": [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}]}
     suffix = ".api" if path.startswith(API_PREFIX) else ""
-    return [
+    denied = {
+        "direct_response": {"status": 200},
+        "response_headers_to_add": [
+            _header("content-type", "application/grpc"),
+            _header("grpc-status", "7"),
+            _header("grpc-message", "internal method: not callable from the edge"),
+        ],
+    }
+    routes = [
         {
-            "name": f"deny.{m.service}.{m.name}{suffix}",
-            "match": {"path": path, "headers": [grpc]},
-            "direct_response": {"status": 200},
-            "response_headers_to_add": [
-                _header("content-type", "application/grpc"),
-                _header("grpc-status", "7"),
-                _header("grpc-message", "internal method: not callable from the edge"),
-            ],
-        },
+            "name": f"deny.{m.service}.{m.name}{kind}{suffix}",
+            "match": {"path": path, **match},
+            **denied,
+        }
+        for kind, match in (
+            ("", grpc),
+            *(
+                (f".connect{i}" if i else ".connect", match)
+                for i, match in enumerate(connect.deny_matches())
+            ),
+        )
+    ]
+    routes.append(
         {
             "name": f"deny.{m.service}.{m.name}.http{suffix}",
             "match": {"path": path},
-            "direct_response": {
-                "status": 404,
-                "body": {"inline_string": '{"code":5,"message":"not found"}'},
-            },
-            "response_headers_to_add": [_header("content-type", "application/json")],
-        },
-    ]
+            "direct_response": {"status": 404, "body": {"inline_string": "not found"}},
+        }
+    )
+    return routes
 
 
 def _header(key: str, value: str) -> dict:
@@ -131,16 +141,13 @@ def _header(key: str, value: str) -> dict:
 
 
 def _not_found() -> dict:
-    # Catch-all: unknown paths get a JSON 404 (gRPC clients read 404 as UNIMPLEMENTED). It
-    # also gives CORS a route to answer preflights for REST paths the transcoder maps later.
+    # Catch-all: unknown paths get a 404 (JSON for REST and Connect from the local-reply
+    # mappers; gRPC clients read it as UNIMPLEMENTED). It also gives CORS a route to answer
+    # preflights for REST paths the transcoder maps later.
     return {
         "name": "not_found",
         "match": {"prefix": "/"},
-        "direct_response": {
-            "status": 404,
-            "body": {"inline_string": '{"code":5,"message":"no such API path"}'},
-        },
-        "response_headers_to_add": [_header("content-type", "application/json")],
+        "direct_response": {"status": 404, "body": {"inline_string": "no such API path"}},
     }
 
 
@@ -158,6 +165,7 @@ def _file_route(name: str, path: str, filename: str, content_type: str) -> dict:
 
 def _edge_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
     routes = [
+        connect.json_route(_transcoder(api, opt)),
         _file_route("openapi", f"{API_PREFIX}/openapi.json", opt.openapi_path, "application/json"),
         _file_route("docs", f"{API_PREFIX}/docs", opt.docs_path, "text/html; charset=utf-8"),
         # NGINX's auth_request for the ops page's Prometheus proxy: jwt_authn + RBAC (admin
@@ -173,6 +181,9 @@ def _edge_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
             for path in (m.grpc_path, API_PREFIX + m.grpc_path):
                 if m.edge:
                     rewrite = m.grpc_path if path != m.grpc_path else None
+                    if not connect.get_allowed(m):
+                        name = f"get.{svc.short}.{m.name}{'.api' if rewrite else ''}"
+                        routes.append(connect.get_guard_route(m, path, name))
                     routes.append(_method_route(svc, m, path, rewrite))
                 else:
                     routes.extend(_deny_routes(m, path))
@@ -226,58 +237,6 @@ def _router() -> dict:
     }
 
 
-# Envoy's own 5xx answers (upstream down, timeout, overflow) to REST clients: the same
-# google.rpc.Status JSON the transcoder produces, not Envoy's plain text. gRPC requests keep
-# Envoy's trailers-only gRPC replies.
-LOCAL_REPLY = {
-    "mappers": [
-        {
-            "filter": {
-                "and_filter": {
-                    "filters": [
-                        {
-                            "status_code_filter": {
-                                "comparison": {
-                                    "op": "GE",
-                                    "value": {"default_value": 500, "runtime_key": "lr_5xx"},
-                                }
-                            }
-                        },
-                        {
-                            "or_filter": {
-                                "filters": [
-                                    # REST, transcoded (the request is gRPC by now)
-                                    {
-                                        "header_filter": {
-                                            "header": {
-                                                "name": "x-envoy-original-method",
-                                                "present_match": True,
-                                            }
-                                        }
-                                    },
-                                    {
-                                        "header_filter": {
-                                            "header": {
-                                                "name": "content-type",
-                                                "string_match": {"prefix": "application/grpc"},
-                                                "invert_match": True,
-                                            }
-                                        }
-                                    },
-                                ]
-                            }
-                        },
-                    ]
-                }
-            },
-            "body_format_override": {
-                "json_format": {"code": "%GRPC_STATUS_NUMBER%", "message": "%LOCAL_REPLY_BODY%"}
-            },
-        }
-    ]
-}
-
-
 def _hcm(name: str, routes: list[dict], filters: list[dict], opt: EnvoyOptions, **extra) -> dict:
     cfg = {
         "@type": HCM,
@@ -296,7 +255,9 @@ def _hcm(name: str, routes: list[dict], filters: list[dict], opt: EnvoyOptions, 
     if opt.access_log:
         cfg["access_log"] = _access_log(name)
     if name == "edge":
-        cfg["local_reply_config"] = LOCAL_REPLY
+        # Envoy's own replies (no token, rate limit, transcoder 400, upstream down) in the
+        # protocol's error shape: mesh/edge_errors.py.
+        cfg["local_reply_config"] = edge_errors.local_reply_config()
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": cfg,
@@ -311,59 +272,68 @@ def _listener(name: str, port: int, hcm: dict) -> dict:
     }
 
 
+def _transcoder(api: Api, opt: EnvoyOptions) -> dict:
+    """REST <-> gRPC (JSON transcoding of the google.api.http rules)."""
+    return {
+        "@type": T + "filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor": opt.descriptor_path,
+        # Every service: Connect JSON reaches methods without a REST path too.
+        "services": sorted(s.full_name for s in api.services),
+        "convert_grpc_status": True,
+        "ignore_unknown_query_parameters": True,
+        "print_options": {
+            "preserve_proto_field_names": True,
+            # Zero stock and empty lists are data for a shop UI, not "unset".
+            "always_print_primitive_fields": True,
+            "always_print_enums_as_ints": False,
+            "add_whitespace": False,
+        },
+    }
+
+
+def _rate_limit(opt: EnvoyOptions) -> list[dict]:
+    if opt.rate_limit_rps <= 0:
+        return []
+    percent = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    return [
+        {
+            "name": "envoy.filters.http.local_ratelimit",
+            "typed_config": {
+                "@type": T + "filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "edge_rate_limit",
+                "token_bucket": {
+                    "max_tokens": opt.rate_limit_burst,
+                    "tokens_per_fill": opt.rate_limit_rps,
+                    "fill_interval": "1s",
+                },
+                "filter_enabled": {"runtime_key": "edge_rl_enabled", **percent},
+                "filter_enforced": {"runtime_key": "edge_rl_enforced", **percent},
+                "rate_limited_as_resource_exhausted": True,
+                "response_headers_to_add": [_header("x-rate-limited", "envoy")],
+            },
+        }
+    ]
+
+
 def _edge_filters(api: Api, opt: EnvoyOptions) -> list[dict]:
-    filters: list[dict] = [
+    # The protocol filters (gRPC-Web, Connect) come before the rate limit, so that its 429
+    # reaches their clients in their own error shape; it still decides on the headers,
+    # before any body is buffered.
+    return [
+        connect.marker_filter(),
         {
             "name": "envoy.filters.http.cors",
             "typed_config": {"@type": T + "filters.http.cors.v3.Cors"},
         },
-    ]
-    if opt.rate_limit_rps > 0:
-        percent = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
-        filters.append(
-            {
-                "name": "envoy.filters.http.local_ratelimit",
-                "typed_config": {
-                    "@type": T + "filters.http.local_ratelimit.v3.LocalRateLimit",
-                    "stat_prefix": "edge_rate_limit",
-                    "token_bucket": {
-                        "max_tokens": opt.rate_limit_burst,
-                        "tokens_per_fill": opt.rate_limit_rps,
-                        "fill_interval": "1s",
-                    },
-                    "filter_enabled": {"runtime_key": "edge_rl_enabled", **percent},
-                    "filter_enforced": {"runtime_key": "edge_rl_enforced", **percent},
-                    "rate_limited_as_resource_exhausted": True,
-                    "response_headers_to_add": [_header("x-rate-limited", "envoy")],
-                },
-            }
-        )
-    filters += [
         {
             "name": "envoy.filters.http.grpc_web",
             "typed_config": {"@type": T + "filters.http.grpc_web.v3.GrpcWeb"},
         },
-        {
-            "name": "envoy.filters.http.grpc_json_transcoder",
-            "typed_config": {
-                "@type": T + "filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                "proto_descriptor": opt.descriptor_path,
-                "services": sorted(
-                    s.full_name for s in api.services if any(m.http for m in s.methods)
-                ),
-                "convert_grpc_status": True,
-                "ignore_unknown_query_parameters": True,
-                "print_options": {
-                    "preserve_proto_field_names": True,
-                    # Zero stock and empty lists are data for a shop UI, not "unset".
-                    "always_print_primitive_fields": True,
-                    "always_print_enums_as_ints": False,
-                    "add_whitespace": False,
-                },
-            },
-        },
+        connect.bridge_filter(),
+        *_rate_limit(opt),
+        connect.unframe_filter(),
+        {"name": connect.TRANSCODER, "typed_config": _transcoder(api, opt)},
     ]
-    return filters
 
 
 CORS_POLICY = {

@@ -17,7 +17,7 @@ import yaml
 from google.protobuf import any_pb2, descriptor_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from mesh import envoy, grafana, istio, nginx, openapi, prometheus
+from mesh import connect, envoy, grafana, istio, nginx, openapi, prometheus
 from mesh.api import Api, ApiError, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,8 @@ def dump_json(doc: object) -> str:
 def envoy_descriptor(api: Api) -> bytes:
     """The descriptor set Envoy's transcoder loads: ours without comments (Envoy never reads
     them) plus google.rpc.Status and error details, so convert_grpc_status can render the
-    BadRequest field violations our services put in grpc-status-details-bin."""
+    BadRequest field violations our services put in grpc-status-details-bin, and with a
+    POST binding on each method's bare gRPC path for Connect JSON (mesh/connect.py)."""
     fds = descriptor_pb2.FileDescriptorSet()
     fds.ParseFromString(api.descriptor_bytes)
     names = {f.name for f in fds.file}
@@ -49,6 +50,7 @@ def envoy_descriptor(api: Api) -> bytes:
             names.add(mod.DESCRIPTOR.name)
     for f in fds.file:
         f.ClearField("source_code_info")
+    connect.add_rpc_bindings(fds)
     return fds.SerializeToString(deterministic=True)
 
 
