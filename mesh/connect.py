@@ -151,21 +151,35 @@ def get_allowed(m: Method) -> bool:
     return m.idempotent and bool(m.http) and all(r.verb == "get" for r in m.http)
 
 
-def get_guard_route(m: Method, path: str, name: str) -> dict:
-    """A Connect GET on a method that changes state: 405, as Connect servers answer."""
-    return {
-        "name": name,
-        "match": {
-            "path": path,
-            "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
-            "query_parameters": [{"name": "connect", "string_match": {"exact": "v1"}}],
-        },
+def get_guard_routes(m: Method, path: str, name: str) -> list[dict]:
+    """A Connect GET on a method that changes state: 405, as Connect servers answer. Two
+    matches, as the route is chosen twice: on the request as it came (GET ?connect=v1),
+    and again after a JSON GET was unframed onto the bare path (the marker's value is the
+    `connect` parameter's, "v1", only for a GET)."""
+    reply = {
         "direct_response": {
             "status": 405,
             "body": {"inline_string": f"{m.name} changes state: call it with POST, not GET"},
         },
         "response_headers_to_add": [_header("allow", "POST")],
     }
+    routes = [
+        {
+            "name": name,
+            "match": {
+                "path": path,
+                "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+                "query_parameters": [{"name": "connect", "string_match": {"exact": "v1"}}],
+            },
+            **reply,
+        }
+    ]
+    if path == m.grpc_path:
+        marker = {"name": PROTOCOL_HEADER, "string_match": {"exact": "v1"}}
+        routes.append(
+            {"name": f"{name}.json", "match": {"path": path, "headers": [marker]}, **reply}
+        )
+    return routes
 
 
 def deny_matches() -> list[dict]:

@@ -183,7 +183,7 @@ def _edge_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
                     rewrite = m.grpc_path if path != m.grpc_path else None
                     if not connect.get_allowed(m):
                         name = f"get.{svc.short}.{m.name}{'.api' if rewrite else ''}"
-                        routes.append(connect.get_guard_route(m, path, name))
+                        routes.extend(connect.get_guard_routes(m, path, name))
                     routes.append(_method_route(svc, m, path, rewrite))
                 else:
                     routes.extend(_deny_routes(m, path))

@@ -101,6 +101,61 @@ class PrivateEnvoy:
                 self.proc.wait(5)
 
 
+class PrivateNginx:
+    """One NGINX from the generator's template (mesh/nginx.py) on a spare port in front of
+    a given Envoy, for a test; stopped by its own pid."""
+
+    def __init__(self, workdir: Path, envoy_port: int, **options: object) -> None:
+        from mesh import nginx
+
+        self.workdir = workdir
+        self.port = free_port()
+        self.opt = nginx.NginxOptions(
+            listen=f"127.0.0.1:{self.port}",
+            envoy=f"127.0.0.1:{envoy_port}",
+            status_listen=f"127.0.0.1:{free_port()}",
+            access_log_buffered=False,
+            **options,  # type: ignore[arg-type]
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> PrivateNginx:
+        from mesh import nginx
+
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "html").mkdir(exist_ok=True)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(nginx.render(self.opt))
+        argv = [
+            shutil.which("nginx") or "/usr/sbin/nginx", "-p", f"{self.workdir}/", "-c", str(conf),
+            "-g", f"daemon off; pid {self.workdir}/nginx.pid;",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        self.__exit__()
+        raise TimeoutError("nginx did not listen")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 # ------------------------------------------------------------------ gRPC-Web codec
 
 
@@ -200,14 +255,16 @@ PRODUCT_SVC = "/shop.product.v1.ProductService"
 
 class CountingProduct:
     """A stand-in ProductService: GetProduct (idempotent), CreateProduct (not idempotent)
-    and ReserveStock (internal) count their calls and fail with UNAVAILABLE while
-    `fail[method]` > 0. Serve it with grpclib's Server([CountingProduct(), Health()])."""
+    and ReserveStock (internal) count their calls, fail with UNAVAILABLE while
+    `fail[method]` > 0 and answer after `delay[method]` seconds. Serve it with grpclib's
+    Server([CountingProduct(), Health()])."""
 
     def __init__(self) -> None:
         from collections import Counter
 
         self.calls: Counter[str] = Counter()
         self.fail: Counter[str] = Counter()
+        self.delay: dict[str, float] = {}
 
     def __mapping__(self) -> dict:
         from grpclib.const import Cardinality, Handler, Status
@@ -217,8 +274,12 @@ class CountingProduct:
 
         def unary(name: str, req: type, reply: object) -> Handler:
             async def handler(stream) -> None:
+                import asyncio
+
                 await stream.recv_message()
                 self.calls[name] += 1
+                if self.delay.get(name):
+                    await asyncio.sleep(self.delay[name])
                 if self.fail[name] > 0:
                     self.fail[name] -= 1
                     raise GRPCError(Status.UNAVAILABLE, "induced failure")

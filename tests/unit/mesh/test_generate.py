@@ -46,8 +46,8 @@ def _routes(cfg: dict, name: str) -> dict[str, dict]:
     vhost = _listener(cfg, name)["route_config"]["virtual_hosts"][0]
     by_path: dict[str, dict] = {}
     for r in vhost["routes"]:
-        if "query_parameters" in r["match"]:
-            continue  # Connect GET guards (mesh/connect.py): only GET ?connect=v1 meets them
+        if r["name"].startswith("get."):
+            continue  # Connect GET guards (mesh/connect.py): only a Connect GET meets them
         key = r["match"].get("path") or r["match"].get("prefix")
         by_path.setdefault(key, r)  # first match wins, as in Envoy
     return by_path
