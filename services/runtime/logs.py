@@ -76,9 +76,13 @@ ACCESS_LOG_MODES = ("all", "errors", "off")
 class AccessLog:
     """One JSON line per served call, the same object JsonFormatter makes for
     `log.info("rpc", extra={"fields": ...})`, written straight to the JSON handler's stream.
-    Without setup_logging's handler (an App in a test) it goes through `logger` instead."""
+    Without setup_logging's handler (an App in a test) it goes through `logger` instead.
 
-    __slots__ = ("_sec", "_ts_prefix", "errors_only", "logger")
+    The line is one f-string: the parts that never change (service, logger, each method's
+    name) are JSON-encoded once, the ids are hex, the code a status name and the duration a
+    float, so json.dumps is needed only for an id a caller chose (x-request-id)."""
+
+    __slots__ = ("_head", "_methods", "_sec", "_service", "_ts_prefix", "errors_only", "logger")
 
     def __init__(self, logger: logging.Logger, mode: str = "all") -> None:
         if mode not in ACCESS_LOG_MODES:
@@ -87,6 +91,9 @@ class AccessLog:
         self.errors_only = mode == "errors"
         self._sec = -1
         self._ts_prefix = ""
+        self._head = ""
+        self._service: str | None = None
+        self._methods: dict[str, str] = {}
 
     def write(self, method: str, code: str, elapsed_s: float, trace_id: str, span_id: str) -> None:
         if self.errors_only and code == "OK":
@@ -112,20 +119,25 @@ class AccessLog:
         if sec != self._sec:  # strftime once per second, not per call
             self._sec = sec
             self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        out: dict[str, Any] = {
-            "ts": f"{self._ts_prefix}.{int((now - sec) * 1000):03d}Z",
-            "level": "info",
-            "service": _Setup.service,
-            "logger": logger.name,
-            "msg": "rpc",
-        }
+        if _Setup.service is not self._service:  # once per process (or setup_logging call)
+            self._service = _Setup.service
+            self._head = (
+                f'"level": "info", "service": {json.dumps(self._service)}, '
+                f'"logger": {json.dumps(logger.name)}, "msg": "rpc"'
+            )
+        m = self._methods.get(method)
+        if m is None:
+            m = self._methods[method] = json.dumps(method)
         if trace_id:
-            out["trace_id"] = trace_id
-            out["span_id"] = span_id
-        out["method"] = method
-        out["code"] = code
-        out["duration_ms"] = round(elapsed_s * 1000, 3)
-        line = json.dumps(out) + "\n"
+            if not (trace_id.isascii() and trace_id.isalnum()):
+                trace_id = json.dumps(trace_id)[1:-1]  # a caller's x-request-id
+            ids = f', "trace_id": "{trace_id}", "span_id": "{span_id}"'
+        else:
+            ids = ""
+        line = (
+            f'{{"ts": "{self._ts_prefix}.{int((now - sec) * 1000):03d}Z", {self._head}{ids}, '
+            f'"method": {m}, "code": "{code}", "duration_ms": {round(elapsed_s * 1000, 3)!r}}}\n'
+        )
         try:  # noqa: SIM105 (per call: no context manager object)
             handler.stream.write(line)  # stderr: line buffered, so whole lines
         except (OSError, ValueError):  # closed or broken stream: as logging would, go on

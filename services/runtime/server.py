@@ -1,13 +1,6 @@
-"""Server bootstrap: `serve(config, handlers, resources, tasks)`, the per-call wrapper, and
-graceful shutdown. A service's main.py builds config, resources and handlers, then calls
-`run(main)`; everything else lives here.
-
-Every application RPC goes through `_Call`, which in order: binds the request context
-(trace id, caller LSN), refuses new calls while draining (UNAVAILABLE), applies the schema
-timeout, runs the auth hook with the method's schema policy, validates every received
-message against its buf.validate rules, calls the handler, maps errors (errors.py), and
-records one JSON log line and the RED metrics. Trailers carry `x-request-id` and, after a
-write, `x-shop-lsn`.
+"""Server bootstrap: `serve(config, handlers, resources, tasks)` and graceful shutdown. A
+service's main.py builds config, resources and handlers, then calls `run(main)`; everything
+else lives here. Every application RPC goes through the per-call wrapper (calls.py).
 
 Lifecycle (start -> stop): resources open in order in an AsyncExitStack, the health loop and
 tasks start, grpclib Server (+ Health + reflection) and /metrics listen. On SIGTERM/SIGINT:
@@ -21,30 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from google.protobuf.message import DecodeError
-from grpclib.const import Handler, Status
-from grpclib.events import SendTrailingMetadata, listen
-from grpclib.exceptions import GRPCError
 from grpclib.reflection.service import ServerReflection
-from multidict import MultiDict
 
-from services.runtime import context, tracing
+from services.runtime import tracing
+from services.runtime.calls import _Wrapped
 from services.runtime.config import ConfigError, check_port, load, setting
-from services.runtime.errors import InvalidArgument, to_grpc_error
 from services.runtime.health import Health
 from services.runtime.logs import ACCESS_LOG_MODES, AccessLog, setup_logging
 from services.runtime.metrics import Metrics, start_metrics_server
-from services.runtime.policy import AuthHook, CallInfo, method_policy
+from services.runtime.policy import AuthHook
 from services.runtime.transport import RuntimeServer
-from services.runtime.validation import validate
 
 log = logging.getLogger("services.runtime.server")
 
@@ -85,155 +70,6 @@ class Resource(Protocol):
 
 
 Task = Callable[[], Awaitable[None]]
-
-
-# ---------------------------------------------------------------- the per-call wrapper
-
-
-class _ValidatingStream:
-    """The handler's view of the stream: every received message is validated first."""
-
-    __slots__ = ("_stream", "send_message")
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.send_message = stream.send_message  # every handler sends: skip __getattr__
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    async def recv_message(self) -> Any:
-        try:
-            message = await self._stream.recv_message()
-        except DecodeError:
-            # Bytes that are not a message of the request type (or nest deeper than the
-            # parser allows) are the client's fault, not an internal error.
-            raise InvalidArgument("request", "body is not a valid request message") from None
-        if message is not None:
-            validate(message)
-        return message
-
-    def __aiter__(self) -> _ValidatingStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        message = await self.recv_message()
-        if message is None:
-            raise StopAsyncIteration
-        return message
-
-
-def _new_id() -> str:
-    return os.urandom(16).hex()  # a trace id without a tracer; uuid4() costs more
-
-
-def _trace_id(metadata: Any) -> str:
-    rid = metadata.get(context.TRACE_HEADER)
-    if rid:
-        return str(rid)[:64]
-    tp = metadata.get("traceparent")  # W3C: version-traceid-spanid-flags
-    if tp and len(parts := str(tp).split("-")) == 4:
-        return parts[1]
-    return ""  # the server span starts a new trace (or, untraced, a random id)
-
-
-class _Call:
-    def __init__(self, app: App, path: str, handler: Handler) -> None:
-        self.app = app
-        self.path = path
-        self.func = handler.func
-        self.policy = method_policy(path)
-        self.span_attributes = tracing.rpc_attributes(path)
-        # Labelled metric children made once per method (labels() locks and hashes per call).
-        self.duration = app.metrics.rpc_duration.labels(path)
-        self.requests: dict[str, Any] = {}
-
-    async def __call__(self, stream: Any) -> None:
-        app = self.app
-        md = stream.metadata or {}
-        ctx = context.RequestContext(method=self.path, trace_id=_trace_id(md))
-        raw_lsn = md.get(context.LSN_HEADER)
-        if raw_lsn:
-            with contextlib.suppress(ValueError):
-                ctx.min_lsn = context.parse_lsn(str(raw_lsn))
-        context.bind(ctx)  # this task serves only this call: no reset needed
-        span = tracing.start_server_span(self.path, md, ctx.trace_id, self.span_attributes)
-        sc = span.get_span_context()
-        # logs, errors and x-request-id name the trace (sampled or not)
-        ctx.trace_id = f"{sc.trace_id:032x}" if sc.is_valid else ctx.trace_id or _new_id()
-        start = time.perf_counter()
-        code = "OK"
-        app.in_flight += 1
-        app._idle.clear()
-        app.metrics.rpc_in_flight.inc()
-        deadline: asyncio.Timeout | None = None
-        try:
-            if app.draining:
-                raise GRPCError(Status.UNAVAILABLE, "server is shutting down")
-            async with asyncio.timeout(self.policy.timeout_s) as deadline:
-                if app.auth is not None:
-                    ctx.principal = await app.auth(
-                        CallInfo(self.policy, md, str(stream.peer.addr()))
-                    )
-                await self.func(_ValidatingStream(stream))
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                code = "DEADLINE_EXCEEDED"  # the schema's timeout_ms for this method
-                raise GRPCError(
-                    Status.DEADLINE_EXCEEDED, f"timed out after {self.policy.timeout_s}s"
-                ) from None
-            err, expected = to_grpc_error(exc, ctx.trace_id)
-            code = err.status.name  # type: ignore[attr-defined]
-            if not expected:
-                log.error("unexpected error", exc_info=exc)
-            raise err from None  # type: ignore[misc]
-        finally:
-            elapsed = time.perf_counter() - start
-            app.in_flight -= 1
-            if not app.in_flight:
-                app._idle.set()
-            app.metrics.rpc_in_flight.dec()
-            counter = self.requests.get(code)
-            if counter is None:
-                counter = self.requests[code] = app.metrics.rpc_requests.labels(self.path, code)
-            counter.inc()
-            self.duration.observe(elapsed)
-            tracing.end_rpc_span(span, code)
-            if app.access_log is not None:
-                app.access_log.write(
-                    self.path,
-                    code,
-                    elapsed,
-                    ctx.trace_id,
-                    f"{sc.span_id:016x}" if sc.is_valid else "",
-                )
-
-
-class _Wrapped:
-    """A servable whose every method goes through `_Call` (grpclib serves `__mapping__`)."""
-
-    def __init__(self, servable: Any, app: App) -> None:
-        self._mapping = {
-            path: Handler(_Call(app, path, h), h.cardinality, h.request_type, h.reply_type)
-            for path, h in servable.__mapping__().items()
-        }
-
-    def __mapping__(self) -> dict[str, Handler]:
-        return self._mapping
-
-
-async def _add_trailers(event: SendTrailingMetadata) -> None:
-    ctx = context.current()
-    if ctx is None:
-        return
-    md = MultiDict(event.metadata or ())
-    md[context.TRACE_HEADER] = ctx.trace_id
-    if ctx.written_lsn:
-        md[context.LSN_HEADER] = context.format_lsn(ctx.written_lsn)
-    event.metadata = md
 
 
 # ---------------------------------------------------------------- the application
@@ -293,7 +129,6 @@ class App:
             self.metrics_port = runner.addresses[0][1]
             services = ServerReflection.extend([*self._handlers, self.health])
             self._server = RuntimeServer(services)
-            listen(self._server, SendTrailingMetadata, _add_trailers)
             await self._server.start(cfg.host, cfg.grpc_port)
             self.grpc_port = self._server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             for fn in self.task_fns:

@@ -10,7 +10,7 @@ import sys
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.runtime import context, tracing
-from services.runtime.logs import JsonFormatter
+from services.runtime.logs import AccessLog, JsonFormatter, setup_logging
 
 
 def _line(formatter: JsonFormatter, msg: str, **fields: object) -> dict:
@@ -57,3 +57,30 @@ def test_exception_is_logged_in_the_line_not_as_extra_lines() -> None:
     out = formatter.format(record)
     assert "\n" not in out  # one object per line, the traceback inside it
     assert "ValueError: boom" in json.loads(out)["exc"]
+
+
+def test_access_line_is_the_object_json_formatter_would_write(capsys) -> None:
+    setup_logging("svc-a")
+    try:
+        access = AccessLog(logging.getLogger("services.runtime.server"))
+        cases = [
+            ("/shop.product.v1.ProductService/GetProduct", "OK", 0.0012345, "ab" * 16, "cd" * 8),
+            ("/x.Y/Z", "INVALID_ARGUMENT", 2.5, 'a "quoted"\\ id\x01', "ef" * 8),
+            ("/x.Y/Z", "OK", 0.0, "", ""),
+        ]
+        for method, code, elapsed, trace_id, span_id in cases:
+            access.write(method, code, elapsed, trace_id, span_id)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger().handlers.clear()
+    assert len(lines) == 3
+    for line, (method, code, elapsed, trace_id, span_id) in zip(lines, cases, strict=True):
+        got = json.loads(line)
+        assert got.pop("ts").endswith("Z")
+        want = {"level": "info", "service": "svc-a", "logger": "services.runtime.server",
+                "msg": "rpc"}  # fmt: skip
+        if trace_id:
+            want |= {"trace_id": trace_id, "span_id": span_id}
+        want |= {"method": method, "code": code, "duration_ms": round(elapsed * 1000, 3)}
+        assert got == want
+        assert list(got) == list(want)  # same key order as JsonFormatter's lines
