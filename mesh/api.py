@@ -17,6 +17,7 @@ from pathlib import Path
 import google.api.annotations_pb2 as annotations_pb2
 from google.protobuf import descriptor_pb2
 
+import buf.validate.validate_pb2 as validate_pb2
 import shop.mesh.v1.options_pb2 as options_pb2
 from mesh.services import SERVICES
 
@@ -91,6 +92,9 @@ class Field:
     optional: bool  # proto3 `optional`
     comment: str
     map_entry: tuple[Field, Field] | None = None  # (key, value) for map fields
+    # The field's buf.validate rules (None: none); mesh/openapi.py turns them into JSON
+    # Schema constraints.
+    rules: validate_pb2.FieldRules | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -167,9 +171,16 @@ def _fields(
                 optional=f.proto3_optional,
                 comment=comments.get((*path, 2, i), ""),
                 map_entry=map_kv,  # type: ignore[arg-type]
+                rules=_rules(f),
             )
         )
     return tuple(out)
+
+
+def _rules(f: descriptor_pb2.FieldDescriptorProto) -> validate_pb2.FieldRules | None:
+    if not f.options.HasExtension(validate_pb2.field):
+        return None
+    return f.options.Extensions[validate_pb2.field]
 
 
 def _type(f: descriptor_pb2.FieldDescriptorProto) -> str:

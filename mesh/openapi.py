@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jinja2
 
+from mesh import edge_errors, validate_schema
 from mesh.api import Api, Field, HttpRule, Method
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -41,11 +42,11 @@ SCALARS: dict[str, dict] = {
     "uint32": {"type": "integer", "format": "int64", "minimum": 0},
     "fixed32": {"type": "integer", "format": "int64", "minimum": 0},
     # proto3 JSON writes 64-bit integers as strings (JavaScript numbers lose precision).
-    "int64": {"type": "string", "format": "int64"},
-    "sint64": {"type": "string", "format": "int64"},
-    "sfixed64": {"type": "string", "format": "int64"},
-    "uint64": {"type": "string", "format": "uint64"},
-    "fixed64": {"type": "string", "format": "uint64"},
+    "int64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
+    "sint64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
+    "sfixed64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
+    "uint64": {"type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$"},
+    "fixed64": {"type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$"},
     "float": {"type": "number", "format": "float"},
     "double": {"type": "number", "format": "double"},
 }
@@ -59,16 +60,6 @@ STATUS = {
         "message": {"type": "string"},
         "details": {"type": "array", "items": WKT["google.protobuf.Any"]},
     },
-}
-
-ERRORS = {
-    "400": "Invalid argument (the body names each invalid field)",
-    "401": "Missing or invalid access token",
-    "403": "Not allowed",
-    "404": "Not found",
-    "409": "Conflict or already exists",
-    "429": "Rate limited",
-    "503": "Temporarily unavailable, retry later",
 }
 
 
@@ -97,6 +88,10 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{type_name}"}
 
     def field(self, f: Field) -> dict:
+        return self.constrained(f)[0]
+
+    def constrained(self, f: Field) -> tuple[dict, bool]:
+        """The field's schema with its buf.validate rules, and whether it must be sent."""
         if f.map_entry is not None:
             _, value = f.map_entry
             schema = {"type": "object", "additionalProperties": self.single(value)}
@@ -104,11 +99,13 @@ class _Schemas:
             schema = {"type": "array", "items": self.single(f)}
         else:
             schema = self.single(f)
+        enum = self.api.enums.get(f.type_name) if f.type == "enum" else None
+        schema, required = validate_schema.constrain(schema, f, enum.values if enum else ())
         if f.comment:
             if "$ref" in schema:  # OpenAPI 3.0 ignores siblings of $ref
                 schema = {"allOf": [schema]}
             schema["description"] = f.comment
-        return schema
+        return schema, required
 
     def single(self, f: Field) -> dict:
         if f.type in ("message", "enum"):
@@ -117,8 +114,16 @@ class _Schemas:
 
     def message(self, type_name: str, skip: set[str] | None = None) -> dict:
         msg = self.api.messages[type_name]
-        props = {f.name: self.field(f) for f in msg.fields if f.name not in (skip or set())}
+        props, required = {}, []
+        for f in msg.fields:
+            if f.name in (skip or set()):
+                continue
+            props[f.name], must = self.constrained(f)
+            if must:
+                required.append(f.name)
         schema: dict = {"type": "object", "properties": props}
+        if required:
+            schema["required"] = required
         if msg.comment:
             schema["description"] = msg.comment
         return schema
@@ -136,16 +141,39 @@ def _query_params(schemas: _Schemas, type_name: str, skip: set[str], prefix: str
             if not prefix:  # one level deep is enough for filters like min_price.units
                 params += _query_params(schemas, f.type_name, set(), name + ".")
             continue
-        schema = schemas.single(f)
-        if f.repeated:
-            schema = {"type": "array", "items": schema}
-        p = {"name": name, "in": "query", "required": False, "schema": schema}
+        schema, required = schemas.constrained(f)
+        schema.pop("description", None)
+        # A nested field is needed only when its message is sent at all.
+        p = {"name": name, "in": "query", "required": required and not prefix, "schema": schema}
         if f.repeated:
             p.update(style="form", explode=True)
         if f.comment:
             p["description"] = f.comment
         params.append(p)
+    if prefix:
+        # OpenAPI cannot say "these go together": the description does.
+        needed = [
+            p["name"]
+            for p in params
+            if schemas.constrained(_field(schemas, type_name, p["name"][len(prefix) :]))[1]
+        ]
+        for p in params:
+            others = [n for n in needed if n != p["name"]]
+            if others:
+                together = f"Send with {', '.join(others)} (the {prefix[:-1]} rules)."
+                p["description"] = f"{p.get('description', '')} {together}".strip()
+                p["x-shop-requires"] = others
     return params
+
+
+def _field(schemas: _Schemas, type_name: str, name: str) -> Field:
+    return next(f for f in schemas.api.messages[type_name].fields if f.name == name)
+
+
+def _path_schema(schemas: _Schemas, f: Field) -> dict:
+    schema, _ = schemas.constrained(f)
+    schema.pop("description", None)
+    return schema
 
 
 def _operation(schemas: _Schemas, m: Method, rule: HttpRule, n: int) -> dict:
@@ -156,7 +184,7 @@ def _operation(schemas: _Schemas, m: Method, rule: HttpRule, n: int) -> dict:
             "name": p,
             "in": "path",
             "required": True,
-            "schema": schemas.single(fields[p]) if p in fields else {"type": "string"},
+            "schema": _path_schema(schemas, fields[p]) if p in fields else {"type": "string"},
             **({"description": fields[p].comment} if p in fields and fields[p].comment else {}),
         }
         for p in path_params
@@ -176,15 +204,16 @@ def _operation(schemas: _Schemas, m: Method, rule: HttpRule, n: int) -> dict:
                 "description": "OK",
                 "content": {"application/json": {"schema": schemas.ref(m.output_type)}},
             },
+            # Every status the edge or the service can answer, public methods included
+            # (Login and RefreshToken answer 401 by design; mesh/edge_errors.py).
             **{
-                code: {
-                    "description": text,
+                str(http): {
+                    "description": edge_errors.BY_STATUS[http].meaning,
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
                     },
                 }
-                for code, text in ERRORS.items()
-                if m.access != "public" or code not in ("401", "403")
+                for http in edge_errors.REST_STATUSES
             },
         },
     }
