@@ -61,6 +61,8 @@ class Method:
     comment: str
     client_streaming: bool = False
     server_streaming: bool = False
+    # Services allowed to call with their own identity (policy.callers), sorted.
+    callers: tuple[str, ...] = ()
 
     @property
     def grpc_path(self) -> str:
@@ -230,6 +232,24 @@ def _collect_types(
     walk_enums(fd.enum_type, fd.package, (), 5)
 
 
+def _callers(where: str, pol: options_pb2.MethodPolicy) -> tuple[str, ...]:
+    """policy.callers, checked: known service names, at least one on an internal method
+    (nobody could call it), none on a public one (anyone may: a grant means nothing)."""
+    unknown = sorted(set(pol.callers) - set(SERVICES))
+    if unknown:
+        raise ApiError(
+            f"{where}: policy.callers names {unknown}, not services of mesh/services.py "
+            f"({sorted(SERVICES)})"
+        )
+    if len(set(pol.callers)) != len(pol.callers):
+        raise ApiError(f"{where}: policy.callers names a service twice")
+    if pol.access == options_pb2.ACCESS_INTERNAL and not pol.callers:
+        raise ApiError(f"{where}: an internal method must name its callers (policy.callers)")
+    if pol.access == options_pb2.ACCESS_PUBLIC and pol.callers:
+        raise ApiError(f"{where}: a public method needs no callers (anyone may call it)")
+    return tuple(sorted(pol.callers))
+
+
 def _service(
     fd: descriptor_pb2.FileDescriptorProto,
     si: int,
@@ -254,6 +274,7 @@ def _service(
         http = tuple(_http_rules(m.options.Extensions[annotations_pb2.http]))
         if pol.access == options_pb2.ACCESS_INTERNAL and http:
             raise ApiError(f"{full}/{m.name}: an internal method must not have a REST path")
+        callers = _callers(f"{full}/{m.name}", pol)
         methods.append(
             Method(
                 service=full,
@@ -267,6 +288,7 @@ def _service(
                 comment=comments.get((6, si, 2, mi), ""),
                 client_streaming=m.client_streaming,
                 server_streaming=m.server_streaming,
+                callers=callers,
             )
         )
     return Service(

@@ -1,8 +1,9 @@
 """Per-method policy from the schema: `option (shop.mesh.v1.policy) = {access, idempotent,
-timeout_ms}` read at runtime from the generated descriptors (the same source mesh/ uses).
+timeout_ms, callers}` read at runtime from the generated descriptors (the same source mesh/
+uses).
 
     policy = method_policy("/shop.product.v1.ProductService/ReserveStock")
-    policy.access is Access.INTERNAL; policy.timeout_s == 3.0
+    policy.access is Access.INTERNAL; policy.timeout_s == 3.0; policy.callers == {"order"}
 
 The server's call wrapper looks up each method's policy once at startup, applies its timeout
 and passes it to the auth hook (`AuthHook`), which the auth work enforces.
@@ -34,6 +35,8 @@ class MethodPolicy:
     access: Access
     idempotent: bool
     timeout_ms: int
+    # Services allowed to call with their own identity (services/runtime/auth.py).
+    callers: frozenset[str] = frozenset()
 
     @property
     def timeout_s(self) -> float:
@@ -52,7 +55,7 @@ def method_policy(path: str) -> MethodPolicy:
     if not opts.HasExtension(options_pb2.policy):
         return MethodPolicy(path, Access.UNSPECIFIED, False, 0)
     p = opts.Extensions[options_pb2.policy]
-    return MethodPolicy(path, Access(p.access), p.idempotent, p.timeout_ms)
+    return MethodPolicy(path, Access(p.access), p.idempotent, p.timeout_ms, frozenset(p.callers))
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,22 @@ class GetJwksResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ...) -> None: ...
 
 class GetServiceJwksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("service",)
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    def __init__(self, service: _Optional[str] = ...) -> None: ...
 
 class GetServiceJwksResponse(_message.Message):
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "key_services")
+    class KeyServicesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SERVICES_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[Jwk]
-    def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ...) -> None: ...
+    key_services: _containers.ScalarMap[str, str]
+    def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ..., key_services: _Optional[_Mapping[str, str]] = ...) -> None: ...

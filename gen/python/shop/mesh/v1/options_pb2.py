@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashop/mesh/v1/options.proto\x12\x0cshop.mesh.v1\x1a google/protobuf/descriptor.proto\"{\n\x0cMethodPolicy\x12,\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\x0e\x32\x14.shop.mesh.v1.AccessR\x06\x61\x63\x63\x65ss\x12\x1e\n\nidempotent\x18\x02 \x01(\x08R\nidempotent\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\rR\ttimeoutMs*k\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04:T\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1a.shop.mesh.v1.MethodPolicyR\x06policyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashop/mesh/v1/options.proto\x12\x0cshop.mesh.v1\x1a google/protobuf/descriptor.proto\"\x95\x01\n\x0cMethodPolicy\x12,\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\x0e\x32\x14.shop.mesh.v1.AccessR\x06\x61\x63\x63\x65ss\x12\x1e\n\nidempotent\x18\x02 \x01(\x08R\nidempotent\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\rR\ttimeoutMs\x12\x18\n\x07\x63\x61llers\x18\x04 \x03(\tR\x07\x63\x61llers*k\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04:T\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1a.shop.mesh.v1.MethodPolicyR\x06policyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.mesh.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESS']._serialized_start=203
-  _globals['_ACCESS']._serialized_end=310
-  _globals['_METHODPOLICY']._serialized_start=78
-  _globals['_METHODPOLICY']._serialized_end=201
+  _globals['_ACCESS']._serialized_start=230
+  _globals['_ACCESS']._serialized_end=337
+  _globals['_METHODPOLICY']._serialized_start=79
+  _globals['_METHODPOLICY']._serialized_end=228
 # @@protoc_insertion_point(module_scope)

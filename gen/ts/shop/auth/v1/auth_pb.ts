@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/auth/v1/auth.proto.
  */
 export const file_shop_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaG9wL2F1dGgvdjEvYXV0aC5wcm90bxIMc2hvcC5hdXRoLnYxIsYBCglUb2tlblBhaXISFAoMYWNjZXNzX3Rva2VuGAEgASgJEjwKGGFjY2Vzc190b2tlbl9leHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgDIAEoCRI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAUgASgJIkcKDExvZ2luUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUQAxj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASI4Cg1Mb2dpblJlc3BvbnNlEicKBnRva2VucxgBIAEoCzIXLnNob3AuYXV0aC52MS5Ub2tlblBhaXIiOAoTUmVmcmVzaFRva2VuUmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRAQGIAEIj8KFFJlZnJlc2hUb2tlblJlc3BvbnNlEicKBnRva2VucxgBIAEoCzIXLnNob3AuYXV0aC52MS5Ub2tlblBhaXIiMgoNTG9nb3V0UmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRAQGIAEIhAKDkxvZ291dFJlc3BvbnNlIhAKDkdldEp3a3NSZXF1ZXN0ImcKA0p3axILCgNrdHkYASABKAkSCwoDa2lkGAIgASgJEgsKA3VzZRgDIAEoCRILCgNhbGcYBCABKAkSCwoDY3J2GAUgASgJEgkKAXgYBiABKAkSCQoBbhgHIAEoCRIJCgFlGAggASgJIjIKD0dldEp3a3NSZXNwb25zZRIfCgRrZXlzGAEgAygLMhEuc2hvcC5hdXRoLnYxLkp3ayIXChVHZXRTZXJ2aWNlSndrc1JlcXVlc3QiOQoWR2V0U2VydmljZUp3a3NSZXNwb25zZRIfCgRrZXlzGAEgAygLMhEuc2hvcC5hdXRoLnYxLkp3azL9BAoLQXV0aFNlcnZpY2USaAoFTG9naW4SGi5zaG9wLmF1dGgudjEuTG9naW5SZXF1ZXN0Ghsuc2hvcC5hdXRoLnYxLkxvZ2luUmVzcG9uc2UiJoq1GAUIARiIJ4LT5JMCFzoBKiISL2FwaS92MS9hdXRoL2xvZ2luEn8KDFJlZnJlc2hUb2tlbhIhLnNob3AuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0GiIuc2hvcC5hdXRoLnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIiiKtRgFCAEYuBeC0+STAhk6ASoiFC9hcGkvdjEvYXV0aC9yZWZyZXNoEm4KBkxvZ291dBIbLnNob3AuYXV0aC52MS5Mb2dvdXRSZXF1ZXN0Ghwuc2hvcC5hdXRoLnYxLkxvZ291dFJlc3BvbnNlIimKtRgHCAEQARi4F4LT5JMCGDoBKiITL2FwaS92MS9hdXRoL2xvZ291dBKGAQoHR2V0SndrcxIcLnNob3AuYXV0aC52MS5HZXRKd2tzUmVxdWVzdBodLnNob3AuYXV0aC52MS5HZXRKd2tzUmVzcG9uc2UiPoq1GAcIARABGNAPgtPkkwItWhgSFi8ud2VsbC1rbm93bi9qd2tzLmpzb24SES9hcGkvdjEvYXV0aC9qd2tzEokBCg5HZXRTZXJ2aWNlSndrcxIjLnNob3AuYXV0aC52MS5HZXRTZXJ2aWNlSndrc1JlcXVlc3QaJC5zaG9wLmF1dGgudjEuR2V0U2VydmljZUp3a3NSZXNwb25zZSIsirUYBwgBEAEY0A+C0+STAhsSGS9hcGkvdjEvYXV0aC9zZXJ2aWNlLWp3a3NiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_mesh_v1_options]);
+  fileDesc("ChdzaG9wL2F1dGgvdjEvYXV0aC5wcm90bxIMc2hvcC5hdXRoLnYxIsYBCglUb2tlblBhaXISFAoMYWNjZXNzX3Rva2VuGAEgASgJEjwKGGFjY2Vzc190b2tlbl9leHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgDIAEoCRI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAUgASgJIkcKDExvZ2luUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUQAxj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASI4Cg1Mb2dpblJlc3BvbnNlEicKBnRva2VucxgBIAEoCzIXLnNob3AuYXV0aC52MS5Ub2tlblBhaXIiOAoTUmVmcmVzaFRva2VuUmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRAQGIAEIj8KFFJlZnJlc2hUb2tlblJlc3BvbnNlEicKBnRva2VucxgBIAEoCzIXLnNob3AuYXV0aC52MS5Ub2tlblBhaXIiMgoNTG9nb3V0UmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRAQGIAEIhAKDkxvZ291dFJlc3BvbnNlIhAKDkdldEp3a3NSZXF1ZXN0ImcKA0p3axILCgNrdHkYASABKAkSCwoDa2lkGAIgASgJEgsKA3VzZRgDIAEoCRILCgNhbGcYBCABKAkSCwoDY3J2GAUgASgJEgkKAXgYBiABKAkSCQoBbhgHIAEoCRIJCgFlGAggASgJIjIKD0dldEp3a3NSZXNwb25zZRIfCgRrZXlzGAEgAygLMhEuc2hvcC5hdXRoLnYxLkp3ayJHChVHZXRTZXJ2aWNlSndrc1JlcXVlc3QSLgoHc2VydmljZRgBIAEoCUIdukgachgYPzIUXihbYS16XVthLXowLTktXSopPyQiugEKFkdldFNlcnZpY2VKd2tzUmVzcG9uc2USHwoEa2V5cxgBIAMoCzIRLnNob3AuYXV0aC52MS5Kd2sSSwoMa2V5X3NlcnZpY2VzGAIgAygLMjUuc2hvcC5hdXRoLnYxLkdldFNlcnZpY2VKd2tzUmVzcG9uc2UuS2V5U2VydmljZXNFbnRyeRoyChBLZXlTZXJ2aWNlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEypAUKC0F1dGhTZXJ2aWNlEmgKBUxvZ2luEhouc2hvcC5hdXRoLnYxLkxvZ2luUmVxdWVzdBobLnNob3AuYXV0aC52MS5Mb2dpblJlc3BvbnNlIiaKtRgFCAEYiCeC0+STAhc6ASoiEi9hcGkvdjEvYXV0aC9sb2dpbhJ/CgxSZWZyZXNoVG9rZW4SIS5zaG9wLmF1dGgudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoiLnNob3AuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIoirUYBQgBGLgXgtPkkwIZOgEqIhQvYXBpL3YxL2F1dGgvcmVmcmVzaBJuCgZMb2dvdXQSGy5zaG9wLmF1dGgudjEuTG9nb3V0UmVxdWVzdBocLnNob3AuYXV0aC52MS5Mb2dvdXRSZXNwb25zZSIpirUYBwgBEAEYuBeC0+STAhg6ASoiEy9hcGkvdjEvYXV0aC9sb2dvdXQShgEKB0dldEp3a3MSHC5zaG9wLmF1dGgudjEuR2V0Sndrc1JlcXVlc3QaHS5zaG9wLmF1dGgudjEuR2V0Sndrc1Jlc3BvbnNlIj6KtRgHCAEQARjQD4LT5JMCLVoYEhYvLndlbGwta25vd24vandrcy5qc29uEhEvYXBpL3YxL2F1dGgvandrcxKwAQoOR2V0U2VydmljZUp3a3MSIy5zaG9wLmF1dGgudjEuR2V0U2VydmljZUp3a3NSZXF1ZXN0GiQuc2hvcC5hdXRoLnYxLkdldFNlcnZpY2VKd2tzUmVzcG9uc2UiU4q1GAcIARABGNAPgtPkkwJCWiUSIy9hcGkvdjEvYXV0aC9zZXJ2aWNlLWp3a3Mve3NlcnZpY2V9EhkvYXBpL3YxL2F1dGgvc2VydmljZS1qd2tzYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_mesh_v1_options]);
 
 /**
  * TokenPair is what a login or refresh hands out.
@@ -304,11 +304,17 @@ export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
   messageDesc(file_shop_auth_v1_auth, 9);
 
 /**
- * GetServiceJwksRequest has no parameters.
+ * GetServiceJwksRequest names the service whose keys are wanted.
  *
  * @generated from message shop.auth.v1.GetServiceJwksRequest
  */
 export type GetServiceJwksRequest = Message<"shop.auth.v1.GetServiceJwksRequest"> & {
+  /**
+   * A service name (e.g. "order"); empty: the keys of every service.
+   *
+   * @generated from field: string service = 1;
+   */
+  service: string;
 };
 
 /**
@@ -325,11 +331,20 @@ export const GetServiceJwksRequestSchema: GenMessage<GetServiceJwksRequest> = /*
  */
 export type GetServiceJwksResponse = Message<"shop.auth.v1.GetServiceJwksResponse"> & {
   /**
-   * The key of the shared service identity.
+   * The published keys of the service asked for (of every service if none was named),
+   * several per service during a rotation.
    *
    * @generated from field: repeated shop.auth.v1.Jwk keys = 1;
    */
   keys: Jwk[];
+
+  /**
+   * Which service each key belongs to: kid -> service name. A key verifies only tokens
+   * whose issuer and subject name that service.
+   *
+   * @generated from field: map<string, string> key_services = 2;
+   */
+  keyServices: { [key: string]: string };
 };
 
 /**
@@ -388,9 +403,11 @@ export const AuthService: GenService<{
     output: typeof GetJwksResponseSchema;
   },
   /**
-   * GetServiceJwks returns the public key of the service tokens the services mint from the
-   * shared service key (issuer "shopmesh-service"), for Istio's RequestAuthentication. A
-   * public key only: it verifies service tokens, it cannot mint them.
+   * GetServiceJwks returns the public keys of the services' own identities: each service
+   * signs its service tokens (issuer "shopmesh-service/<name>", sub <name>) with its own
+   * key. All services' keys, or one service's (the `service` field or path), which is how
+   * Envoy and Istio bind each service issuer to exactly that service's keys. Public keys
+   * only: they verify service tokens, they cannot mint them.
    *
    * @generated from rpc shop.auth.v1.AuthService.GetServiceJwks
    */

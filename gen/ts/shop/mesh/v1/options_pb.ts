@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/mesh/v1/options.proto.
  */
 export const file_shop_mesh_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChpzaG9wL21lc2gvdjEvb3B0aW9ucy5wcm90bxIMc2hvcC5tZXNoLnYxIlwKDE1ldGhvZFBvbGljeRIkCgZhY2Nlc3MYASABKA4yFC5zaG9wLm1lc2gudjEuQWNjZXNzEhIKCmlkZW1wb3RlbnQYAiABKAgSEgoKdGltZW91dF9tcxgDIAEoDSprCgZBY2Nlc3MSFgoSQUNDRVNTX1VOU1BFQ0lGSUVEEAASEQoNQUNDRVNTX1BVQkxJQxABEg8KC0FDQ0VTU19VU0VSEAISEAoMQUNDRVNTX0FETUlOEAMSEwoPQUNDRVNTX0lOVEVSTkFMEAQ6VAoGcG9saWN5Eh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY0YYDIAEoCzIaLnNob3AubWVzaC52MS5NZXRob2RQb2xpY3lSBnBvbGljeWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("ChpzaG9wL21lc2gvdjEvb3B0aW9ucy5wcm90bxIMc2hvcC5tZXNoLnYxIm0KDE1ldGhvZFBvbGljeRIkCgZhY2Nlc3MYASABKA4yFC5zaG9wLm1lc2gudjEuQWNjZXNzEhIKCmlkZW1wb3RlbnQYAiABKAgSEgoKdGltZW91dF9tcxgDIAEoDRIPCgdjYWxsZXJzGAQgAygJKmsKBkFjY2VzcxIWChJBQ0NFU1NfVU5TUEVDSUZJRUQQABIRCg1BQ0NFU1NfUFVCTElDEAESDwoLQUNDRVNTX1VTRVIQAhIQCgxBQ0NFU1NfQURNSU4QAxITCg9BQ0NFU1NfSU5URVJOQUwQBDpUCgZwb2xpY3kSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxjRhgMgASgLMhouc2hvcC5tZXNoLnYxLk1ldGhvZFBvbGljeVIGcG9saWN5YgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * MethodPolicy is attached to every RPC with `option (shop.mesh.v1.policy) = {...}`.
@@ -46,6 +46,17 @@ export type MethodPolicy = Message<"shop.mesh.v1.MethodPolicy"> & {
    * @generated from field: uint32 timeout_ms = 3;
    */
   timeoutMs: number;
+
+  /**
+   * The services (names as in mesh/services.py, e.g. "order") allowed to call the method
+   * with their own service identity. An ACCESS_INTERNAL method must name at least one (the
+   * mesh generator refuses it otherwise); on a user or admin method a name is an explicit
+   * grant to that service. A service not named here is refused, whatever the access level:
+   * by the runtime, Envoy's internal listener and Istio's AuthorizationPolicy.
+   *
+   * @generated from field: repeated string callers = 4;
+   */
+  callers: string[];
 };
 
 /**
