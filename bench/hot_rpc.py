@@ -13,6 +13,11 @@ Servers, each its own process pinned to core 0 (`taskset -c 0`), the client on c
 - service_db: the real product service (services.product.main: PostgreSQL primary + replica);
 - service_db_old: the same service with the DB read path as it was before bench's fix
   (PRODUCT_DB_POOL_PRE_PING=true, PRODUCT_DB_READ_SNAPSHOT=always): the A/B of that change;
+- service_db_nocache: the real service with its catalog cache off (PRODUCT_CACHE_ENABLED=
+  false): every call reads the database, GetProduct/ListProducts as prepared statements on
+  raw asyncpg connections; service_db_sqla: cache off and the same statements through
+  SQLAlchemy Core (PRODUCT_DB_RAW_READS=false). With service_db (cache on) and
+  service_db_base (--base: the code before), the same-run A/B of the catalog read path;
 - runtime_mem_base / service_db_base (with --base REV): runtime_mem / service_db served by
   the code of git revision REV, checked out in a worktree under /tmp (the same-run A/B of a
   runtime change; the cell of runtime_mem / service_db then carries ratio_vs_<name>_base).
@@ -24,8 +29,9 @@ the rounds and ratios are computed within a round first. --profile runs pyinstru
 runtime_mem and service_db servers at C=16 and writes their top frames into the results.
 
     python -m bench.hot_rpc [--seconds 3] [--rounds 3] [--concurrency 1,16,64]
-        [--configs a,b,...] [--no-alt] [--profile] [--base REV]
-Writes bench/results/hot_rpc.json (+ hot_rpc_profile_*.txt with --profile).
+        [--configs a,b,...] [--no-alt] [--profile] [--base REV] [--out NAME]
+Writes bench/results/hot_rpc.json (+ hot_rpc_profile_*.txt with --profile), or NAME.json
+(a kept run, rendered like hot_rpc, e.g. the catalog_read A/B).
 """
 
 from __future__ import annotations
@@ -69,10 +75,16 @@ ALT_PINS = ["betterproto[compiler]==2.0.0b7", "betterproto2==0.10.0",
             "protobuf==7.36.2"]  # fmt: skip
 MAX_CALLS = 60_000  # per point
 CONFIGS = ("runtime_mem", "grpclib_upb", "grpcio", "betterproto", "betterproto2", "service_db",
-           "service_db_old")  # fmt: skip
+           "service_db_old", "service_db_nocache", "service_db_sqla")  # fmt: skip
 BASE_CONFIGS = ("runtime_mem_base", "service_db_base")  # need --base REV
-OLD_DB_ENV = {"PRODUCT_DB_POOL_PRE_PING": "true", "PRODUCT_DB_READ_SNAPSHOT": "always"}
+OLD_DB_ENV = {"PRODUCT_DB_POOL_PRE_PING": "true", "PRODUCT_DB_READ_SNAPSHOT": "always",
+              "PRODUCT_CACHE_ENABLED": "false", "PRODUCT_DB_RAW_READS": "false"}  # fmt: skip
 NEW_DB_ENV = {"PRODUCT_DB_POOL_PRE_PING": "false", "PRODUCT_DB_READ_SNAPSHOT": "multi"}
+# the catalog read path's steps: cache off (raw prepared reads), and SQLAlchemy Core reads
+DB_VARIANT_ENV = {
+    "service_db_nocache": {"PRODUCT_CACHE_ENABLED": "false"},
+    "service_db_sqla": {"PRODUCT_CACHE_ENABLED": "false", "PRODUCT_DB_RAW_READS": "false"},
+}
 
 
 # ================================================================== data
@@ -487,6 +499,9 @@ class Fleet:
         elif name_run in ("service_db", "service_db_old"):
             env.update(NEW_DB_ENV if name_run == "service_db" else OLD_DB_ENV)
             cmd = [sys.executable, "-m", "services.product.main"]
+        elif name_run in DB_VARIANT_ENV:
+            env.update({**NEW_DB_ENV, **DB_VARIANT_ENV[name_run]})
+            cmd = [sys.executable, "-m", "services.product.main"]
         else:
             raise BenchFailed(f"unknown config {name}")
         if self.profile and name in ("runtime_mem", "service_db"):
@@ -745,6 +760,21 @@ def findings(result: dict[str, Any]) -> list[str]:
             f"auth hook, span, metrics, access log): {gap[0]:.0f}-{gap[1]:.0f} us of server "
             "CPU per call more than bare grpclib."
         )
+    steps = [(c, label) for c, label in (
+        ("service_db_base", "the code before (--base)"), ("service_db_sqla", "SQLAlchemy Core"),
+        ("service_db_nocache", "raw prepared reads, no cache"), ("service_db", "cache on"),
+        ("runtime_mem", "no database at all")) if any(x["config"] == c for x in cells)]  # fmt: skip
+    if len(steps) > 1 and any(c == "service_db" for c, _ in steps):
+        for rpc in ("GetProduct", "ListProducts"):
+            per = []
+            for c, label in steps:
+                us = [x["server_cpu_us_per_call"]["median"] for x in cells
+                      if x["config"] == c and x["rpc"] == rpc]  # fmt: skip
+                per.append(f"{label} {min(us):.0f}-{max(us):.0f}")
+            out.append(
+                f"Catalog read path, {rpc}: product-service CPU per call (us, range over the "
+                f"concurrencies): " + "; ".join(per) + "."
+            )
     db = cpu_gap("service_db", "runtime_mem")
     if db:
         out.append(
@@ -863,6 +893,7 @@ def main() -> None:
     ap.add_argument("--no-alt", action="store_true", help="skip the betterproto configs")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--base", help="git revision serving the *_base configs (A/B)")
+    ap.add_argument("--out", help="result name (default hot_rpc): a kept A/B run")
     ap.add_argument("--catalog-port", type=int, default=int(os.environ.get("PRODUCT_PORT", 50051)))
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -882,7 +913,9 @@ def main() -> None:
         args.configs = [c for c in args.configs if not c.startswith("betterproto")]
     with tempfile.TemporaryDirectory(prefix="hot-rpc-") as tmp:
         result = asyncio.run(bench(args, Path(tmp)))
-    path = write_result("hot_rpc", result)
+    if args.out:
+        result["benchmark"] = "hot_rpc"  # report.py renders a kept run like hot_rpc
+    path = write_result(args.out or "hot_rpc", result)
     print(table(result))
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -35,6 +35,9 @@ _SORTS = {
     pb.PRODUCT_SORT_NEWEST: ProductSort.NEWEST,
 }
 DEFAULT_PAGE_SIZE = 20
+# Protos kept per handler instance (see ProductHandlers.proto): about the catalog cache's
+# product bound; cleared when full.
+PROTO_MEMO_SIZE = 10_000
 
 
 def to_money(field: str, m: common_pb2.Money) -> Money:
@@ -81,11 +84,25 @@ def reserved_line_proto(ln: ReservedLine) -> pb.ReservedLine:
 class ProductHandlers(product_grpc.ProductServiceBase):
     def __init__(self, uow: Callable[[], ProductUnitOfWork]) -> None:
         self.uow = uow
+        self._protos: dict[Product, pb.Product] = {}
+
+    def proto(self, p: Product) -> pb.Product:
+        """product_proto(p), memoised by value: a cached Product comes back as the same
+        object, and building its message (price, two timestamps) is most of a 20-product
+        ListProducts' handler time (~170 of ~185 us, measured). Keyed by the frozen
+        Product itself, so a changed product is a new key, never an old message. The
+        message is copied into each response, never mutated."""
+        msg = self._protos.get(p)
+        if msg is None:
+            if len(self._protos) >= PROTO_MEMO_SIZE:
+                self._protos.clear()
+            msg = self._protos[p] = product_proto(p)
+        return msg
 
     @unary
     async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
         product = await service.get_product(request.id, self.uow())
-        return pb.GetProductResponse(product=product_proto(product))
+        return pb.GetProductResponse(product=self.proto(product))
 
     @unary
     async def ListProducts(self, request: pb.ListProductsRequest) -> pb.ListProductsResponse:
@@ -103,7 +120,7 @@ class ProductHandlers(product_grpc.ProductServiceBase):
         )
         page = await service.list_products(query, self.uow())
         return pb.ListProductsResponse(
-            products=[product_proto(p) for p in page.products],
+            products=[self.proto(p) for p in page.products],
             next_page_token=page.next_page_token,
         )
 

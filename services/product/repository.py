@@ -1,17 +1,12 @@
 """PostgreSQL adapter of the product ports: SQL (Core, text) and explicit row <-> domain
-mapping. Page tokens are opaque base64 JSON holding the keyset position and a fingerprint
-of the query they belong to (a token reused with other filters is refused)."""
+mapping. The catalog's read SQL and page tokens live in queries.py; GetProduct and
+ListProducts run there as prepared statements on raw asyncpg connections (the hot reads,
+`SqlCatalogReader`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -21,12 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.product.domain import (
     Category,
     CreateProduct,
-    InvalidPageTokenError,
     ListProducts,
     Money,
     Page,
     Product,
-    ProductSort,
     Reservation,
     ReservedLine,
     SearchProducts,
@@ -34,69 +27,18 @@ from services.product.domain import (
     StockLine,
     UpdateProduct,
 )
-from services.runtime.db import UnitOfWork
-
-COLS = (
-    "id, sku, name, description, category, currency, price_units, price_nanos, "
-    "image_urls, stock, created_at, updated_at"
+from services.product.ports import ProductReader
+from services.product.queries import (
+    COLS,
+    GET_PRODUCT,
+    decode_token,
+    encode_token,
+    fingerprint,
+    list_query,
+    page_of,
+    product_of,
 )
-
-# sort -> (ORDER BY, keyset comparison, key column)
-_SORTS: dict[ProductSort, tuple[str, str, str]] = {
-    ProductSort.NAME: ("name, id", "(name, id) > (:k_key, :k_id)", "name"),
-    ProductSort.PRICE_ASC: ("price, id", "(price, id) > (CAST(:k_key AS numeric), :k_id)", "price"),
-    ProductSort.PRICE_DESC: (
-        "price DESC, id DESC",
-        "(price, id) < (CAST(:k_key AS numeric), :k_id)",
-        "price",
-    ),
-    ProductSort.NEWEST: (
-        "created_at DESC, id DESC",
-        "(created_at, id) < (CAST(:k_key AS timestamptz), :k_id)",
-        "created_at",
-    ),
-}
-
-
-def _product(row: Any) -> Product:
-    return Product(
-        id=row.id,
-        sku=row.sku,
-        name=row.name,
-        description=row.description,
-        category=row.category,
-        price=Money(row.currency, row.price_units, row.price_nanos),
-        image_urls=tuple(row.image_urls),
-        stock=row.stock,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _fingerprint(*parts: object) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def encode_token(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
-
-
-def decode_token(token: str, fingerprint: str) -> dict[str, Any]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidPageTokenError() from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
-        raise InvalidPageTokenError()
-    return data
-
-
-def _key_text(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
+from services.runtime.db import UnitOfWork
 
 
 class SqlProductRepository:
@@ -104,45 +46,15 @@ class SqlProductRepository:
         self.conn = conn
 
     async def get(self, product_id: str) -> Product | None:
-        row = (
-            await self.conn.execute(
-                text(f"SELECT {COLS} FROM products WHERE id = :id"), {"id": product_id}
-            )
-        ).first()
-        return _product(row) if row else None
+        rows = (await self.conn.exec_driver_sql(GET_PRODUCT, (product_id,))).all()
+        return product_of(rows[0]) if rows else None
 
     async def list_page(self, q: ListProducts) -> Page:
-        order, keyset, key_col = _SORTS[q.sort]
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": q.page_size + 1}
-        if q.category:
-            where.append("category = :category")
-            params["category"] = q.category
-        for name, money, op in (("min", q.min_price, ">="), ("max", q.max_price, "<=")):
-            if money is not None:
-                where.append(f"price {op} :{name}_price AND currency = :{name}_cur")
-                params[f"{name}_price"] = money.amount
-                params[f"{name}_cur"] = money.currency
-        fp = _fingerprint("list", q.sort.value, q.category, q.min_price, q.max_price)
-        if q.page_token:
-            token = decode_token(q.page_token, fp)
-            where.append(keyset)
-            params["k_key"], params["k_id"] = token["k"]
-        sql = f"SELECT {COLS}, {key_col} AS sort_key FROM products"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {order} LIMIT :limit"
-        rows = (await self.conn.execute(text(sql), params)).all()
-        more = len(rows) > q.page_size
-        rows = rows[: q.page_size]
-        next_token = ""
-        if more:
-            last = rows[-1]
-            next_token = encode_token({"f": fp, "k": [_key_text(last.sort_key), last.id]})
-        return Page(tuple(_product(r) for r in rows), next_token)
+        sql, args, fp = list_query(q)
+        return page_of((await self.conn.exec_driver_sql(sql, tuple(args))).all(), q, fp)
 
     async def search(self, q: SearchProducts) -> Page:
-        fp = _fingerprint("search", q.query)
+        fp = fingerprint("search", q.query)
         offset = int(decode_token(q.page_token, fp).get("o", 0)) if q.page_token else 0
         rows = (
             await self.conn.execute(
@@ -157,7 +69,7 @@ class SqlProductRepository:
         more = len(rows) > q.page_size
         rows = rows[: q.page_size]
         token = encode_token({"f": fp, "o": offset + len(rows)}) if more else ""
-        return Page(tuple(_product(r) for r in rows), token)
+        return Page(tuple(product_of(r) for r in rows), token)
 
     async def categories(self) -> list[Category]:
         rows = await self.conn.execute(
@@ -205,7 +117,7 @@ class SqlProductRepository:
             if "sku" in str(exc.orig):
                 raise SkuTakenError(cmd.sku) from None
             raise
-        return _product(row)
+        return product_of(row)
 
     async def update(self, cmd: UpdateProduct) -> Product | None:
         sets = ["updated_at = now()"]
@@ -229,7 +141,7 @@ class SqlProductRepository:
                 params,
             )
         ).first()
-        return _product(row) if row else None
+        return product_of(row) if row else None
 
     # ------------------------------------------------------------ stock reservations
 
@@ -352,8 +264,61 @@ class SqlProductRepository:
         return True
 
 
+class SqlCatalogReader:
+    """The read side, one per request. get and list_page: one prepared statement each on a
+    raw asyncpg connection (UnitOfWork.fetch: replica, or primary if it is behind the
+    caller's LSN); search and categories: one SELECT through SQLAlchemy in autocommit."""
+
+    __slots__ = ("_uow",)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def get_at(self, product_id: str, after: int = 0) -> tuple[Product | None, int]:
+        """The product (or None) and an LSN the read is known to include."""
+        rows, seen = await self._uow.fetch(GET_PRODUCT, product_id, after=after)
+        return (product_of(rows[0]) if rows else None), seen
+
+    async def list_page_at(self, q: ListProducts, after: int = 0) -> tuple[Page, int]:
+        sql, args, fp = list_query(q)
+        rows, seen = await self._uow.fetch(sql, *args, after=after)
+        return page_of(rows, q, fp), seen
+
+    async def get(self, product_id: str) -> Product | None:
+        return (await self.get_at(product_id))[0]
+
+    async def list_page(self, q: ListProducts) -> Page:
+        return (await self.list_page_at(q))[0]
+
+    async def search(self, q: SearchProducts) -> Page:
+        async with self._uow.read(single_statement=True) as conn:
+            return await SqlProductRepository(conn).search(q)
+
+    async def categories(self) -> list[Category]:
+        async with self._uow.read(single_statement=True) as conn:
+            return await SqlProductRepository(conn).categories()
+
+
+class _Reading:
+    """`async with uow.read() as repo`: the reads hold no connection between statements,
+    so there is nothing to open or close here (cheaper than an asynccontextmanager)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: ProductReader) -> None:
+        self._reader = reader
+
+    async def __aenter__(self) -> ProductReader:
+        return self._reader
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 class SqlProductUnitOfWork:
     """The product ports over the runtime's read/write router (one per request)."""
+
+    __slots__ = ("_uow",)
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -363,9 +328,5 @@ class SqlProductUnitOfWork:
         async with self._uow.write() as conn:
             yield SqlProductRepository(conn)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlProductRepository]:
-        # Every product read (get, list_page, search, categories) is one SELECT: no
-        # transaction round trips on the replica (services/runtime/db.py, "Cheap reads").
-        async with self._uow.read(single_statement=True) as conn:
-            yield SqlProductRepository(conn)
+    def read(self) -> _Reading:
+        return _Reading(SqlCatalogReader(self._uow))

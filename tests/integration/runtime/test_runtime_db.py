@@ -206,3 +206,104 @@ async def test_replica_lagging_beyond_the_bound_reads_the_primary_counted_and_lo
         await admin.execute("SELECT pg_wal_replay_resume()")
         await admin.close()
         await lagging.close()
+
+
+# ------------------------------------------------------------------ raw hot-path reads (fetch)
+
+
+async def test_fetch_reads_the_replica_and_reports_an_lsn_it_includes(db):
+    key = uuid.uuid4().hex
+    uow = db.unit_of_work()
+    async with uow.write() as conn:
+        await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 5)"), {"k": key})
+    before = reads(db, "replica", "replica") + reads(db, "replica", "replica_caught_up")
+    rows, seen = await uow.fetch(
+        f"SELECT v, pg_is_in_recovery(), current_setting('application_name') "
+        f"FROM {SCHEMA}.kv WHERE k = $1",
+        key,
+    )
+    assert tuple(rows[0]) == (5, True, "rt-db-test:replica")
+    assert rows[0]["v"] == 5  # by name too
+    assert seen >= uow.last_lsn  # read-your-writes: it waited for its own commit
+    after = reads(db, "replica", "replica") + reads(db, "replica", "replica_caught_up")
+    assert after == before + 1
+
+
+async def test_fetch_honours_the_caller_lsn_with_replay_paused(db, stack):
+    """The same rule as read(): the caller's LSN (request context) sends the statement to
+    the primary when the replica has not replayed it; the LSN reported is never the
+    caller's own number but one the primary is known to have."""
+    key = uuid.uuid4().hex
+    writer = db.unit_of_work()
+    admin = await asyncpg.connect(stack.pg_admin_dsn(DB, replica=True))
+    try:
+        await admin.execute("SELECT pg_wal_replay_pause()")
+        async with writer.write() as conn:
+            await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 8)"), {"k": key})
+        behind = reads(db, "primary", "replica_behind")
+        query = f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv WHERE k = $1"
+
+        async def next_request() -> tuple[list, int]:
+            context.bind(context.RequestContext(min_lsn=writer.last_lsn))
+            return await db.unit_of_work().fetch(query, key)
+
+        rows, seen = await asyncio.create_task(next_request())
+        assert tuple(rows[0]) == (8, False)
+        assert reads(db, "primary", "replica_behind") == behind + 1
+        assert seen < writer.last_lsn  # the replica's position, not the caller's claim
+        rows, _ = await db.unit_of_work().fetch(query, key)  # no LSN: the replica, stale
+        assert rows == []
+    finally:
+        await admin.execute("SELECT pg_wal_replay_resume()")
+        await admin.close()
+
+
+async def test_fetch_sql_errors_are_raised_not_retried(db):
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await db.unit_of_work().fetch(f"SELECT v FROM {SCHEMA}.no_such_table")
+    assert db.replica_ok  # the statement's own error says nothing about the replica
+    rows, _ = await db.unit_of_work().fetch("SELECT 1")
+    assert rows[0][0] == 1
+
+
+async def test_fetch_survives_killed_replica_connections(db, stack):
+    """An idle pooled replica connection whose backend is gone is noticed for free at
+    checkout (still the replica); one lost mid-statement re-runs it on the primary, whose
+    read connections refuse writes. Nothing is stopped: other tests share the replica."""
+    key = uuid.uuid4().hex
+    async with db.unit_of_work().write() as conn:
+        await conn.execute(text(f"INSERT INTO {SCHEMA}.kv VALUES (:k, 6)"), {"k": key})
+    query = f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv WHERE k = $1"
+    await db.check_replica()
+    await db.unit_of_work().fetch("SELECT 1")  # a pooled replica connection exists
+    admin = await asyncpg.connect(stack.pg_admin_dsn(DB, replica=True))
+    kill = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = 'rt-db-test:replica' AND query LIKE $1"
+    )
+    try:
+        assert await admin.fetchval(kill, "%") >= 1
+        await asyncio.sleep(0.1)
+        rows, _ = await db.unit_of_work().fetch(query, key)
+        assert tuple(rows[0]) == (6, True)
+
+        lost = reads(db, "primary", "replica_error")
+        slow = f"SELECT v, pg_is_in_recovery() FROM {SCHEMA}.kv, pg_sleep(0.5) WHERE k = $1"
+        running = asyncio.create_task(db.unit_of_work().fetch(slow, key))
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if await admin.fetchval(kill, "%pg_sleep%"):
+                break
+        rows, _ = await running
+        assert tuple(rows[0]) == (6, False)
+        assert reads(db, "primary", "replica_error") == lost + 1
+    finally:
+        await admin.close()
+    assert await db.check_replica() is True
+
+    async def far_future() -> None:
+        context.bind(context.RequestContext(min_lsn=0xFFFFFFFF << 32))
+        await db.unit_of_work().fetch(f"INSERT INTO {SCHEMA}.kv VALUES ('x', 1)")
+
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await asyncio.create_task(far_future())
