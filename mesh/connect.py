@@ -31,6 +31,7 @@ from mesh.api import Method
 from mesh.edge_errors import PROTOCOL_HEADER
 
 T = "type.googleapis.com/envoy.extensions."
+MATCHER = "type.googleapis.com/envoy.type.matcher.v3."
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 CONNECT_VERSION_HEADER = "connect-protocol-version"
 
@@ -100,11 +101,47 @@ end
 
 
 def unframe_filter() -> dict:
-    return {
+    """The Lua step, behind a matcher: Envoy skips it (no Lua coroutine) for every request
+    but a bridged Connect JSON call, so gRPC-Web, REST and Connect binary do not pay for it."""
+    lua = {
         "name": "envoy.filters.http.lua",
         "typed_config": {
             "@type": T + "filters.http.lua.v3.Lua",
             "default_source_code": {"inline_string": UNFRAME_LUA},
+        },
+    }
+    bridged_json = {
+        "single_predicate": {
+            "input": {
+                "name": "content-type",
+                "typed_config": {
+                    "@type": MATCHER + "HttpRequestHeaderMatchInput",
+                    "header_name": "content-type",
+                },
+            },
+            "value_match": {"exact": "application/grpc+json"},
+        }
+    }
+    skip = {
+        "action": {
+            "name": "skip",
+            "typed_config": {
+                "@type": T + "filters.common.matcher.action.v3.SkipFilter",
+            },
+        }
+    }
+    return {
+        "name": "shop.connect_unframe",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": lua,
+            "xds_matcher": {
+                "matcher_list": {
+                    "matchers": [
+                        {"predicate": {"not_matcher": bridged_json}, "on_match": skip},
+                    ]
+                }
+            },
         },
     }
 

@@ -233,7 +233,7 @@ def test_connect_filters_sit_where_they_must(edge) -> None:
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.connect_grpc_bridge",
         "envoy.filters.http.local_ratelimit",  # after both: its 429 in their shapes
-        "envoy.filters.http.lua",  # unframes bridged Connect JSON
+        "shop.connect_unframe",  # Lua that unframes bridged Connect JSON, skipped otherwise
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.jwt_authn",  # sees the gRPC path of every protocol
         "envoy.filters.http.router",
@@ -242,6 +242,20 @@ def test_connect_filters_sit_where_they_must(edge) -> None:
     marker = edge["http_filters"][names.index("shop.connect_marker")]["typed_config"]
     mutations = marker["mutations"]["request_mutations"]
     assert mutations[0] == {"remove": edge_errors.PROTOCOL_HEADER}, "a client cannot set it"
+
+
+def test_the_lua_step_runs_only_for_bridged_connect_json(edge) -> None:
+    wrapper = next(f for f in edge["http_filters"] if f["name"] == "shop.connect_unframe")
+    cfg = wrapper["typed_config"]
+    assert cfg["extension_config"]["name"] == "envoy.filters.http.lua"
+    (matcher,) = cfg["xds_matcher"]["matcher_list"]["matchers"]
+    skipped_unless = matcher["predicate"]["not_matcher"]["single_predicate"]
+    assert skipped_unless["input"]["typed_config"]["header_name"] == "content-type"
+    assert skipped_unless["value_match"] == {"exact": "application/grpc+json"}
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
+    assert "application/grpc+json" in connect.UNFRAME_LUA and edge_errors.PROTOCOL_HEADER in (
+        connect.UNFRAME_LUA
+    )
 
 
 def test_connect_json_route_carries_a_transcoder_that_keeps_grpc_errors(edge) -> None:
