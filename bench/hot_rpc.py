@@ -764,7 +764,8 @@ def findings(result: dict[str, Any]) -> list[str]:
         ("service_db_base", "the code before (--base)"), ("service_db_sqla", "SQLAlchemy Core"),
         ("service_db_nocache", "raw prepared reads, no cache"), ("service_db", "cache on"),
         ("runtime_mem", "no database at all")) if any(x["config"] == c for x in cells)]  # fmt: skip
-    if len(steps) > 1 and any(c == "service_db" for c, _ in steps):
+    step_names = {c for c, _ in steps}
+    if "service_db" in step_names and step_names & {"service_db_nocache", "service_db_base"}:
         for rpc in ("GetProduct", "ListProducts"):
             per = []
             for c, label in steps:
@@ -776,6 +777,8 @@ def findings(result: dict[str, Any]) -> list[str]:
                 f"concurrencies): " + "; ".join(per) + "."
             )
     db = cpu_gap("service_db", "runtime_mem")
+    if "service_db_nocache" in step_names:
+        db = None  # service_db is cached there: the steps above say what the database costs
     if db:
         out.append(
             f"The real database path (service_db) adds {db[0]:.0f}-{db[1]:.0f} us of "

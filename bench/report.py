@@ -76,6 +76,14 @@ def runtime_hot_path(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def catalog_cpu(r: dict[str, Any]) -> list[str]:
+    from bench.catalog_cpu import table
+
+    out = ["## catalog_cpu: CPU per catalog read by part (cpu_by_part.py)", ""]
+    out += [f"{r.get('when', '')}; {_machine(r)}; base {r['settings'].get('base')}", ""]
+    return [*out, r["what"], "", table(r), ""]
+
+
 def _flatten(v: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Scalar leaves of a result as (dotted.key, value); lists are counted, not expanded."""
     if isinstance(v, dict):
@@ -228,6 +236,26 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
             rows.append(
                 ("hot_rpc", f"GetProduct C=16, {label}", f"{_med(cell.get('per_s'))} calls/s",
                  f"x{_med(cell.get('ratio_vs_grpcio'))} of grpc.aio")
+            )  # fmt: skip
+    cat = results.get("catalog_read", {})
+    for rpc in ("GetProduct", "ListProducts"):
+        new, old = _cell(cat, rpc, 16, "service_db"), _cell(cat, rpc, 16, "service_db_base")
+        off = _cell(cat, rpc, 16, "service_db_nocache")
+        if new and old and off:
+            rows.append(
+                ("catalog_read", f"{rpc} C=16, product-service CPU per call: cache on / "
+                 "cache off (raw prepared reads) / the code before",
+                 f"{_med(new['server_cpu_us_per_call'])} / "
+                 f"{_med(off['server_cpu_us_per_call'])} / "
+                 f"{_med(old['server_cpu_us_per_call'])} us",
+                 f"x{_med(new.get('cpu_ratio_vs_service_db_base'))} cheaper than before")
+            )  # fmt: skip
+    for c in results.get("catalog_cpu", {}).get("cells", []):
+        if c["variant"] in ("cache", "base"):
+            rows.append(
+                ("catalog_cpu", f"{c['rpc']}, {c['variant']}: CPU per call, product + PG",
+                 f"{_med(c['product_us_per_call'])} + {_med(c['pg_total_us_per_call'])} us",
+                 "cpu_by_part.py, idle subtracted")
             )  # fmt: skip
     changes = results.get("runtime_hot_path", {}).get("changes", [])
     if changes:
@@ -386,6 +414,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += hot_rpc(results[name], name)
         elif name == "order_place_ab":
             out += order_place_ab(results[name])
+        elif name == "catalog_cpu":
+            out += catalog_cpu(results[name])
         elif name == "order_cost":
             out += order_cost(results[name])
         else:

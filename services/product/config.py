@@ -10,6 +10,9 @@
 | PRODUCT_DB_POOL_SIZE, PRODUCT_DB_REPLICA_WAIT_MS | 10, 200 |
 | PRODUCT_DB_REPLICA_MAX_LAG_BYTES | 16 MiB |
 | PRODUCT_MIGRATE_ON_START | true |
+| PRODUCT_CACHE_ENABLED, PRODUCT_CACHE_TTL_S | true, 2.0 (the bound on stale stock) |
+
+All variables, with their descriptions: docs/config.md.
 """
 
 from __future__ import annotations
@@ -29,10 +32,30 @@ class Options:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    """Env: PRODUCT_CACHE_<FIELD>. The read-through catalog cache (services/product/cache.py)."""
+
+    enabled: bool = setting(
+        True, help="cache GetProduct / ListProducts rows in each process (LISTEN on the primary)"
+    )
+    ttl_s: float = setting(
+        2.0,
+        help="an entry is re-read at most this long after its read, change notice or not: "
+        "the bound on how stale stock shown may be",
+    )
+    max_products: int = setting(10_000, help="products held per process (oldest dropped)")
+    max_pages: int = setting(1_000, help="ListProducts pages held per process (oldest dropped)")
+    listen_ping_s: float = setting(
+        1.0, help="ping of the change listener's connection; a dead one flushes the cache"
+    )
+
+
+@dataclass(frozen=True)
 class ProductConfig:
     server: ServerConfig
     db: DatabaseConfig
     migrate_on_start: bool
+    cache: CacheConfig
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProductConfig:
@@ -43,4 +66,5 @@ class ProductConfig:
             ),
             db=DatabaseConfig.from_env("PRODUCT_DB", env, name="product"),
             migrate_on_start=load(Options, "PRODUCT", env).migrate_on_start,
+            cache=load(CacheConfig, "PRODUCT_CACHE", env),
         )

@@ -1,7 +1,7 @@
 """PostgreSQL adapter of the product ports: SQL (Core, text) and explicit row <-> domain
 mapping. The catalog's read SQL and page tokens live in queries.py; GetProduct and
 ListProducts run there as prepared statements on raw asyncpg connections (the hot reads,
-`SqlCatalogReader`)."""
+`SqlCatalogReader`), optionally behind the read-through cache of cache.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.product.cache import CachedCatalogReader, CatalogCache
 from services.product.domain import (
     Category,
     CreateProduct,
@@ -316,12 +317,14 @@ class _Reading:
 
 
 class SqlProductUnitOfWork:
-    """The product ports over the runtime's read/write router (one per request)."""
+    """The product ports over the runtime's read/write router (one per request); reads go
+    through the process's catalog cache when there is one."""
 
-    __slots__ = ("_uow",)
+    __slots__ = ("_cache", "_uow")
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, cache: CatalogCache | None = None) -> None:
         self._uow = uow
+        self._cache = cache
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlProductRepository]:
@@ -329,4 +332,7 @@ class SqlProductUnitOfWork:
             yield SqlProductRepository(conn)
 
     def read(self) -> _Reading:
-        return _Reading(SqlCatalogReader(self._uow))
+        reader = SqlCatalogReader(self._uow)
+        if self._cache is None:
+            return _Reading(reader)
+        return _Reading(CachedCatalogReader(reader, self._cache, self._uow.need_lsn))

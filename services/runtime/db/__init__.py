@@ -1,5 +1,5 @@
-"""PostgreSQL for the services: read/write router, unit of work and raw hot-path reads
-(SQLAlchemy 2 async Core + asyncpg).
+"""PostgreSQL for the services: read/write router, unit of work, raw hot-path reads and a
+change listener (SQLAlchemy 2 async Core + asyncpg).
 
 `Database` owns two AsyncEngines: the primary (every write, and reads that cannot be served
 by the replica) and the streaming replica (reads), plus a small pool of raw asyncpg
@@ -31,9 +31,12 @@ Hot reads. `fetch(query, *args)` routes like a single-statement read but runs on
 asyncpg connection (rawpool.py): the statement is prepared once per connection, and there
 is no SQLAlchemy per-call work, no transaction and no reset round trip on release (the
 primary's read connections are `default_transaction_read_only`). It also returns an LSN the
-rows are known to include, which a cache needs to answer a caller's `x-shop-lsn` without
-asking the database. `RAW_READS=false` runs the same
+rows are known to include, which a cache (services/product/cache.py) needs to answer a
+caller's `x-shop-lsn` without asking the database. `RAW_READS=false` runs the same
 statements through SQLAlchemy Core (the A/B in bench/README.md, catalog_read).
+
+Changes. `ChangeListener` (listen.py) LISTENs on a channel of the primary for caches that
+must drop what other processes wrote; see its docstring for the LSN fence it reports.
 
 Fallback. Replica down (health check or connect error) or lagging more than
 `replica_max_lag_bytes` -> reads go to the primary; `db_reads_total{target,reason}` says
@@ -41,9 +44,12 @@ where every read went and why, and state changes are logged.
 """
 
 from services.runtime.db.config import DatabaseConfig
+from services.runtime.db.listen import ChangeListener, ChangeSink
 from services.runtime.db.router import Database, HealthCheckFn, UnitOfWork
 
 __all__ = [
+    "ChangeListener",
+    "ChangeSink",
     "Database",
     "DatabaseConfig",
     "HealthCheckFn",

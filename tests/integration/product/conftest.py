@@ -1,14 +1,16 @@
-"""The product service in-process (real grpclib server, real primary + replica)."""
+"""The product service in-process (real grpclib server, real primary + replica), wired as
+main.py wires it: catalog cache on, its change listener on the primary."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.client import Channel
 
 from services.product.config import ProductConfig
-from services.product.handlers import ProductHandlers
-from services.product.main import MIGRATIONS
-from services.product.repository import SqlProductUnitOfWork
+from services.product.main import MIGRATIONS, wire
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
@@ -26,17 +28,41 @@ async def product_app(stack):
     await db.open()
     await migrate(db.primary, MIGRATIONS)
     await db.close()
+    parts = wire(config, metrics, service="product-test")
     app = App(
         ServerConfig(name="product-test", health_interval_s=0.2),
-        [ProductHandlers(lambda: SqlProductUnitOfWork(db.unit_of_work()))],
-        [db],
+        [parts.handlers],
+        parts.resources,
         metrics=metrics,
         log_calls=False,
     )
     await app.start()
-    app.db = db  # type: ignore[attr-defined]
+    app.db = parts.db  # type: ignore[attr-defined]
+    app.parts = parts  # type: ignore[attr-defined]
     yield app
     await app.stop(drain_timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def product_instance(name: str, **env: str) -> AsyncIterator[tuple[App, object]]:
+    """Another product-service instance on its own port, database pools, cache and change
+    listener (as a second process or worker would have), with PRODUCT_* overrides; yields
+    (app, stub). The schema must be migrated (the product_app fixture does it)."""
+    config = ProductConfig.from_env(env)
+    metrics = Metrics(name)
+    parts = wire(config, metrics, service=name)
+    app = App(
+        ServerConfig(name=name, health_interval_s=0.2), [parts.handlers], parts.resources,
+        metrics=metrics, log_calls=False,
+    )  # fmt: skip
+    await app.start()
+    app.parts = parts  # type: ignore[attr-defined]
+    channel = Channel("127.0.0.1", app.grpc_port)
+    try:
+        yield app, product_grpc.ProductServiceStub(channel)
+    finally:
+        channel.close()
+        await app.stop(drain_timeout=2)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,265 @@
+"""Read-through cache of catalog rows (GetProduct by id, ListProducts pages) in each
+product-service process, kept correct across processes by PostgreSQL LISTEN/NOTIFY.
+
+What it promises:
+- Never older than the caller's read-your-writes LSN. Every entry carries `as_of`, an LSN
+  the read that filled it is known to include (services.runtime.db `fetch`: the replica's
+  replay position before the statement, never the caller's number). A caller whose
+  `x-shop-lsn` (or own write) is newer than `as_of` misses and reads the database, which
+  waits for the replica as before.
+- Invalidated on every process when any process writes: a trigger on `products`
+  (migration 0002) NOTIFYs `catalog_changed` in the writing transaction, and every process
+  LISTENs on a connection of its own (services.runtime.db ChangeListener). A notice drops
+  the product and the list pages that hold it (`row:<id>`), or every page when the
+  product's list position may have moved (`set:<id>`).
+- No stale refill after a notice. A read that started before a notice arrived is not
+  stored (generation check), nor is one that ran while the notice's LSN fence was unknown
+  (`pending`); later fills read with `after=fence`, so a replica that has not yet replayed
+  the write is waited for (or the primary read) rather than cached.
+- Listener lost -> flushed and bypassed (every read goes to the database) until it LISTENs
+  again; it then starts empty with the fence at the primary's LSN of that moment, since
+  notices in between were missed.
+- Bounded staleness: an entry is re-read at the latest `ttl_s` after its read, notice or
+  not. So stock (or anything) shown is at most `ttl_s` plus the replica's replay lag old
+  if a notice were lost without the connection noticing; normally it is dropped within
+  milliseconds of the commit. Reservations never read the cache: they take stock with a
+  conditional UPDATE on the primary.
+
+Only rows are cached (never NOT_FOUND); search and category counts are not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from services.product.domain import Category, ListProducts, Page, Product, SearchProducts
+from services.runtime.metrics import Metrics, Sample
+
+CHANNEL = "catalog_changed"
+
+Ticket = tuple[int, int]  # (generation, fence) when a fill started
+
+
+class CatalogCache:
+    """The entries and the invalidation state; the ChangeSink of the listener. Not
+    thread-safe: one event loop per process, as every service runs."""
+
+    def __init__(
+        self,
+        ttl_s: float,
+        max_products: int,
+        max_pages: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_products = max(1, max_products)
+        self.max_pages = max(1, max_pages)
+        self._clock = clock
+        self.serving = False  # until the listener LISTENs: without it, changes go unseen
+        self.pending = False  # a notice arrived and its fence is not known yet
+        self.fence = 0  # every notice received so far is visible at this LSN
+        self.generation = 0  # bumped by every notice, loss and (re)start
+        # id -> (product, as_of, expires); ListProducts -> (page, as_of, expires, ids)
+        self._products: dict[str, tuple[Product, int, float]] = {}
+        self._pages: dict[ListProducts, tuple[Page, int, float, frozenset[str]]] = {}
+        self.hits = self.misses = self.bypassed = self.expired = 0
+        self.stored = self.dropped = self.notices = self.flushes = 0
+
+    # ------------------------------------------------------------ lookups
+
+    def product(self, product_id: str, need: int) -> Product | None:
+        """The cached product if it is fresh and includes LSN `need`, else None."""
+        if not self.serving:
+            self.bypassed += 1
+            return None
+        entry = self._products.get(product_id)
+        if entry is not None and entry[1] >= need:
+            if self._clock() < entry[2]:
+                self.hits += 1
+                return entry[0]
+            del self._products[product_id]
+            self.expired += 1
+        self.misses += 1
+        return None
+
+    def page(self, query: ListProducts, need: int) -> Page | None:
+        if not self.serving:
+            self.bypassed += 1
+            return None
+        entry = self._pages.get(query)
+        if entry is not None and entry[1] >= need:
+            if self._clock() < entry[2]:
+                self.hits += 1
+                return entry[0]
+            del self._pages[query]
+            self.expired += 1
+        self.misses += 1
+        return None
+
+    # ------------------------------------------------------------ fills
+
+    def ticket(self) -> Ticket | None:
+        """Taken before a fill's read; None when the result must not be stored."""
+        if not self.serving or self.pending:
+            return None
+        return self.generation, self.fence
+
+    def put_product(self, ticket: Ticket | None, product: Product, seen: int) -> None:
+        """Store a product read after `ticket` was taken; `seen` = the LSN the read is
+        known to include (it includes the ticket's fence too: it read with after=fence)."""
+        if not self._admit(ticket):
+            return
+        assert ticket is not None
+        self._store_product(product, max(seen, ticket[1]), self._clock() + self.ttl_s)
+
+    def put_page(self, ticket: Ticket | None, query: ListProducts, page: Page, seen: int) -> None:
+        """Store a page, and each of its products (they were read at the same LSN)."""
+        if not self._admit(ticket):
+            return
+        assert ticket is not None
+        as_of, expires = max(seen, ticket[1]), self._clock() + self.ttl_s
+        if len(self._pages) >= self.max_pages:
+            del self._pages[next(iter(self._pages))]  # the oldest fill
+        self._pages[query] = (page, as_of, expires, frozenset(p.id for p in page.products))
+        for p in page.products:
+            self._store_product(p, as_of, expires)
+
+    def _admit(self, ticket: Ticket | None) -> bool:
+        if ticket is None:
+            return False
+        if ticket[0] != self.generation or not self.serving:
+            self.dropped += 1  # a notice (or a loss) came while it read: maybe stale
+            return False
+        self.stored += 1
+        return True
+
+    def _store_product(self, product: Product, as_of: int, expires: float) -> None:
+        known = self._products.get(product.id)
+        if known is not None and known[1] > as_of:
+            return  # a newer read is already there
+        if known is None and len(self._products) >= self.max_products:
+            del self._products[next(iter(self._products))]
+        self._products[product.id] = (product, as_of, expires)
+
+    # ------------------------------------------------------------ ChangeSink
+
+    def changed(self, payload: str) -> None:
+        self.notices += 1
+        self.generation += 1
+        self.pending = True
+        kind, _, product_id = payload.partition(":")
+        if kind == "row":
+            self._products.pop(product_id, None)
+            stale = [q for q, e in self._pages.items() if product_id in e[3]]
+            for q in stale:
+                del self._pages[q]
+        elif kind == "set":
+            self._products.pop(product_id, None)
+            self._pages.clear()
+        else:  # "all", or a payload this version does not know: drop everything
+            self.flush()
+
+    def fenced(self, lsn: int) -> None:
+        self.fence = max(self.fence, lsn)
+        self.pending = False
+
+    def lost(self) -> None:
+        self.serving = False
+        self.generation += 1
+        self.flush()
+
+    def listening(self, lsn: int) -> None:
+        self.flush()
+        self.generation += 1
+        self.fence = max(self.fence, lsn)
+        self.pending = False
+        self.serving = True
+
+    def flush(self) -> None:
+        """Drop every entry (the invalidation state stays as it is)."""
+        if self._products or self._pages:
+            self.flushes += 1
+        self._products.clear()
+        self._pages.clear()
+
+    # ------------------------------------------------------------ metrics
+
+    def gauges(self) -> Iterator[Sample]:
+        """Read at scrape time (no work on the hot path): lookups by result, entries."""
+        what = "catalog cache lookups since start by result"
+        for result, n in (
+            ("hit", self.hits),
+            ("miss", self.misses),
+            ("bypass", self.bypassed),
+            ("expired", self.expired),
+        ):
+            yield "catalog_cache_lookups", what, {"result": result}, float(n)
+        what = "catalog cache fills since start: stored, or dropped (a notice came meanwhile)"
+        for result, n in (("stored", self.stored), ("dropped", self.dropped)):
+            yield "catalog_cache_fills", what, {"result": result}, float(n)
+        what = "catalog cache entries by kind"
+        yield "catalog_cache_entries", what, {"kind": "product"}, float(len(self._products))
+        yield "catalog_cache_entries", what, {"kind": "page"}, float(len(self._pages))
+        yield "catalog_cache_notices", "change notices received", {}, float(self.notices)
+        yield "catalog_cache_serving", "1 while listening (else bypassed)", {}, float(self.serving)
+
+    def register(self, metrics: Metrics) -> None:
+        metrics.gauge_at_scrape("catalog_cache", self.gauges)
+
+    def stats(self) -> dict[str, Any]:
+        """State and counters (tests, benchmarks, debugging)."""
+        keys = ("serving", "pending", "fence", "generation", "hits", "misses", "bypassed",
+                "expired", "stored", "dropped", "notices", "flushes")  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
+
+
+class VersionedReads(Protocol):
+    """The database reads behind the cache, each with the LSN its rows include."""
+
+    async def get_at(self, product_id: str, after: int) -> tuple[Product | None, int]: ...
+
+    async def list_page_at(self, query: ListProducts, after: int) -> tuple[Page, int]: ...
+
+    async def search(self, query: SearchProducts) -> Page: ...
+
+    async def categories(self) -> list[Category]: ...
+
+
+class CachedCatalogReader:
+    """The read side of the product ports with the cache in front of get and list_page."""
+
+    __slots__ = ("_cache", "_need", "_reads")
+
+    def __init__(self, reads: VersionedReads, cache: CatalogCache, need: Callable[[], int]):
+        self._reads = reads
+        self._cache = cache
+        self._need = need  # the caller's read-your-writes LSN (UnitOfWork.need_lsn)
+
+    async def get(self, product_id: str) -> Product | None:
+        cache, need = self._cache, self._need()
+        product = cache.product(product_id, need)
+        if product is not None:
+            return product
+        ticket = cache.ticket()
+        product, seen = await self._reads.get_at(product_id, max(need, cache.fence))
+        if product is not None:
+            cache.put_product(ticket, product, seen)
+        return product
+
+    async def list_page(self, query: ListProducts) -> Page:
+        cache, need = self._cache, self._need()
+        page = cache.page(query, need)
+        if page is not None:
+            return page
+        ticket = cache.ticket()
+        page, seen = await self._reads.list_page_at(query, max(need, cache.fence))
+        cache.put_page(ticket, query, page, seen)
+        return page
+
+    async def search(self, query: SearchProducts) -> Page:
+        return await self._reads.search(query)
+
+    async def categories(self) -> list[Category]:
+        return await self._reads.categories()
