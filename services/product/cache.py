@@ -12,10 +12,14 @@ What it promises:
   LISTENs on a connection of its own (services.runtime.db ChangeListener). A notice drops
   the product and the list pages that hold it (`row:<id>`), or every page when the
   product's list position may have moved (`set:<id>`).
-- No stale refill after a notice. A read that started before a notice arrived is not
-  stored (generation check), nor is one that ran while the notice's LSN fence was unknown
-  (`pending`); later fills read with `after=fence`, so a replica that has not yet replayed
-  the write is waited for (or the primary read) rather than cached.
+- No stale refill after a notice. A fill is stored only if every notice about its key
+  (the product; for a page, each of its products and any notice that may move pages) had
+  its LSN fence known when the fill began: the fill read with `after=fence`, so a replica
+  that has not yet replayed the write was waited for (or the primary read). A notice about
+  the key during the read, or one whose fence is still unknown, keeps the result out;
+  notices about other products do not (checked per key, so stock churn on some products
+  does not stop the others from being cached). A miss on a key whose notice is not fenced
+  yet first waits (at most FENCE_WAIT_S) for the fence, so its refill can be stored.
 - Listener lost -> flushed and bypassed (every read goes to the database) until it LISTENs
   again; it then starts empty with the fence at the primary's LSN of that moment, since
   notices in between were missed.
@@ -30,16 +34,23 @@ Only rows are cached (never NOT_FOUND); search and category counts are not.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from services.product.domain import Category, ListProducts, Page, Product, SearchProducts
 from services.runtime.metrics import Metrics, Sample
 
 CHANNEL = "catalog_changed"
+# How long a miss waits for the fence of a notice about its key (normally one round trip
+# of the listener; longer only on a starved loop): long enough to let the refill be
+# stored, short enough that a slow listener costs little latency.
+FENCE_WAIT_S = 0.05
 
-Ticket = tuple[int, int]  # (generation, fence) when a fill started
+# When a fill started: (generation, fence, fenced generation = notices the fence covers)
+Ticket = tuple[int, int, int]
 
 
 class CatalogCache:
@@ -58,9 +69,13 @@ class CatalogCache:
         self.max_pages = max(1, max_pages)
         self._clock = clock
         self.serving = False  # until the listener LISTENs: without it, changes go unseen
-        self.pending = False  # a notice arrived and its fence is not known yet
-        self.fence = 0  # every notice received so far is visible at this LSN
         self.generation = 0  # bumped by every notice, loss and (re)start
+        self.fence = 0  # the notices up to generation `fenced_gen` are visible at this LSN
+        self.fenced_gen = 0
+        self._epoch = 0  # generation of the last loss or (re)start: older fills are void
+        self._pages_gen = 0  # generation of the last notice that may move any list page
+        self._touched: dict[str, int] = {}  # product id -> generation of its last notice
+        self._fence_event: asyncio.Event | None = None  # set at the next fenced() / lost()
         # id -> (product, as_of, expires); ListProducts -> (page, as_of, expires, ids)
         self._products: dict[str, tuple[Product, int, float]] = {}
         self._pages: dict[ListProducts, tuple[Page, int, float, frozenset[str]]] = {}
@@ -100,23 +115,51 @@ class CatalogCache:
 
     # ------------------------------------------------------------ fills
 
+    @property
+    def pending(self) -> bool:
+        """A notice arrived whose fence is not known yet."""
+        return self.fenced_gen != self.generation
+
+    def unfenced(self, product_id: str | None = None) -> bool:
+        """Is a notice about this product (None: about any product) not fenced yet?"""
+        if product_id is None:
+            return self.fenced_gen != self.generation
+        return self._touched.get(product_id, 0) > self.fenced_gen
+
+    async def wait_fenced(self, limit_s: float = FENCE_WAIT_S) -> None:
+        """Until the next fence (or loss), at most `limit_s`."""
+        if self._fence_event is None:
+            self._fence_event = asyncio.Event()
+        event = self._fence_event
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit_s):
+                await event.wait()
+
+    def _wake(self) -> None:
+        event, self._fence_event = self._fence_event, None
+        if event is not None:
+            event.set()
+
     def ticket(self) -> Ticket | None:
-        """Taken before a fill's read; None when the result must not be stored."""
-        if not self.serving or self.pending:
+        """Taken before a fill's read (which must read with after >= ticket[1]); None
+        when the result must not be stored."""
+        if not self.serving:
             return None
-        return self.generation, self.fence
+        return self.generation, self.fence, self.fenced_gen
 
     def put_product(self, ticket: Ticket | None, product: Product, seen: int) -> None:
         """Store a product read after `ticket` was taken; `seen` = the LSN the read is
         known to include (it includes the ticket's fence too: it read with after=fence)."""
-        if not self._admit(ticket):
+        if not self._admit(ticket, (product.id,)):
             return
         assert ticket is not None
         self._store_product(product, max(seen, ticket[1]), self._clock() + self.ttl_s)
 
     def put_page(self, ticket: Ticket | None, query: ListProducts, page: Page, seen: int) -> None:
         """Store a page, and each of its products (they were read at the same LSN)."""
-        if not self._admit(ticket):
+        if ticket is not None and self._pages_gen > ticket[2]:
+            ticket = self._drop()  # a product may have moved between pages since
+        if not self._admit(ticket, [p.id for p in page.products]):
             return
         assert ticket is not None
         as_of, expires = max(seen, ticket[1]), self._clock() + self.ttl_s
@@ -126,14 +169,22 @@ class CatalogCache:
         for p in page.products:
             self._store_product(p, as_of, expires)
 
-    def _admit(self, ticket: Ticket | None) -> bool:
+    def _admit(self, ticket: Ticket | None, product_ids: Sequence[str]) -> bool:
+        """May a fill of `ticket` holding these products be stored?"""
         if ticket is None:
             return False
-        if ticket[0] != self.generation or not self.serving:
-            self.dropped += 1  # a notice (or a loss) came while it read: maybe stale
-            return False
+        if not self.serving or self._epoch > ticket[0]:
+            return bool(self._drop())  # lost (or restarted) while it read
+        covered = ticket[2]  # notices the fill's after=fence included
+        touched = self._touched
+        for product_id in product_ids:
+            if touched.get(product_id, 0) > covered:
+                return bool(self._drop())  # a write to it the fill may have missed
         self.stored += 1
         return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
 
     def _store_product(self, product: Product, as_of: int, expires: float) -> None:
         known = self._products.get(product.id)
@@ -148,34 +199,49 @@ class CatalogCache:
     def changed(self, payload: str) -> None:
         self.notices += 1
         self.generation += 1
-        self.pending = True
+        gen = self.generation
         kind, _, product_id = payload.partition(":")
-        if kind == "row":
+        if kind in ("row", "set") and product_id:
+            if len(self._touched) >= 4 * self.max_products:
+                self._touched.clear()  # bounded; fills older than now are void instead
+                self._epoch = gen
+            self._touched[product_id] = gen
             self._products.pop(product_id, None)
-            stale = [q for q, e in self._pages.items() if product_id in e[3]]
-            for q in stale:
-                del self._pages[q]
-        elif kind == "set":
-            self._products.pop(product_id, None)
-            self._pages.clear()
+            if kind == "row":  # the product stays where it was in every list
+                stale = [q for q, e in self._pages.items() if product_id in e[3]]
+                for q in stale:
+                    del self._pages[q]
+            else:
+                self._pages_gen = gen
+                self._pages.clear()
         else:  # "all", or a payload this version does not know: drop everything
+            self._touched.clear()
+            self._epoch = self._pages_gen = gen
             self.flush()
 
     def fenced(self, lsn: int) -> None:
+        """Every notice so far is visible at `lsn` (the listener calls it synchronously
+        after its WAL query, with no notice in between)."""
         self.fence = max(self.fence, lsn)
-        self.pending = False
+        self.fenced_gen = self.generation
+        self._wake()
 
     def lost(self) -> None:
         self.serving = False
         self.generation += 1
+        self._epoch = self.generation
         self.flush()
+        self._wake()
 
     def listening(self, lsn: int) -> None:
         self.flush()
         self.generation += 1
+        self._epoch = self.generation
+        self._touched.clear()
         self.fence = max(self.fence, lsn)
-        self.pending = False
+        self.fenced_gen = self.generation
         self.serving = True
+        self._wake()
 
     def flush(self) -> None:
         """Drop every entry (the invalidation state stays as it is)."""
@@ -242,8 +308,11 @@ class CachedCatalogReader:
         product = cache.product(product_id, need)
         if product is not None:
             return product
+        if cache.unfenced(product_id):
+            await cache.wait_fenced()
         ticket = cache.ticket()
         product, seen = await self._reads.get_at(product_id, max(need, cache.fence))
+        # (cache.fence is the ticket's fence: nothing ran in between)
         if product is not None:
             cache.put_product(ticket, product, seen)
         return product
@@ -253,6 +322,8 @@ class CachedCatalogReader:
         page = cache.page(query, need)
         if page is not None:
             return page
+        if cache.unfenced():  # which products the page holds is known only after the read
+            await cache.wait_fenced()
         ticket = cache.ticket()
         page, seen = await self._reads.list_page_at(query, max(need, cache.fence))
         cache.put_page(ticket, query, page, seen)

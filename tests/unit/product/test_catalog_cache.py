@@ -3,6 +3,7 @@ LSN freshness, notices during a fill, the fence, listener loss, TTL, list invali
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -112,17 +113,46 @@ async def test_a_notice_during_the_read_keeps_its_result_out(cache):
     assert cache.dropped == 1
 
 
-async def test_until_the_fence_is_known_nothing_is_stored_then_fills_wait_for_it(cache):
+async def test_until_its_fence_is_known_a_product_is_not_stored_then_fills_wait_for_it(cache):
     reads = FakeReads(seen=10)
-    cache.changed("row:p-2")
+    cache.changed("row:p-1")
     await reader(cache, reads).get("p-1")
     await reader(cache, reads).get("p-1")
     assert cache.hits == 0 and len(reads.afters) == 2  # pending: read through, not stored
+    await reader(cache, reads).get("p-2")  # no notice about p-2: cached as usual
+    await reader(cache, reads).get("p-2")
+    assert cache.hits == 1
     cache.fenced(40)
     await reader(cache, reads).get("p-1")
     assert reads.afters[-1] == 40  # the refill must see every notified write
     await reader(cache, reads).get("p-1")
-    assert cache.hits == 1
+    assert cache.hits == 2
+
+
+async def test_a_page_is_not_stored_while_a_notice_about_it_is_unfenced(cache):
+    reads = FakeReads()
+    r = reader(cache, reads)
+    q = ListProducts(page_size=2)
+    cache.changed("row:p-2")  # p-2 is on the page
+    await r.list_page(q)
+    assert cache.page(q, 0) is None
+    cache.fenced(40)
+    cache.changed("set:p-77")  # any page may have changed: no page until fenced
+    await r.list_page(q)
+    assert cache.page(q, 0) is None
+    assert cache.product("p-1", 0) is None  # nor the products read with it
+    cache.fenced(41)
+    await r.list_page(q)
+    assert reads.afters[-1] == 41
+    assert cache.page(q, 0) is not None
+
+
+async def test_a_notice_about_another_product_during_the_read_does_not_matter(cache):
+    reads = FakeReads()
+    reads.during.append(lambda: cache.changed("row:p-9"))
+    await reader(cache, reads).get("p-1")
+    reads.during.clear()
+    assert cache.product("p-1", 0) is not None
 
 
 async def test_row_notice_drops_the_product_and_only_the_pages_holding_it(cache):
@@ -219,3 +249,29 @@ async def test_before_the_listener_starts_nothing_is_cached(clock):
     await reader(cache, reads).get("p-1")
     await reader(cache, reads).get("p-1")
     assert cache.hits == 0 and cache.bypassed == 2
+
+
+async def test_a_loss_and_a_new_listen_during_a_read_keep_its_result_out(cache):
+    """The read used the old fence; notices missed in the gap are only covered by the new
+    one, so the result must not be stored even though the cache serves again."""
+    reads = FakeReads()
+    reads.during += [cache.lost, lambda: cache.listening(70)]
+    await reader(cache, reads).get("p-1")
+    assert cache.serving and cache.product("p-1", 0) is None
+
+
+async def test_a_miss_on_an_unfenced_product_waits_for_the_fence_then_is_stored(cache):
+    reads = FakeReads(seen=10)
+    cache.changed("row:p-1")
+    asyncio.get_running_loop().call_later(0.01, cache.fenced, 45)
+    await reader(cache, reads).get("p-1")
+    assert reads.afters == [45]  # read after the fence arrived, with it
+    await reader(cache, reads).get("p-1")
+    assert cache.hits == 1
+
+
+async def test_without_a_fence_the_miss_reads_through_after_a_bounded_wait(cache):
+    reads = FakeReads()
+    cache.changed("row:p-1")
+    await reader(cache, reads).get("p-1")  # no fence ever comes (and no hang)
+    assert reads.afters == [5] and cache.product("p-1", 0) is None
