@@ -16,7 +16,6 @@ from grpclib.client import Channel
 
 from bench.common import percentile
 from bench.notification_rig import BOOTSTRAP, stack_cpu
-from services.runtime.auth import authenticate_channel
 from shop.auth.v1 import auth_pb2
 from shop.auth.v1.auth_grpc import AuthServiceStub
 from shop.common.v1 import common_pb2
@@ -26,6 +25,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import as_platform
 from stack.model import state_dir
 from stack.topics import TOPICS
 
@@ -51,7 +51,7 @@ async def order_to_email(orders: int, rate: float) -> dict:
     """Real orders through the deployed stack; PlaceOrder reply -> confirmation email."""
     orders = min(orders, MAX_ORDERS)
     tag = uuid.uuid4().hex[:8]
-    svc = [authenticate_channel(Channel("127.0.0.1", p)) for p in (PRODUCT, USER)]
+    svc = [as_platform(Channel("127.0.0.1", p)) for p in (PRODUCT, USER)]
     shop = Channel("127.0.0.1", ORDER)
     auth = Channel("127.0.0.1", AUTH)
     try:

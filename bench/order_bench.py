@@ -52,7 +52,7 @@ from services.order.handlers import OrderHandlers  # noqa: E402
 from services.order.outbox import OutboxRelay, to_record  # noqa: E402
 from services.order.repository import MongoOrders  # noqa: E402
 from services.order.service import OrderService  # noqa: E402
-from services.runtime.auth import RuntimeAuth, authenticate_channel  # noqa: E402
+from services.runtime.auth import RuntimeAuth  # noqa: E402
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig  # noqa: E402
 from services.runtime.server import App, ServerConfig  # noqa: E402
 from shop.auth.v1 import auth_pb2  # noqa: E402
@@ -64,6 +64,7 @@ from shop.product.v1 import product_pb2  # noqa: E402
 from shop.product.v1.product_grpc import ProductServiceStub  # noqa: E402
 from shop.user.v1 import user_pb2  # noqa: E402
 from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
+from stack.callers import as_platform  # noqa: E402
 
 MONGO = "mongodb://127.0.0.1:27017/"
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
@@ -147,12 +148,12 @@ async def bench_rpc(seconds: float, concurrency: int, rounds: int) -> dict[str, 
         auth=auth,
     )
     await app.start()
-    # Product and user are called with a service token, as the platform's tooling does;
+    # Product and user setup as the platform (the demo admin, stack/callers.py);
     # GetOrder and PlaceOrder as the shopper who owns the orders, with their access token.
     channel = Channel("127.0.0.1", app.grpc_port)
     stub = OrderServiceStub(channel)
-    pch = authenticate_channel(Channel("127.0.0.1", 50051))
-    uch = authenticate_channel(Channel("127.0.0.1", 50052))
+    pch = as_platform(Channel("127.0.0.1", 50051))
+    uch = as_platform(Channel("127.0.0.1", 50052))
     ach = Channel("127.0.0.1", 50055)
     out: dict[str, object] = {}
     try:

@@ -195,16 +195,16 @@ async def make_fixtures(orders: int) -> dict[str, Any]:
     so ReserveStock does not queue on one row)."""
     from grpclib.client import Channel
 
-    from services.runtime.auth import authenticate_channel
     from shop.common.v1 import common_pb2
     from shop.product.v1 import product_pb2
     from shop.product.v1.product_grpc import ProductServiceStub
     from shop.user.v1 import user_pb2
     from shop.user.v1.user_grpc import UserServiceStub
+    from stack.callers import as_platform
 
     tag = uuid.uuid4().hex[:8]
-    pch = authenticate_channel(Channel("127.0.0.1", 50051))
-    uch = authenticate_channel(Channel("127.0.0.1", 50052))
+    pch = as_platform(Channel("127.0.0.1", 50051))
+    uch = as_platform(Channel("127.0.0.1", 50052))
     try:
         user = (
             await UserServiceStub(uch).RegisterUser(
@@ -236,14 +236,14 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from grpclib.client import Channel
 
-    from services.runtime.auth import authenticate_channel
     from shop.common.v1 import common_pb2
     from shop.order.v1 import order_pb2 as pb
     from shop.order.v1.order_grpc import OrderServiceStub
+    from stack.callers import as_platform
     from stack.topics import TOPICS
 
     fx = json.loads(args.fixtures)
-    channel = authenticate_channel(Channel(*ORDER))
+    channel = as_platform(Channel(*ORDER))
     stub = OrderServiceStub(channel)
     address = common_pb2.Address(
         recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",

@@ -94,11 +94,11 @@ class Side:
     async def connect(self) -> None:
         from grpclib.client import Channel
 
-        from services.runtime.auth import authenticate_channel
         from shop.order.v1.order_grpc import OrderServiceStub
+        from stack.callers import as_platform
 
         await wait_grpc_serving(self.port, 60)
-        self.channel = authenticate_channel(Channel("127.0.0.1", self.port))
+        self.channel = as_platform(Channel("127.0.0.1", self.port))
         self.stub = OrderServiceStub(self.channel)
 
     async def stop(self) -> None:
@@ -123,16 +123,16 @@ async def fixtures(products: int = 32) -> tuple[str, list[str]]:
     ReserveStock does not queue on one PostgreSQL row)."""
     from grpclib.client import Channel
 
-    from services.runtime.auth import authenticate_channel
     from shop.common.v1 import common_pb2
     from shop.product.v1 import product_pb2
     from shop.product.v1.product_grpc import ProductServiceStub
     from shop.user.v1 import user_pb2
     from shop.user.v1.user_grpc import UserServiceStub
+    from stack.callers import as_platform
 
     tag = uuid.uuid4().hex[:8]
-    pch = authenticate_channel(Channel("127.0.0.1", 50051))
-    uch = authenticate_channel(Channel("127.0.0.1", 50052))
+    pch = as_platform(Channel("127.0.0.1", 50051))
+    uch = as_platform(Channel("127.0.0.1", 50052))
     try:
         user = (
             await UserServiceStub(uch).RegisterUser(

@@ -39,7 +39,11 @@ K8S_VERSION = "1.33.0"
 OVERLAYS = ("dev", "prod")
 DOCKERFILES = ROOT / "deploy" / "docker"
 # Created outside the repo on purpose (no secret values committed): deploy/README.md.
-EXTERNAL_SECRETS = {"shopmesh-postgres", "shopmesh-auth", "shopmesh-grafana"}
+EXTERNAL_SECRETS = {"shopmesh-postgres", "shopmesh-auth", "shopmesh-grafana"} | {
+    f"shopmesh-identity-{name}" for name in ("product", "user", "order", "notification", "auth")
+}
+# The services' public keys: made in the same step as their identity Secrets.
+EXTERNAL_CONFIG_MAPS = {"shopmesh-service-keys"}
 
 
 class Invalid(Exception):
@@ -137,6 +141,7 @@ def cross_check(docs: list[dict[str, Any]]) -> list[str]:
     pods = _pod_specs(docs)
     labels = [t["metadata"].get("labels", {}) for _, t in pods]
     config_maps = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    config_maps |= EXTERNAL_CONFIG_MAPS
     secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"} | EXTERNAL_SECRETS
     for workload, template in pods:
         spec = template["spec"]

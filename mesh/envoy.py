@@ -8,7 +8,8 @@ Two listeners share one cluster per service:
 - internal (127.0.0.1:8082): service-to-service gRPC. Routes every method, internal ones
   included, with the same timeouts and retries. A client points at it for any service
   (e.g. ORDER_PRODUCT_ADDR=127.0.0.1:8082): the gRPC path /<package>.<Service>/<Method> picks the
-  cluster, so one address serves all services.
+  cluster, so one address serves all services. Who may call what is checked here too
+  (mesh/jwt.py): a verified token, and for a service token its name in the method's callers.
 
 Measured knobs (shared/measurements/mesh-overhead.md): generate_request_id false and
 suppress_envoy_headers true (the pure-Python HTTP/2 server pays for every extra header),
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 
 from mesh import connect, edge_errors, jwt
 from mesh.api import Api, Method, Service
+from mesh.services import SERVICES
+from services.runtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 
 T = "type.googleapis.com/envoy.extensions."
 HCM = T + "filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -50,6 +53,10 @@ class EnvoyOptions:
     rate_limit_burst: int = 4000
     health_check_interval_s: float = 5.0
     access_log: bool = True
+    # User tokens' iss and aud: services/runtime/auth.py AuthConfig (SHOPMESH_JWT_ISSUER /
+    # _AUDIENCE), which the auth service issues with; the committed config has the defaults.
+    jwt_issuer: str = DEFAULT_ISSUER
+    jwt_audience: str = DEFAULT_AUDIENCE
 
 
 def _dur(ms: int) -> str:
@@ -433,13 +440,24 @@ def build(api: Api, opt: EnvoyOptions | None = None) -> dict:
         _edge_routes(api, opt),
         # JWT checks (mesh/jwt.py): strip the client's claims header first, verify after
         # the transcoder so REST calls are matched on their gRPC path.
-        [jwt.strip_filter(), *_edge_filters(api, opt), *jwt.edge_filters(api, opt.edge_port)],
+        [
+            jwt.strip_filter(),
+            *_edge_filters(api, opt),
+            *jwt.edge_filters(api, opt.edge_port, opt.jwt_issuer, opt.jwt_audience),
+        ],
         opt,
         typed_per_filter_config={"envoy.filters.http.cors": CORS_POLICY},
     )
     # NGINX is the one trusted hop in front of the edge: take the client from its XFF.
     edge["typed_config"].update({"use_remote_address": True, "xff_num_trusted_hops": 1})
-    internal = _hcm("internal", _internal_routes(api), [], opt)
+    internal = _hcm(
+        "internal",
+        _internal_routes(api),
+        jwt.internal_filters(
+            api, opt.edge_port, sorted(SERVICES), opt.jwt_issuer, opt.jwt_audience
+        ),
+        opt,
+    )
     return {
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": opt.admin_port}}

@@ -3,14 +3,18 @@
 Per service (istio/<service>.yaml): VirtualService (per-method match on the gRPC path,
 timeouts, retries only for idempotent methods), DestinationRule (connection pool, outlier
 detection, mTLS) and AuthorizationPolicy (public methods open, user/admin methods need a
-verified JWT, internal methods only from workloads of the namespace, never from the edge).
+verified user JWT, and each method admits the services its `policy.callers` names; internal
+methods nobody else, and never the edge).
 Namespace-wide (istio/mesh.yaml): PeerAuthentication STRICT and RequestAuthentication with
-two issuers: the auth service's user tokens (JWKS: GetJwks) and the service tokens every
-service mints from SHOPMESH_SERVICE_KEY (services/runtime/auth.py; JWKS: the auth service's
-GetServiceJwks, the public key derived from the same Secret, so nothing per deployment is
-committed here). Both JWKS are fetched by istiod through the gateway's REST transcoding.
-Internal methods need a namespace workload identity (mTLS) and a verified service token;
-admin methods accept a service token from a namespace workload too (as the runtime does).
+the auth service's user tokens (JWKS: GetJwks) and one rule per service identity: issuer
+"shopmesh-service/<name>", JWKS: GetServiceJwks of that service only (the public keys the
+auth service publishes from AUTH_SERVICE_PUBLIC_KEYS, so nothing per deployment is committed
+here). All JWKS are fetched by istiod through the gateway's REST transcoding.
+A caller is admitted as itself twice over: its workload identity (mTLS principal
+cluster.local/ns/<ns>/sa/<name>) and its verified service token ("<iss>/<sub>"), both in one
+source, so one service's token from another's workload passes neither.
+The user issuer here is the default; Kubernetes replaces it with the shopmesh-jwt
+ConfigMap's value (k8s/components/istio/kustomization.yaml), as the auth Deployment reads it.
 """
 
 from __future__ import annotations
@@ -18,15 +22,13 @@ from __future__ import annotations
 from mesh import jwt
 from mesh.api import Api, Method, Service
 from mesh.envoy import NUM_RETRIES, RETRY_ON
-from mesh.services import K8S_NAMESPACE
-from services.runtime.auth import SERVICE_ISSUER
+from mesh.services import K8S_NAMESPACE, SERVICES
 
 NS = K8S_NAMESPACE
-JWKS_URI = f"http://gateway.{NS}.svc.cluster.local/.well-known/jwks.json"
-# AuthService.GetServiceJwks through the gateway (REST binding of the schema).
-SERVICE_JWKS_URI = f"http://gateway.{NS}.svc.cluster.local/api/v1/auth/service-jwks"
-# requestPrincipals of a verified service token are "<iss>/<sub>" (sub = the service name).
-SERVICE_TOKEN_PRINCIPALS = [f"{SERVICE_ISSUER}/*"]
+GATEWAY = f"http://gateway.{NS}.svc.cluster.local"
+JWKS_URI = GATEWAY + jwt.JWKS_PATH
+# AuthService.GetServiceJwks through the gateway (REST binding of the schema), + "/<name>".
+SERVICE_JWKS_URI = GATEWAY + jwt.SERVICE_JWKS_PATH
 ADMIN_CLAIM = "request.auth.claims[roles]"
 # Edge identities: the Istio ingress gateway and our NGINX+Envoy gateway Deployment.
 EDGE_PRINCIPALS = [
@@ -123,15 +125,28 @@ def _paths(svc: Service, access: str) -> list[str]:
     return [m.grpc_path for m in svc.methods if m.access == access]
 
 
-def _service_source() -> dict:
-    """A workload of the namespace (mTLS identity, never the edge) presenting a verified
-    service token: both must hold (fields of one source are ANDed)."""
+def workload_principal(name: str) -> str:
+    """The mTLS identity of service `name`'s pods (its ServiceAccount, k8s/base/services)."""
+    return f"cluster.local/ns/{NS}/sa/{name}"
+
+
+def caller_source(name: str) -> dict:
+    """Service `name` itself: its workload identity AND its verified service token (fields
+    of one source are ANDed; separate sources per caller, so callers' halves never mix)."""
     return {
         "source": {
-            "principals": [f"cluster.local/ns/{NS}/sa/*"],
-            # Fresh lists: a shared one would come out as a YAML anchor/alias.
-            "notPrincipals": list(EDGE_PRINCIPALS),
-            "requestPrincipals": list(SERVICE_TOKEN_PRINCIPALS),
+            "principals": [workload_principal(name)],
+            "requestPrincipals": [jwt.service_request_principal(name)],
+        }
+    }
+
+
+def _user_source() -> dict:
+    """Any verified user token: a verified token that is not a service identity's."""
+    return {
+        "source": {
+            "requestPrincipals": ["*"],
+            "notRequestPrincipals": [jwt.SERVICE_REQUEST_PRINCIPALS],
         }
     }
 
@@ -144,7 +159,7 @@ def authorization_policies(svc: Service) -> list[dict]:
     if paths := _paths(svc, "user"):
         rules.append(
             {
-                "from": [{"source": {"requestPrincipals": ["*"]}}],
+                "from": [_user_source()],
                 "to": [{"operation": {"paths": paths}}],
                 "when": [{"key": "request.auth.claims[sub]", "values": ["*"]}],
             }
@@ -152,16 +167,21 @@ def authorization_policies(svc: Service) -> list[dict]:
     if paths := _paths(svc, "admin"):
         rules.append(
             {
-                "from": [{"source": {"requestPrincipals": ["*"]}}],
+                "from": [_user_source()],
                 "to": [{"operation": {"paths": paths}}],
                 "when": [{"key": ADMIN_CLAIM, "values": ["admin"]}],
             }
         )
-        # Setup and tooling run as a service (runtime/auth.py: a service may call admin).
-        rules.append({"from": [_service_source()], "to": [{"operation": {"paths": list(paths)}}]})
+    # Each method's named callers, on any access level (never on public: mesh/api.py).
+    for m in svc.methods:
+        if m.callers:
+            rules.append(
+                {
+                    "from": [caller_source(c) for c in m.callers],
+                    "to": [{"operation": {"paths": [m.grpc_path]}}],
+                }
+            )
     internal = _paths(svc, "internal")
-    if internal:
-        rules.append({"from": [_service_source()], "to": [{"operation": {"paths": internal}}]})
     policies = [
         {
             "apiVersion": "security.istio.io/v1",
@@ -207,7 +227,10 @@ def mesh_wide() -> list[dict]:
             "spec": {
                 "jwtRules": [
                     jwt.istio_jwt_rule(JWKS_URI),
-                    jwt.istio_service_jwt_rule(SERVICE_JWKS_URI),
+                    *(
+                        jwt.istio_service_jwt_rule(name, f"{SERVICE_JWKS_URI}/{name}")
+                        for name in sorted(SERVICES)
+                    ),
                 ]
             },
         },

@@ -1,5 +1,10 @@
-"""JWT verification at the edge, from the schema's access levels (owned by the auth work;
-mesh/envoy.py and mesh/istio.py call in here and know nothing else about tokens).
+"""Token checks in the mesh, from the schema's policy (access level and callers; owned by the
+auth work: mesh/envoy.py and mesh/istio.py call in here and know nothing else about tokens).
+
+The user-token issuer and audience are parameters: the generator's callers pass
+services/runtime/auth.py's AuthConfig (SHOPMESH_JWT_ISSUER / _AUDIENCE), the one setting the
+auth service issues with. The committed mesh/out is generated with the defaults; the local
+stack renders Envoy privately when the environment sets others (stack/gateway.py).
 
 Envoy edge chain (after CORS, rate limit, gRPC-Web and the JSON transcoder, so REST and
 gRPC-Web requests are matched on their gRPC path):
@@ -20,26 +25,47 @@ gRPC-Web requests are matched on their gRPC path):
 
 No token or a bad one -> 401 (gRPC UNAUTHENTICATED); no admin role -> 403
 (PERMISSION_DENIED). Internal methods never reach this: the edge routes deny them.
+
+Envoy internal listener (service to service):
+
+1. header_mutation: the claims header is stripped here too.
+2. jwt_authn: every method that is not public needs a verified token: a user token (the
+   edge's provider) or a service token. Each service has its own provider: issuer
+   "shopmesh-service/<name>", bound to that service's keys only (remote_jwks of
+   GetServiceJwks for that one service), so a token passes only under the name of the
+   service whose key signed it. Verified tokens are cached (`jwt_cache_config`): a service
+   reuses its token for minutes, so its signature is checked once.
+3. rbac, one policy per method, on the verified payload: the services named in the
+   method's `policy.callers` (iss and sub), plus, on user and admin methods, user tokens
+   (admin methods: with the admin role). Anyone else -> 403 (PERMISSION_DENIED); a bad
+   token, or one of a key no service holds -> 401.
 """
 
 from __future__ import annotations
 
-from mesh.api import Api
+from collections.abc import Sequence
+
+from mesh.api import Api, Method
 from services.runtime.auth import (
     ADMIN_ROLE,
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     PAYLOAD_HEADER,
     SERVICE_AUDIENCE,
-    SERVICE_ISSUER,
+    SERVICE_ISSUER_PREFIX,
+    service_issuer,
 )
 
 T = "type.googleapis.com/envoy.extensions."
 PROVIDER = "shop_auth"
+SERVICE_PROVIDER_PREFIX = "service_"  # + service name: one provider per service identity
 JWKS_CLUSTER = "auth_jwks"
 JWKS_PATH = "/.well-known/jwks.json"
+# AuthService.GetServiceJwks, one service's keys (REST binding of the schema) + "/<name>".
+SERVICE_JWKS_PATH = "/api/v1/auth/service-jwks"
 JWKS_CACHE_S = 60
 METADATA_KEY = "jwt_payload"
+JWT_CACHE_SIZE = 1000  # verified tokens remembered per worker (internal listener)
 API_PREFIX = "/api"  # mesh.envoy.API_PREFIX (not imported: envoy imports this module)
 # Admin-only edge route answering 200 (mesh/envoy.py): NGINX's auth_request for /api/ops/.
 OPS_AUTHZ_PATH = API_PREFIX + "/ops/authz"
@@ -66,36 +92,47 @@ def strip_filter() -> dict:
     }
 
 
-def jwt_filter(api: Api, edge_port: int) -> dict:
+def _remote_jwks(edge_port: int, path: str) -> dict:
+    return {
+        "http_uri": {
+            "uri": f"http://127.0.0.1:{edge_port}{path}",
+            "cluster": JWKS_CLUSTER,
+            "timeout": "2s",
+        },
+        "cache_duration": f"{JWKS_CACHE_S}s",
+        "async_fetch": {"failed_refetch_duration": "2s"},
+    }
+
+
+def _user_provider(edge_port: int, issuer: str, audience: str) -> dict:
+    return {
+        "issuer": issuer,
+        "audiences": [audience],
+        "remote_jwks": _remote_jwks(edge_port, JWKS_PATH),
+        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+        "forward": True,  # the services verify it again (defence in depth)
+        "payload_in_metadata": METADATA_KEY,
+        "clock_skew_seconds": 30,
+    }
+
+
+def jwt_filter(
+    api: Api, edge_port: int, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE
+) -> dict:
     rules = [
         {"match": {"path": p}, "requires": {"provider_name": PROVIDER}}
         for access in ("user", "admin")
         for p in _paths(api, access)
     ]
+    provider = {
+        **_user_provider(edge_port, issuer, audience),
+        "forward_payload_header": PAYLOAD_HEADER,
+    }
     return {
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
             "@type": T + "filters.http.jwt_authn.v3.JwtAuthentication",
-            "providers": {
-                PROVIDER: {
-                    "issuer": DEFAULT_ISSUER,
-                    "audiences": [DEFAULT_AUDIENCE],
-                    "remote_jwks": {
-                        "http_uri": {
-                            "uri": f"http://127.0.0.1:{edge_port}{JWKS_PATH}",
-                            "cluster": JWKS_CLUSTER,
-                            "timeout": "2s",
-                        },
-                        "cache_duration": f"{JWKS_CACHE_S}s",
-                        "async_fetch": {"failed_refetch_duration": "2s"},
-                    },
-                    "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-                    "forward": True,  # the services verify it again (defence in depth)
-                    "forward_payload_header": PAYLOAD_HEADER,
-                    "payload_in_metadata": METADATA_KEY,
-                    "clock_skew_seconds": 30,
-                }
-            },
+            "providers": {PROVIDER: provider},
             "rules": rules,
         },
     }
@@ -105,11 +142,21 @@ def _path_rule(paths: list[str]) -> dict:
     return {"or_rules": {"rules": [{"url_path": {"path": {"exact": p}}} for p in paths]}}
 
 
-def rbac_filter(api: Api) -> dict | None:
-    admin = _paths(api, "admin")
-    if not admin:
-        return None
-    has_admin = {
+def _claim_is(claim: str, value: str) -> dict:
+    """RBAC principal: the verified token's `claim` equals `value`."""
+    return {
+        "sourced_metadata": {
+            "metadata_matcher": {
+                "filter": "envoy.filters.http.jwt_authn",
+                "path": [{"key": METADATA_KEY}, {"key": claim}],
+                "value": {"string_match": {"exact": value}},
+            }
+        }
+    }
+
+
+def _has_admin_role() -> dict:
+    return {
         "sourced_metadata": {
             "metadata_matcher": {
                 "filter": "envoy.filters.http.jwt_authn",
@@ -118,6 +165,12 @@ def rbac_filter(api: Api) -> dict | None:
             }
         }
     }
+
+
+def rbac_filter(api: Api) -> dict | None:
+    admin = _paths(api, "admin")
+    if not admin:
+        return None
     return {
         "name": "envoy.filters.http.rbac",
         "typed_config": {
@@ -131,7 +184,7 @@ def rbac_filter(api: Api) -> dict | None:
                     },
                     "admin-methods": {
                         "permissions": [_path_rule(admin)],
-                        "principals": [has_admin],
+                        "principals": [_has_admin_role()],
                     },
                 },
             },
@@ -139,10 +192,90 @@ def rbac_filter(api: Api) -> dict | None:
     }
 
 
-def edge_filters(api: Api, edge_port: int) -> list[dict]:
+def edge_filters(
+    api: Api, edge_port: int, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE
+) -> list[dict]:
     """The filters that go after the transcoder on the edge listener."""
     rbac = rbac_filter(api)
-    return [jwt_filter(api, edge_port), *([rbac] if rbac else [])]
+    return [jwt_filter(api, edge_port, issuer, audience), *([rbac] if rbac else [])]
+
+
+# ------------------------------------------------------------------ internal listener
+
+
+def service_provider(name: str) -> str:
+    return SERVICE_PROVIDER_PREFIX + name.replace("-", "_")
+
+
+def caller_principal(name: str) -> dict:
+    """RBAC principal: a token verified as service `name`'s (its issuer is bound to its keys
+    alone; the subject must say the same)."""
+    return {"and_ids": {"ids": [_claim_is("iss", service_issuer(name)), _claim_is("sub", name)]}}
+
+
+def _method_principals(m: Method, issuer: str) -> list[dict]:
+    principals = [caller_principal(c) for c in m.callers]
+    if m.access == "user":
+        principals.append(_claim_is("iss", issuer))
+    elif m.access == "admin":
+        principals.append({"and_ids": {"ids": [_claim_is("iss", issuer), _has_admin_role()]}})
+    return principals
+
+
+def internal_filters(
+    api: Api,
+    edge_port: int,
+    services: Sequence[str],
+    issuer: str = DEFAULT_ISSUER,
+    audience: str = DEFAULT_AUDIENCE,
+) -> list[dict]:
+    """jwt_authn (user provider + one per service identity in `services`) and per-method
+    RBAC for the internal listener."""
+    providers = {PROVIDER: {**_user_provider(edge_port, issuer, audience)}}
+    for name in sorted(services):
+        providers[service_provider(name)] = {
+            "issuer": service_issuer(name),
+            "audiences": [SERVICE_AUDIENCE],
+            "remote_jwks": _remote_jwks(edge_port, f"{SERVICE_JWKS_PATH}/{name}"),
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "forward": True,
+            "payload_in_metadata": METADATA_KEY,
+            "clock_skew_seconds": 30,
+        }
+    for provider in providers.values():
+        provider["jwt_cache_config"] = {"jwt_cache_size": JWT_CACHE_SIZE}
+    any_token = {"requires_any": {"requirements": [{"provider_name": name} for name in providers]}}
+    protected = [m for m in api.methods if m.access != "public"]
+    rules = [{"match": {"path": m.grpc_path}, "requires": any_token} for m in protected]
+    policies: dict[str, dict] = {
+        "unprotected": {
+            "permissions": [{"not_rule": _path_rule([m.grpc_path for m in protected])}],
+            "principals": [{"any": True}],
+        }
+    }
+    for m in protected:
+        policies[m.grpc_path] = {
+            "permissions": [{"url_path": {"path": {"exact": m.grpc_path}}}],
+            "principals": _method_principals(m, issuer),
+        }
+    return [
+        strip_filter(),
+        {
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": T + "filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": providers,
+                "rules": rules,
+            },
+        },
+        {
+            "name": "envoy.filters.http.rbac",
+            "typed_config": {
+                "@type": T + "filters.http.rbac.v3.RBAC",
+                "rules": {"action": "ALLOW", "policies": policies},
+            },
+        },
+    ]
 
 
 def jwks_cluster(edge_port: int) -> dict:
@@ -173,24 +306,38 @@ def jwks_cluster(edge_port: int) -> dict:
     }
 
 
-def istio_jwt_rule(jwks_uri: str) -> dict:
+# ------------------------------------------------------------------ Istio
+
+
+def istio_jwt_rule(
+    jwks_uri: str, issuer: str = DEFAULT_ISSUER, audience: str = DEFAULT_AUDIENCE
+) -> dict:
     """RequestAuthentication rule: same issuer, audience and payload header as the edge."""
     return {
-        "issuer": DEFAULT_ISSUER,
-        "audiences": [DEFAULT_AUDIENCE],
+        "issuer": issuer,
+        "audiences": [audience],
         "jwksUri": jwks_uri,
         "forwardOriginalToken": True,
         "outputPayloadToHeader": PAYLOAD_HEADER,
     }
 
 
-def istio_service_jwt_rule(jwks_uri: str) -> dict:
-    """RequestAuthentication rule for service tokens (services/runtime/auth.py): without it
-    Istio rejects every internal call, since a token whose issuer no rule names is invalid.
-    No payload header: services verify the token themselves and nothing reads it."""
+def istio_service_jwt_rule(name: str, jwks_uri: str) -> dict:
+    """RequestAuthentication rule for one service's tokens (issuer "shopmesh-service/<name>",
+    JWKS: that service's keys only). Without it Istio rejects its calls, since a token whose
+    issuer no rule names is invalid. No payload header: services verify the token
+    themselves and nothing reads it."""
     return {
-        "issuer": SERVICE_ISSUER,
+        "issuer": service_issuer(name),
         "audiences": [SERVICE_AUDIENCE],
         "jwksUri": jwks_uri,
         "forwardOriginalToken": True,
     }
+
+
+# requestPrincipals of a verified service token are "<iss>/<sub>".
+SERVICE_REQUEST_PRINCIPALS = f"{SERVICE_ISSUER_PREFIX}*"
+
+
+def service_request_principal(name: str) -> str:
+    return f"{service_issuer(name)}/{name}"

@@ -38,15 +38,27 @@ def envoy_internal_port() -> int:
     return port("SHOPMESH_ENVOY_INTERNAL_PORT", 8082)
 
 
-def _envoy_ports_overridden() -> bool:
+def _envoy_options():  # type: ignore[no-untyped-def]
+    """The generator options this environment asks for: ports, and the user-token issuer
+    and audience the services and the auth service read (SHOPMESH_JWT_ISSUER / _AUDIENCE)."""
+    from mesh.envoy import EnvoyOptions
+    from services.runtime.auth import AuthConfig
+
+    jwt = AuthConfig.from_env()
+    return EnvoyOptions(
+        edge_port=envoy_port(),
+        internal_port=envoy_internal_port(),
+        admin_port=envoy_admin_port(),
+        jwt_issuer=jwt.jwt_issuer,
+        jwt_audience=jwt.jwt_audience,
+    )
+
+
+def _envoy_overridden() -> bool:
+    """True when the committed config (generated with the defaults) is not this one."""
     from mesh.envoy import EnvoyOptions
 
-    committed = EnvoyOptions()
-    return (envoy_port(), envoy_internal_port(), envoy_admin_port()) != (
-        committed.edge_port,
-        committed.internal_port,
-        committed.admin_port,
-    )
+    return _envoy_options() != EnvoyOptions()
 
 
 def prometheus_port() -> int:
@@ -99,29 +111,25 @@ def _envoy_digest() -> str:
     return _digest(
         out / "envoy" / "envoy.yaml", out / "envoy" / "descriptor.binpb",
         out / "openapi" / "openapi.json", out / "openapi" / "docs.html",
-        extra=f"{envoy_port()}/{envoy_internal_port()}/{envoy_admin_port()}",
+        extra=repr(_envoy_options()),
     )  # fmt: skip
 
 
 def _private_envoy_config(generated: Path) -> Path:
-    """The committed config pins 8081/8082/9901: with port overrides (a second stack on one
-    machine, a test's private stack) render the same generator's output on those ports."""
+    """The committed config pins 8081/8082/9901 and the default token issuer: with port
+    overrides (a second stack on one machine, a test's private stack) or another
+    SHOPMESH_JWT_ISSUER / _AUDIENCE, render the same generator's output with those."""
     import yaml
 
     from mesh import envoy
     from mesh.api import load
     from mesh.generate import DESCRIPTOR
 
-    opt = envoy.EnvoyOptions(
-        edge_port=envoy_port(),
-        internal_port=envoy_internal_port(),
-        admin_port=envoy_admin_port(),
-    )
     path = state_dir() / "envoy" / "envoy.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"# Rendered by the stack runner from mesh/ ({generated.name} with port overrides).\n"
-        + yaml.safe_dump(envoy.build(load(DESCRIPTOR), opt), sort_keys=True)
+        f"# Rendered by the stack runner from mesh/ ({generated.name} with overrides).\n"
+        + yaml.safe_dump(envoy.build(load(DESCRIPTOR), _envoy_options()), sort_keys=True)
     )
     return path
 
@@ -130,7 +138,7 @@ def _envoy_config() -> Path:
     generated = MESH_OUT / "envoy" / "envoy.yaml"
     _ensure_mesh()
     if generated.exists():
-        return _private_envoy_config(generated) if _envoy_ports_overridden() else generated
+        return _private_envoy_config(generated) if _envoy_overridden() else generated
     path = state_dir() / "envoy" / "envoy.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

@@ -31,6 +31,9 @@ SERVICES = {
     "registry": "registry.config:RegistryConfig",
 }
 
+# services whose serve() reads <NAME>_IDENTITY_KEY (services/runtime/auth: their own identity)
+IDENTITIES = ("product", "user", "order", "notification", "auth")
+
 Row = tuple[str, str, str]  # variable, default, description
 
 
@@ -82,6 +85,10 @@ def collect() -> dict[str, list[Row]]:
         recorded.clear()
         env = RecordingEnv()
         cls.from_env(env)
+        if service in IDENTITIES:  # read by serve() for the service it runs
+            from services.runtime.auth import IdentityConfig
+
+            IdentityConfig.from_env(service, env)
         rows: dict[str, Row] = {}
         for cfg_cls, prefix, defaults in recorded:
             for row in _rows_of(cfg_cls, prefix, defaults):

@@ -8,7 +8,10 @@
 ARG ENVOY_IMAGE=envoyproxy/envoy:v1.40.0
 
 FROM ${ENVOY_IMAGE} AS envoy
-COPY deploy/envoy/envoy.yaml /etc/envoy/envoy.yaml
+# Another user-token issuer (SHOPMESH_JWT_ISSUER of the deployment) needs a config rendered
+# for it: python deploy/render.py --envoy-for-issuer ISSUER AUDIENCE deploy/envoy/<name>.yaml
+ARG ENVOY_CONFIG=deploy/envoy/envoy.yaml
+COPY ${ENVOY_CONFIG} /etc/envoy/envoy.yaml
 COPY mesh/out/envoy/descriptor.binpb /etc/envoy/descriptor.binpb
 COPY mesh/out/openapi/openapi.json mesh/out/openapi/docs.html /etc/envoy/
 # The official image drops to the envoy user (uid 101) in its entrypoint; say so here too.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,6 +9,7 @@ from grpclib.server import Stream
 
 from services.auth.domain import TokenPair
 from services.auth.service import AuthService
+from services.auth.service_keys import ServiceKeys
 from shop.auth.v1 import auth_grpc
 from shop.auth.v1 import auth_pb2 as pb
 
@@ -46,12 +46,12 @@ class AuthHandlers(auth_grpc.AuthServiceBase):
         self,
         service: AuthService,
         trusted_hops: int,
-        service_jwks: Sequence[Mapping[str, str]] = (),
+        service_keys: ServiceKeys | None = None,
     ) -> None:
         self.service = service
         self.trusted_hops = trusted_hops
-        # Public JWKs of the shared service identity (mesh/istio.py's service jwtRule).
-        self.service_jwks = [pb.Jwk(**jwk) for jwk in service_jwks]
+        # The services' identity public keys (AUTH_SERVICE_PUBLIC_KEYS).
+        self.service_keys = service_keys or ServiceKeys({})
 
     async def Login(self, stream: Stream[pb.LoginRequest, pb.LoginResponse]) -> None:
         req = await stream.recv_message()
@@ -83,5 +83,9 @@ class AuthHandlers(auth_grpc.AuthServiceBase):
     async def GetServiceJwks(
         self, stream: Stream[pb.GetServiceJwksRequest, pb.GetServiceJwksResponse]
     ) -> None:
-        await stream.recv_message()
-        await stream.send_message(pb.GetServiceJwksResponse(keys=self.service_jwks))
+        req = await stream.recv_message()
+        assert req is not None
+        keys, owners = self.service_keys.jwks(req.service)
+        await stream.send_message(
+            pb.GetServiceJwksResponse(keys=[pb.Jwk(**k) for k in keys], key_services=owners)
+        )

@@ -219,11 +219,12 @@ def _dockerfile_env(name: str) -> set[str]:
 @pytest.mark.parametrize("name", ["product", "user", "order", "notification", "auth"])
 def test_env_vars_set_for_a_service_are_ones_it_reads(compose: dict[str, Any], name: str) -> None:
     """A misspelt variable would silently leave a 127.0.0.1 default in a container."""
-    from services.runtime.auth import AuthConfig
+    from services.runtime.auth import AuthConfig, IdentityConfig
     from services.runtime.config import describe
 
-    # services.runtime.auth reads the service-token seed when a call is made, not at start.
+    # serve() reads these for the service it runs (services/runtime/auth), not its config.
     lazily = {row[0] for row in describe(AuthConfig, "SHOPMESH")}
+    lazily |= {row[0] for row in describe(IdentityConfig, name.upper())}
     read = variables_read(name) | lazily | {"SHOPMESH_ENV"}
     docs = validate.kustomize_build(ROOT / "k8s" / "overlays" / "prod")
     (deploy,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name]

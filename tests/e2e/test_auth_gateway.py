@@ -36,13 +36,13 @@ from services.runtime.auth import (
     DEFAULT_ISSUER,
     PAYLOAD_HEADER,
     b64url,
-    process_identity,
     sign,
 )
 from shop.order.v1 import order_grpc
 from shop.order.v1 import order_pb2 as opb
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as ppb
+from stack.callers import service_bearer
 from stack.model import state_dir
 from stack.testing import StackHandle
 
@@ -167,7 +167,8 @@ def test_no_token_is_unauthenticated_on_every_protected_method(gw: httpx.Client,
 def test_internal_methods_are_refused_at_the_edge_even_with_a_service_token(
     gw: httpx.Client, method
 ) -> None:
-    headers = {**GRPC_WEB, **bearer(process_identity().token())}
+    # The token of the very service the schema names as its caller: still not at the edge.
+    headers = {**GRPC_WEB, **service_bearer(method.callers[0])}
     r = gw.post("/api" + method.grpc_path, content=EMPTY_FRAME, headers=headers)
     assert r.headers.get("grpc-status") == "7", (r.status_code, r.headers)
 
@@ -586,10 +587,17 @@ async def test_direct_calls_without_a_token_are_refused(alice: dict) -> None:
                 metadata={PAYLOAD_HEADER: b64url(b'{"sub":"x","roles":["admin"]}')},
             )
         assert exc.value.status is Status.UNAUTHENTICATED
-        # With the service identity the auth check passes (whatever the request then says).
+        # A service identity opens only what the schema grants it: ListOrders names no
+        # service (notification may read one order, GetOrder, not list a user's).
+        for name in ("notification", "order"):
+            with pytest.raises(GRPCError) as exc:
+                await orders.ListOrders(
+                    opb.ListOrdersRequest(user_id=alice["user_id"]), metadata=service_bearer(name)
+                )
+            assert exc.value.status is Status.PERMISSION_DENIED, name
+        # The owner's own token passes the same check.
         reply = await orders.ListOrders(
-            opb.ListOrdersRequest(user_id=alice["user_id"]),
-            metadata=bearer(process_identity().token()),
+            opb.ListOrdersRequest(user_id=alice["user_id"]), metadata=bearer(alice["access_token"])
         )
         assert reply is not None
     finally:

@@ -38,7 +38,7 @@ def _internal_calls(trace_id: str) -> list[dict]:
 
 async def test_order_and_notification_call_product_and_user_through_envoy(stack) -> None:
     stack.require("order", "notification", "auth", "smtp-sink", "envoy")
-    admin, stubs = Stubs(service_token=True), Stubs()
+    admin, stubs = Stubs(platform=True), Stubs()
     try:
         order, buyer, trace_id = await place_traced_order(admin, stubs, "s2s")
         assert order.status == opb.ORDER_STATUS_CONFIRMED

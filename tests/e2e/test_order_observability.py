@@ -79,7 +79,7 @@ async def _prometheus_value(query: str) -> float:
 
 async def test_placed_order_is_counted_and_traced_end_to_end(stack) -> None:
     stack.require("order", "notification", "auth", "smtp-sink", "prometheus")
-    admin, user_stubs = Stubs(service_token=True), Stubs()
+    admin, user_stubs = Stubs(platform=True), Stubs()
     try:
         order, _, trace_id = await place_traced_order(admin, user_stubs, "obs")
         assert order.status == opb.ORDER_STATUS_CONFIRMED
@@ -143,7 +143,7 @@ async def test_checkout_through_the_gateway_is_one_trace(stack) -> None:
     calls, product and user answering order through Envoy's internal listener, the outbox
     relay's publish and the notification service's consume and email."""
     stack.require("order", "notification", "auth", "smtp-sink", "nginx")
-    admin, user_stubs = Stubs(service_token=True), Stubs()
+    admin, user_stubs = Stubs(platform=True), Stubs()
     try:
         product = await create_product(admin, f"tr{uuid.uuid4().hex[:6]}", 5)
         buyer = await register(user_stubs, "trace")

@@ -3,8 +3,9 @@
 test records for bench/results/reliability.json and REPORT.md.
 
 Everything talks to the real stack on 127.0.0.1 as a client would: users register and log
-in through the user and auth services and place orders with their own access token; only
-test setup (creating products) uses a service token, as the platform's tooling does.
+in through the user and auth services and place orders with their own access token; test
+setup (creating products) is the demo admin's, and a call to an internal method is made as
+the service the schema names as its caller (stack/callers.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from services.runtime.auth import authenticate_channel, process_identity
 from shop.auth.v1 import auth_pb2
 from shop.auth.v1.auth_grpc import AuthServiceStub
 from shop.common.v1 import common_pb2
@@ -32,6 +32,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import admin_bearer, as_platform, service_identity
 
 SOAK = os.environ.get("SHOPMESH_SOAK") == "1"
 
@@ -111,14 +112,13 @@ FIGURES = Figures()
 
 class Stubs:
     """One channel per service, direct (no mesh). Channels reconnect by themselves after a
-    service restart, so the same stubs survive the fault injection."""
+    service restart, so the same stubs survive the fault injection. `platform`: every call
+    as someone its method allows (the demo admin; an internal method as its caller)."""
 
-    def __init__(self, service_token: bool = False) -> None:
+    def __init__(self, platform: bool = False) -> None:
         self.channels = {
             name: (
-                authenticate_channel(Channel("127.0.0.1", port))
-                if service_token
-                else Channel("127.0.0.1", port)
+                as_platform(Channel("127.0.0.1", port)) if platform else Channel("127.0.0.1", port)
             )
             for name, port in PORTS.items()
         }
@@ -134,8 +134,9 @@ class Stubs:
             ch.close()
 
 
-def service_token() -> str:
-    return process_identity().token()
+def service_token(name: str) -> str:
+    """Service `name`'s own token (its dev identity): what that service itself sends."""
+    return service_identity(name).token()
 
 
 @dataclass
@@ -206,7 +207,7 @@ async def admin_account(stubs: Stubs) -> Account:
 
 
 async def create_product(stubs: Stubs, tag: str, stock: int, units: int = 2) -> product_pb2.Product:
-    """A fresh product (service token: platform tooling may call admin methods)."""
+    """A fresh product (CreateProduct is an admin's: the demo admin makes it)."""
     reply = await stubs.product.CreateProduct(
         product_pb2.CreateProductRequest(
             sku=f"REL-{tag}-{uuid.uuid4().hex[:8]}".upper(),
@@ -215,7 +216,7 @@ async def create_product(stubs: Stubs, tag: str, stock: int, units: int = 2) -> 
             price=common_pb2.Money(currency_code="USD", units=units),
             stock=stock,
         ),
-        metadata={"authorization": f"Bearer {service_token()}"},
+        metadata=await admin_bearer(),
         timeout=10,
     )
     return reply.product

@@ -341,8 +341,8 @@ class World:
     def token_for(self, m: Method) -> str | None:
         if m.access == "public":
             return None
-        if m.access == "internal":
-            return service_token()
+        if m.access == "internal":  # as the first service the schema names as its caller
+            return service_token(m.callers[0])
         if m.access == "admin":
             return self.admin.token
         return self.placer.token if m.name == "PlaceOrder" else self.owner.token

@@ -33,7 +33,7 @@ from grpclib.server import Server
 
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
-from services.runtime.auth import authenticate_channel
+from services.runtime.auth import ServiceIdentity, register_process_identity
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from services.runtime.metrics import Metrics
 from shop.common.v1 import common_pb2
@@ -43,6 +43,7 @@ from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_grpc, user_pb2
+from stack.callers import as_platform
 from stack.model import state_dir
 
 pytestmark = pytest.mark.stack
@@ -298,6 +299,13 @@ def service_env(topics: Topics, users: Users, group: str, **extra: str) -> dict[
     }
 
 
+@pytest.fixture(autouse=True)
+def notification_identity() -> None:
+    """The service in this process calls user and order as notification, its own identity,
+    which serve() would have registered."""
+    register_process_identity(ServiceIdentity.from_env("notification"))
+
+
 @pytest.fixture
 async def service(topics, users) -> AsyncIterator[NotificationApp]:
     """The service's consumers in this process, private topics and group; started."""
@@ -380,8 +388,9 @@ SHIP_TO = common_pb2.Address(
 
 async def place_real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, str]:
     """An order placed through the stack's order service; (order, the buyer's email)."""
-    stack.require("order")
-    chans = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    stack.require("order", "auth")
+    # Setup as the platform: the demo admin creates the product and orders for the buyer.
+    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
     try:
         orders, products = OrderServiceStub(chans[0]), ProductServiceStub(chans[1])
         address = f"buyer-{uuid.uuid4().hex[:6]}@shop.test"

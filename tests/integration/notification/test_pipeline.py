@@ -14,11 +14,12 @@ from grpclib.client import Channel
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
 from services.notification.domain import Claim, Kind, LogStatus
-from services.runtime.auth import RuntimeAuth, authenticate_channel
+from services.runtime.auth import RuntimeAuth
 from services.runtime.metrics import Metrics
 from services.runtime.server import App
 from shop.notification.v1 import notification_grpc
 from shop.notification.v1 import notification_pb2 as pb
+from stack.callers import as_platform
 from tests.integration.notification.conftest import (
     cli_replay,
     eventually,
@@ -169,17 +170,18 @@ async def test_exhausted_retries_dead_letter_then_replay_sends_once(
     assert len(mail_for(since_ns, {eid})[eid]) == 1
 
 
-async def test_list_notifications_pages_newest_first(service, produce):
+async def test_list_notifications_pages_newest_first(stack, service, produce):
     uid = f"lister-{uuid.uuid4().hex[:8]}"
     eids = []
     for i in range(3):
         eids.append(await produce.user_registered(uid, f"l{i}-{uuid.uuid4().hex[:6]}@shop.test"))
         await eventually(lambda: service.log.get(eids[-1]))
     await eventually(lambda: all_sent(service, eids))
-    auth = RuntimeAuth.from_env("notification-test")  # the hook serve() installs
+    stack.require("auth")  # the demo admin's token, which may list anyone's notifications
+    auth = RuntimeAuth.from_env("notification")  # the hook serve() installs
     server = App(service.cfg.server, [service.handlers()], auth=auth, log_calls=False)
     await server.start()
-    channel = authenticate_channel(Channel("127.0.0.1", server.grpc_port))
+    channel = as_platform(Channel("127.0.0.1", server.grpc_port))
     try:
         stub = notification_grpc.NotificationServiceStub(channel)
 

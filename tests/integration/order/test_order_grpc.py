@@ -15,7 +15,6 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import KafkaConfig
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -24,6 +23,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import as_platform
 from tests.integration.order.order_helpers import TopicTail
 
 pytestmark = pytest.mark.stack
@@ -36,7 +36,7 @@ ADDR = common_pb2.Address(
 
 @pytest.fixture(scope="module")
 def up(stack):
-    return stack.require("order")
+    return stack.require("order", "auth")  # auth: the demo admin's token
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def kafka_cfg(up) -> KafkaConfig:
 
 @pytest.fixture(scope="module")
 async def stubs(up):
-    # As a trusted service: the runtime refuses calls without a verified identity.
-    channels = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    # As the platform: the demo admin (may act for any user), internal methods as their caller.
+    channels = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
     yield (
         OrderServiceStub(channels[0]),
         ProductServiceStub(channels[1]),

@@ -16,7 +16,6 @@ from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
-from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import KafkaConfig
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2 as pb
@@ -25,6 +24,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import as_platform
 from tests.integration.order.order_helpers import TopicTail
 
 pytestmark = pytest.mark.stack
@@ -36,7 +36,7 @@ ADDR = common_pb2.Address(
 
 @pytest.fixture(scope="module")
 def up(stack):
-    return stack.require("ferretdb", "kafka", "registry", "user", "product")
+    return stack.require("ferretdb", "kafka", "registry", "user", "product", "auth")
 
 
 def free_port() -> int:
@@ -93,8 +93,8 @@ async def test_order_service_starts_and_places_orders_while_kafka_is_down(up):
         "ORDER_ACCESS_LOG": "off",
     }
     tag = uuid.uuid4().hex[:8]
-    users = authenticate_channel(Channel("127.0.0.1", 50052))
-    products = authenticate_channel(Channel("127.0.0.1", 50051))
+    users = as_platform(Channel("127.0.0.1", 50052))
+    products = as_platform(Channel("127.0.0.1", 50051))
     user = (
         await UserServiceStub(users).RegisterUser(
             user_pb2.RegisterUserRequest(
@@ -112,7 +112,7 @@ async def test_order_service_starts_and_places_orders_while_kafka_is_down(up):
     ).product  # fmt: skip
     users.close()
     products.close()
-    orders = authenticate_channel(Channel("127.0.0.1", grpc_port))
+    orders = as_platform(Channel("127.0.0.1", grpc_port))
     proc = None
     async with TopicTail(kafka_cfg) as tail:
         up.stop("kafka")

@@ -13,11 +13,11 @@ from grpclib.client import Channel
 
 from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder
 from services.order.repository import MongoOrders, to_doc
-from services.runtime.auth import authenticate_channel
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import as_platform
 from tests.integration.order.order_helpers import SHIPPING, buyer_and_product
 
 pytestmark = pytest.mark.stack
@@ -28,13 +28,13 @@ ORDER_DB = "order"  # the stack's order service database (services/order/config.
 
 @pytest.fixture(scope="module")
 def up(stack):
-    return stack.require("order")
+    return stack.require("order", "auth")  # auth: the demo admin's token
 
 
 @pytest.fixture
 async def channels(up):
     # As a trusted service: ListOrders of any user is allowed to the platform's tooling.
-    chans = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
     yield chans
     for c in chans:
         c.close()

@@ -20,12 +20,12 @@ from services.order.domain import Address, LineItem, Money, Order, OrderLine, Pl
 from services.order.metrics import OrderMetrics
 from services.order.outbox import OutboxRelay
 from services.order.repository import MongoOrders
-from services.runtime.auth import authenticate_channel
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.user.v1.user_grpc import UserServiceStub
+from stack.callers import as_platform
 from tests.integration.order.order_helpers import (
     SHIPPING,
     TopicTail,
@@ -60,11 +60,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def up(stack):
-    return stack.require("order")
+    return stack.require("order", "auth")  # auth: the demo admin's token
 
 
 async def test_order_service_exports_placements_and_its_relays_publishing(up):
-    chans = [authenticate_channel(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
     orders, products, users = (
         OrderServiceStub(chans[0]),
         ProductServiceStub(chans[1]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from grpclib.client import Channel
 
-from services.runtime.auth import RuntimeAuth, authenticate_channel
+from services.runtime.auth import RuntimeAuth
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
@@ -16,6 +16,7 @@ from services.user.main import MIGRATIONS
 from services.user.passwords import Argon2Hasher
 from services.user.repository import SqlUserUnitOfWork
 from shop.user.v1 import user_grpc
+from stack.callers import as_platform
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +45,10 @@ async def user_app(stack):
 
 
 @pytest.fixture(scope="session")
-async def user_stub(user_app):
-    # A service token: these tests call as a trusted service (ownership is tested in e2e).
-    channel = authenticate_channel(Channel("127.0.0.1", user_app.grpc_port))
+async def user_stub(stack, user_app):
+    # As the platform: CheckCredentials as auth (its caller), the rest as the demo admin,
+    # who may act for any user (ownership is tested in e2e). The token is the stack's.
+    stack.require("auth")
+    channel = as_platform(Channel("127.0.0.1", user_app.grpc_port))
     yield user_grpc.UserServiceStub(channel)
     channel.close()

@@ -261,7 +261,7 @@ async def test_passwords_never_appear_in_any_log_line(stack):
     DB failure during register: neither the password, a wrong guess nor a hash is written."""
     from grpclib.client import Channel
 
-    from services.runtime.auth import RuntimeAuth, authenticate_channel
+    from services.runtime.auth import RuntimeAuth
     from services.runtime.db import Database
     from services.runtime.metrics import Metrics
     from services.runtime.server import App, ServerConfig
@@ -270,6 +270,7 @@ async def test_passwords_never_appear_in_any_log_line(stack):
     from services.user.passwords import Argon2Hasher
     from services.user.repository import SqlUserUnitOfWork
     from shop.user.v1 import user_grpc
+    from stack.callers import as_platform
     from tests.integration.log_lines import JsonLines
 
     secret, guess, other = (f"pw-{uuid.uuid4().hex}" for _ in range(3))
@@ -285,7 +286,8 @@ async def test_passwords_never_appear_in_any_log_line(stack):
         auth=RuntimeAuth.from_env("user-logs"),
     )
     await app.start()
-    channel = authenticate_channel(Channel("127.0.0.1", app.grpc_port))
+    stack.require("auth")  # the demo admin's token for GetUser and the like
+    channel = as_platform(Channel("127.0.0.1", app.grpc_port))
     stub = user_grpc.UserServiceStub(channel)
     locker = await asyncpg.connect(stack.pg_admin_dsn("user"))
     codes = []

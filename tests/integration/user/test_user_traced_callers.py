@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 
 from services.auth.users import GrpcUsers
 from services.runtime import tracing
-from services.runtime.auth import process_identity
+from services.runtime.auth import ServiceIdentity
 from shop.user.v1 import user_pb2 as pb
 
 CHECK_CREDENTIALS = "shop.user.v1.UserService/CheckCredentials"
@@ -24,7 +24,7 @@ async def test_auth_check_credentials_call_is_one_trace_with_the_user_server(use
     )
     exporter = InMemorySpanExporter()
     tracing.install("auth-client-test", exporter=exporter)
-    users = GrpcUsers(f"127.0.0.1:{user_app.grpc_port}", process_identity())
+    users = GrpcUsers(f"127.0.0.1:{user_app.grpc_port}", ServiceIdentity.from_env("auth"))
     try:
         with tracing.tracer().start_as_current_span("test: login") as root:
             identity = await users.check_credentials(email, PASSWORD)

@@ -19,12 +19,13 @@ from google.protobuf import descriptor_pb2
 import shop.mesh.v1.options_pb2 as options_pb2
 from mesh import envoy, generate, istio, jwt
 from mesh.api import Api, load
+from mesh.services import SERVICES
 from services.runtime.auth import (
     ADMIN_ROLE,
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     PAYLOAD_HEADER,
-    SERVICE_ISSUER,
+    service_issuer,
 )
 
 OUT = Path(generate.OUT)
@@ -228,7 +229,7 @@ def test_changing_a_methods_access_option_changes_its_edge_rules(tmp_path) -> No
             assert _requires_token(jwt_cfg, p) is token
             assert _rbac_allows(rbac, p, {"roles": ["customer"]}) is not admin_only
         allow = _allow_rules(istio.build(api)["product.yaml"])
-        assert _istio_guard(allow, path) == ("admin" if admin_only else "user")
+        assert _istio_guard(allow, path)[0] == ("admin" if admin_only else "user")
 
 
 # ------------------------------------------------------------------ Istio
@@ -241,50 +242,52 @@ def _allow_rules(docs: list[dict]) -> list[dict]:
     return allow["spec"]["rules"]
 
 
-def _istio_guard(rules: list[dict], path: str) -> str:
-    """How the ALLOW rules covering `path` let a request in: the weakest guard wins (any
-    matching rule admits), so one open rule makes the method public."""
-    guards = set()
+USER_SOURCE = {"requestPrincipals": ["*"], "notRequestPrincipals": ["shopmesh-service/*"]}
+
+
+def _istio_guard(rules: list[dict], path: str) -> tuple[str, set[str]]:
+    """How the ALLOW rules covering `path` let a request in: (the weakest guard for users,
+    the services admitted as callers). Any matching rule admits, so one open rule makes the
+    method public."""
+    guards, callers = set(), set()
     for r in rules:
         if path not in r["to"][0]["operation"]["paths"]:
             continue
-        source = r.get("from", [{}])[0].get("source", {})
+        sources = [f.get("source", {}) for f in r.get("from", [{}])]
         when = {w["key"]: w["values"] for w in r.get("when", [])}
-        if not source and not when:
+        if sources == [{}] and not when:
             guards.add("public")
-        elif source.get("requestPrincipals") == istio.SERVICE_TOKEN_PRINCIPALS:
-            assert source["principals"] == [f"cluster.local/ns/{istio.NS}/sa/*"]
-            assert source["notPrincipals"] == istio.EDGE_PRINCIPALS
-            guards.add("service")
-        elif source == {"requestPrincipals": ["*"]} and when == {"request.auth.claims[sub]": ["*"]}:
+        elif sources == [USER_SOURCE] and when == {"request.auth.claims[sub]": ["*"]}:
             guards.add("user")
-        elif source == {"requestPrincipals": ["*"]} and when == {istio.ADMIN_CLAIM: [ADMIN_ROLE]}:
+        elif sources == [USER_SOURCE] and when == {istio.ADMIN_CLAIM: [ADMIN_ROLE]}:
             guards.add("admin")
+        elif not when and all(set(s) == {"principals", "requestPrincipals"} for s in sources):
+            # One source per caller: its workload identity AND its own verified token.
+            for s in sources:
+                (principal,) = s["principals"]
+                name = principal.rsplit("/sa/", 1)[1]
+                assert principal == f"cluster.local/ns/{istio.NS}/sa/{name}"
+                assert s["requestPrincipals"] == [f"{service_issuer(name)}/{name}"]
+                callers.add(name)
+            assert r["to"][0]["operation"]["paths"] == [path]  # per method, never shared
         else:
             raise AssertionError(f"unknown rule shape for {path}: {r}")
-    for weakest in ("public", "user", "admin", "service"):
+    for weakest in ("public", "user", "admin"):
         if weakest in guards:
-            return weakest
-    return "none"
+            return weakest, callers
+    return "none", callers
 
 
-def test_istio_authorization_follows_each_methods_access(api) -> None:
+def test_istio_authorization_follows_each_methods_access_and_callers(api) -> None:
     files = istio.build(api)
-    expected = {"public": "public", "user": "user", "admin": "admin", "internal": "service"}
+    expected = {"public": "public", "user": "user", "admin": "admin", "internal": "none"}
     for svc in api.services:
         docs = files[f"{svc.short}.yaml"]
         rules = _allow_rules(docs)
         for m in svc.methods:
-            assert _istio_guard(rules, m.grpc_path) == expected[m.access], m.grpc_path
-            if m.access == "admin":  # tooling runs as a service: both admit, nothing else
-                services_too = [
-                    r
-                    for r in rules
-                    if m.grpc_path in r["to"][0]["operation"]["paths"]
-                    and r.get("from", [{}])[0].get("source", {}).get("requestPrincipals")
-                    == istio.SERVICE_TOKEN_PRINCIPALS
-                ]
-                assert len(services_too) == 1
+            assert _istio_guard(rules, m.grpc_path) == (expected[m.access], set(m.callers)), (
+                m.grpc_path
+            )
         internal = [m.grpc_path for m in svc.methods if m.access == "internal"]
         deny = [
             d for d in docs if d["kind"] == "AuthorizationPolicy" and d["spec"]["action"] == "DENY"
@@ -295,6 +298,16 @@ def test_istio_authorization_follows_each_methods_access(api) -> None:
             assert rule["to"][0]["operation"]["paths"] == internal
         else:
             assert not deny
+    # The schema's grants, as generated: nobody else reaches stock or credentials.
+    product = _allow_rules(files["product.yaml"])
+    assert _istio_guard(product, "/shop.product.v1.ProductService/ReserveStock") == (
+        "none",
+        {"order"},
+    )
+    assert _istio_guard(product, "/shop.product.v1.ProductService/UpdateProduct") == (
+        "admin",
+        set(),
+    )
 
 
 def test_istio_request_authentication_matches_the_edge_provider(api) -> None:
@@ -306,4 +319,8 @@ def test_istio_request_authentication_matches_the_edge_provider(api) -> None:
     assert user["outputPayloadToHeader"] == PAYLOAD_HEADER
     assert user["forwardOriginalToken"] is True
     assert user["jwksUri"].endswith(jwt.JWKS_PATH)
-    assert "outputPayloadToHeader" not in rules[SERVICE_ISSUER]
+    for name in SERVICES:
+        service = rules[service_issuer(name)]
+        assert "outputPayloadToHeader" not in service
+        # That service's keys only: GetServiceJwks' per-service REST binding.
+        assert service["jwksUri"].endswith(f"{jwt.SERVICE_JWKS_PATH}/{name}")

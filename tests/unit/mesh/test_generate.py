@@ -19,8 +19,14 @@ from google.protobuf import descriptor_pb2
 import shop.mesh.v1.options_pb2 as options_pb2
 from mesh import envoy, generate, istio, nginx, openapi
 from mesh.api import ApiError, load
+from mesh.services import SERVICES
 from mesh.testing import descriptor_with_extra_rpc, validate_envoy
-from services.runtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, SERVICE_AUDIENCE, SERVICE_ISSUER
+from services.runtime.auth import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    SERVICE_AUDIENCE,
+    service_issuer,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = ROOT / "mesh" / "out"
@@ -337,41 +343,48 @@ def test_istio_resources_follow_policy(api) -> None:
             paths = rule["to"][0]["operation"]["paths"]
             access = {m.access for m in svc.methods if m.grpc_path in paths}
             source = rule.get("from", [{}])[0].get("source", {})
-            if source.get("requestPrincipals") == istio.SERVICE_TOKEN_PRINCIPALS:
-                # A verified service token from a namespace workload, never the edge.
-                assert access <= {"internal", "admin"}
-                assert source["principals"] == [f"cluster.local/ns/{istio.NS}/sa/*"]
-                assert source["notPrincipals"] == istio.EDGE_PRINCIPALS
+            if source.get("principals"):
+                # Named callers: each one's own workload and its own verified token.
+                (path,) = paths
+                (m,) = [m for m in svc.methods if m.grpc_path == path]
+                assert [f["source"]["principals"] for f in rule["from"]] == [
+                    [f"cluster.local/ns/{istio.NS}/sa/{c}"] for c in m.callers
+                ]
                 continue
-            assert "internal" not in access, "internal methods need a service token"
+            assert "internal" not in access, "internal methods admit their callers only"
             if access & {"user", "admin"}:
                 assert source["requestPrincipals"] == ["*"]
+                assert source["notRequestPrincipals"] == ["shopmesh-service/*"]
                 assert rule["when"][0]["key"].startswith("request.auth.claims[")
 
 
-def test_istio_accepts_user_and_service_tokens(api) -> None:
+def test_istio_accepts_user_tokens_and_each_services_own(api) -> None:
     files = istio.build(api)
     rules = {r["issuer"]: r for r in files["mesh.yaml"][1]["spec"]["jwtRules"]}
-    assert set(rules) == {DEFAULT_ISSUER, SERVICE_ISSUER}
-    assert rules[SERVICE_ISSUER]["audiences"] == [SERVICE_AUDIENCE]
+    assert set(rules) == {DEFAULT_ISSUER} | {service_issuer(n) for n in SERVICES}
     assert rules[DEFAULT_ISSUER]["audiences"] == [DEFAULT_AUDIENCE]
-    # The service JWKS is the auth service's GetServiceJwks REST binding, via the gateway.
-    path = rules[SERVICE_ISSUER]["jwksUri"].split(".svc.cluster.local", 1)[1]
     served = {r.path for m in api.methods for r in m.http if m.name == "GetServiceJwks"}
-    assert path in served
+    for name in SERVICES:
+        rule = rules[service_issuer(name)]
+        assert rule["audiences"] == [SERVICE_AUDIENCE]
+        # That service's keys only: GetServiceJwks' REST binding for one service, via the
+        # gateway, so one service's key never verifies a token under another's issuer.
+        path = rule["jwksUri"].split(".svc.cluster.local", 1)[1]
+        assert path == f"/api/v1/auth/service-jwks/{name}"
+        assert "/api/v1/auth/service-jwks/{service}" in served
     for svc in api.services:
-        internal = {m.grpc_path for m in svc.methods if m.access == "internal"}
         allow = next(
             d for d in files[f"{svc.short}.yaml"] if d["metadata"]["name"] == f"{svc.short}-allow"
         )
-        covered = {
-            p
+        admitted = {
+            (p, f["source"]["requestPrincipals"][0])
             for r in allow["spec"]["rules"]
-            if r.get("from", [{}])[0].get("source", {}).get("requestPrincipals")
-            == [f"{SERVICE_ISSUER}/*"]
+            for f in r.get("from", [])
+            if f["source"].get("principals")
             for p in r["to"][0]["operation"]["paths"]
         }
-        assert internal <= covered, svc.short
+        wanted = {(m.grpc_path, f"{service_issuer(c)}/{c}") for m in svc.methods for c in m.callers}
+        assert admitted == wanted, svc.short
 
 
 # ------------------------------------------------------------------ schema rules
