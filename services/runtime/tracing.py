@@ -92,7 +92,8 @@ class JsonLinesExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(json.dumps(span_dict(s), default=str) + "\n" for s in spans)
+        encode = _ENCODER.encode
+        lines = "".join(encode(span_dict(s)) + "\n" for s in spans)
         with self._lock:
             if self._file is None:
                 return SpanExportResult.FAILURE
@@ -109,26 +110,33 @@ class JsonLinesExporter(SpanExporter):
         return True
 
 
+_ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps(default=...) makes one a call
+
+
 def span_dict(span: ReadableSpan) -> dict[str, Any]:
+    """The JSON object written per span (each property of a ReadableSpan read once)."""
     ctx = span.get_span_context()
     assert ctx is not None
+    parent, status, attributes, links = span.parent, span.status, span.attributes, span.links
     start, end = span.start_time or 0, span.end_time or 0
     return {
         "service": span.resource.attributes.get("service.name", ""),
         "trace_id": f"{ctx.trace_id:032x}",
         "span_id": f"{ctx.span_id:016x}",
-        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+        "parent_span_id": f"{parent.span_id:016x}" if parent else "",
         "name": span.name,
         "kind": span.kind.name,
         "start_unix_nano": start,
         "duration_ms": round((end - start) / 1e6, 3),
-        "status": span.status.status_code.name,
-        "status_message": span.status.description or "",
-        "attributes": dict(span.attributes or {}),
+        "status": status.status_code.name,
+        "status_message": status.description or "",
+        "attributes": dict(attributes) if attributes else {},
         "links": [
             {"trace_id": f"{ln.context.trace_id:032x}", "span_id": f"{ln.context.span_id:016x}"}
-            for ln in span.links
-        ],
+            for ln in links
+        ]
+        if links
+        else [],
     }
 
 
