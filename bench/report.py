@@ -375,6 +375,18 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
              f"x{auth['rps_ratio_jwt_over_no_jwt']} req/s of the same Envoy without",
              f"runtime re-verify {auth.get('runtime_verify', {}).get('median_us')} us/token")
         )  # fmt: skip
+    authz = results.get("internal_authz", {})
+    if "envoy_cpu_ratio_authz_over_none" in authz:
+        cpu = authz.get("envoy_cpu_us_per_call_median", {})
+        svc_us = authz.get("runtime_check", {}).get("service_token", {}).get("median_us")
+        rows.append(
+            ("internal_authz", "service call through Envoy's internal listener with "
+             "jwt_authn (provider per service) + per-method RBAC",
+             f"Envoy CPU x{authz['envoy_cpu_ratio_authz_over_none']} per call "
+             f"({cpu.get('authz')} vs {cpu.get('no_authz')} us), "
+             f"calls/s x{authz.get('rps_ratio_authz_over_none')}",
+             f"runtime check {svc_us} us/service token")
+        )  # fmt: skip
     reg = results.get("registry", {}).get("results", {})
     base_rps = reg.get("baseline_get_root", {}).get("rps")
     for key, label in (
