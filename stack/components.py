@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -68,10 +69,18 @@ def python_service(
     depends_on: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     post_start: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> Component:
-    """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>."""
-    # /metrics on the port Prometheus scrapes (mesh/out/prometheus/prometheus.yml).
-    env = {f"{name.upper()}_METRICS_PORT": str(metrics_port(name)), **(env or {})}
+    """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>.
+    `workers`: its `<NAME>_WORKERS` (processes on the port, services/runtime/workers.py);
+    the same variable in the environment of `make up` overrides it."""
+    var = f"{name.upper()}_WORKERS"
+    env = {
+        # /metrics on the port Prometheus scrapes (mesh/out/prometheus/prometheus.yml).
+        f"{name.upper()}_METRICS_PORT": str(metrics_port(name)),
+        var: os.environ.get(var, str(workers)),
+        **(env or {}),
+    }
     return python_process(
         name,
         module,

@@ -1,8 +1,9 @@
-"""Auth service entry point: `python -m services.auth.main`. Wiring only."""
+"""Auth service entry point: `python -m services.auth.main [migrate]`. Wiring only."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 from services.auth.config import AuthServiceConfig
@@ -11,25 +12,24 @@ from services.auth.handlers import AuthHandlers
 from services.auth.keys import KeyRing, parse_kek
 from services.auth.repository import PgStore, sync_keys
 from services.auth.service import AuthService, TokenSettings, utcnow
-from services.auth.service_keys import ServiceKeys
 from services.auth.users import GrpcUsers
-from services.runtime.auth import ServiceIdentity
+from services.runtime.auth import ServiceIdentity, service_signing_key
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
-from services.runtime.server import run, serve
+from services.runtime.server import per_process, run, serve
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Keys:
-    """Resource: migrate, then load (or create) the signing keys before the first call."""
+    """Resource: load (or create) the signing keys before the first call (each worker
+    process keeps its own key ring)."""
 
     def __init__(self, db: Database, ring: KeyRing, check_s: float) -> None:
         self.db, self.ring, self.check_s = db, ring, check_s
 
     async def open(self) -> None:
-        await migrate(self.db.primary, MIGRATIONS)
         await sync_keys(self.db, self.ring)
 
     async def close(self) -> None:
@@ -51,7 +51,7 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         cfg.key_prepublish_s,
         utcnow,
     )
-    identity = ServiceIdentity.from_env(cfg.server.name)  # AUTH_IDENTITY_KEY
+    identity = ServiceIdentity("auth", service_signing_key(cfg.jwt.service_key))
     users = GrpcUsers(cfg.user_addr, identity)
 
     def policy(max_attempts: int, free_failures: int) -> ThrottlePolicy:
@@ -74,7 +74,7 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         policy(cfg.address_max_attempts, cfg.address_free_failures),
     )
     keys = Keys(db, ring, cfg.key_check_s)
-    handlers = AuthHandlers(service, cfg.trusted_proxy_hops, ServiceKeys(cfg.service_keys()))
+    handlers = AuthHandlers(service, cfg.trusted_proxy_hops, [identity.jwk()])
     return handlers, [db, keys, users], keys
 
 
@@ -82,7 +82,16 @@ async def main() -> int:
     cfg = AuthServiceConfig.from_env()
     metrics = Metrics("auth")
     handlers, resources, keys = build(cfg, metrics)
-    return await serve(cfg.server, [handlers], resources, [keys.rotate], metrics=metrics)
+    # Once, before serving (and before any worker process starts).
+    await keys.db.open()
+    await migrate(keys.db.primary, MIGRATIONS)
+    await keys.db.close()
+    if sys.argv[1:] == ["migrate"]:  # Kubernetes' init container
+        return 0
+    # Every worker reloads the keys (another instance or worker may have rotated them).
+    return await serve(
+        cfg.server, [handlers], resources, [per_process(keys.rotate)], metrics=metrics
+    )
 
 
 if __name__ == "__main__":

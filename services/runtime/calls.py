@@ -107,7 +107,6 @@ class _Call:
         code = "OK"
         app.in_flight += 1
         app._idle.clear()
-        app.metrics.rpc_in_flight.inc()
         deadline: asyncio.Timeout | None = None
         failure: GRPCError | None = None
         try:
@@ -138,7 +137,6 @@ class _Call:
             app.in_flight -= 1
             if not app.in_flight:
                 app._idle.set()
-            app.metrics.rpc_in_flight.dec()
             counter = self.requests.get(code)
             if counter is None:
                 counter = self.requests[code] = app.metrics.rpc_requests.labels(self.path, code)

@@ -8,24 +8,27 @@ libraries' reconnect messages) belong to no trace and carry none rather than a m
 The per-call access line ("rpc": method, code, duration_ms, trace and span id) is written by
 `AccessLog`, a fast path that builds the same object and serializes it once, without a
 LogRecord, formatter or handler per call; `<SERVICE>_ACCESS_LOG=all|errors|off` chooses
-which calls get one (errors = every status but OK).
+which calls get one (errors = every status but OK). In a worker process of a multi-process
+service (workers.py) every line also carries the `pid` that wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
-from services.runtime import context, tracing
+from services.runtime import context, tracing, workers
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, pid: int | None = None) -> None:
         super().__init__()
         self.service = service
+        self.pid = pid  # set in a worker process: which of the service's processes wrote it
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -36,6 +39,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.pid is not None:
+            out["pid"] = self.pid
         # The OpenTelemetry span (an RPC, a consumed event, a relay send) names the trace;
         # the request context covers calls served without a tracer installed.
         ctx = context.current()
@@ -56,16 +61,18 @@ class _Setup:
 
     handler: logging.StreamHandler[Any] | None = None
     service: str = ""
+    pid: int | None = None
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:
     """Replace the root handlers with one JSON handler (idempotent)."""
+    pid = os.getpid() if workers.in_worker() else None
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(JsonFormatter(service, pid))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    _Setup.handler, _Setup.service = handler, service
+    _Setup.handler, _Setup.service, _Setup.pid = handler, service, pid
     # grpclib logs every handler exception itself; ours are already mapped and logged once.
     logging.getLogger("grpclib.server").setLevel(logging.CRITICAL)
 
@@ -124,6 +131,7 @@ class AccessLog:
             self._head = (
                 f'"level": "info", "service": {json.dumps(self._service)}, '
                 f'"logger": {json.dumps(logger.name)}, "msg": "rpc"'
+                + (f', "pid": {_Setup.pid}' if _Setup.pid is not None else "")
             )
         m = self._methods.get(method)
         if m is None:

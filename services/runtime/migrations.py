@@ -2,7 +2,9 @@
 
 Each service keeps `migrations/` (env.py calling `run_env()`, versions/*.py). `migrate`
 takes a PostgreSQL advisory lock so two replicas starting together do not race, then runs
-`alembic upgrade head` on one primary connection.
+`alembic upgrade head` on one primary connection. In a worker process of a multi-process
+service (workers.py) `migrate` returns at once: its supervisor ran main() up to serve(),
+migrations included, before it started the workers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def _upgrade(sync_conn: Any, script_location: str) -> None:
 
 async def migrate(engine: AsyncEngine, script_location: Path) -> None:
     """Upgrade the database behind `engine` (the primary) to head."""
+    from services.runtime.workers import in_worker
+
+    if in_worker():
+        return
     async with engine.connect() as conn:
         key = f"shopmesh-migrate:{script_location.parent.name}"
         await conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
