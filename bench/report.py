@@ -193,6 +193,38 @@ def order_cost(r: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def relay_ab(r: dict[str, Any]) -> list[str]:
+    """Each relay A/B: events/s per side, the same-run ratio, CPU per event by part."""
+    out = ["## relay_ab: same-run A/B of the outbox relay", ""]
+    for name, e in r.get("changes", {}).items():
+        out += [f"**{name}** ({e.get('when', '')}; {_machine(e)})", "", str(e.get("what", "")), ""]
+        if e.get("note"):
+            out += [e["note"], ""]
+        if "events_per_s_new" not in e:  # an older entry: its figures as they were kept
+            out += [
+                f"- {k}: {v}" for k, v in _flatten({k: v for k, v in e.items() if k != "machine"})
+            ]
+            out.append("")
+            continue
+        sides = [s for s in ("base", "new") if e.get(f"events_per_s_{s}")]
+        out += ["| figure | " + " | ".join(sides) + " |", "|---|" + "---:|" * len(sides)]
+        out.append(
+            "| events/s | " + " | ".join(fmt_range(e[f"events_per_s_{s}"], 1) for s in sides) + " |"
+        )
+        parts = sorted({p for s in sides for p in e.get(f"cpu_us_per_event_{s}", {})})
+        for p in parts:
+            cells = [e.get(f"cpu_us_per_event_{s}", {}).get(p) for s in sides]
+            out.append(
+                f"| CPU us per event: {p} | "
+                + " | ".join(fmt_range(c, 0) if c else "" for c in cells)
+                + " |"
+            )
+        if "ratio_new_vs_base" in e:
+            out += ["", f"events/s new/base: {fmt_range(e['ratio_new_vs_base'])}"]
+        out.append("")
+    return out
+
+
 def generic(name: str, r: dict[str, Any]) -> list[str]:
     """A benchmark without its own renderer: its figures as a key/value table."""
     out = [f"## {name}", "", f"{r.get('when', '')}; {_machine(r)}", ""]
@@ -301,6 +333,12 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                 ("relay_ab", f"{key}: relay events/s, new vs base",
                  f"x{_med(change['ratio_new_vs_base'])}",
                  f"{_med(change['events_per_s_new'])} vs {_med(change['events_per_s_base'])}/s")
+            )  # fmt: skip
+        elif change.get("events_per_s_new"):
+            rows.append(
+                ("relay_ab", f"{key}: relay events/s (new code alone)",
+                 f"{_med(change['events_per_s_new'])}/s",
+                 change.get("note", "")[:120])
             )  # fmt: skip
         elif "speedup_new_vs_base" in change:
             rows.append(
@@ -430,6 +468,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += catalog_cpu(results[name])
         elif name == "order_cost":
             out += order_cost(results[name])
+        elif name == "relay_ab":
+            out += relay_ab(results[name])
         else:
             out += generic(name, results[name])
     return "\n".join(out) + "\n"

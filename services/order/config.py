@@ -9,7 +9,8 @@
 | ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | 127.0.0.1:50051, :50052 (direct; the stack: Envoy :8082) |
 | ORDER_RESERVE_ATTEMPTS | 3 (ReserveStock is idempotent: retried on UNAVAILABLE, Envoy down too) |
 | ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | 127.0.0.1:9092, http://127.0.0.1:8085 |
-| ORDER_RELAY_ENABLED, _BATCH, _LEASE_S, _IDLE_S (ORDER_RELAY_*) | true, 200, 30, 0.2 |
+| ORDER_RELAY_ENABLED, _BATCH, _LEASE_S (ORDER_RELAY_*) | true, 500, 30 |
+| ORDER_RELAY_POLL_S, _GRACE_S, _DELETE_AFTER_S (ORDER_RELAY_*) | 1, 2, 0.2 |
 | ORDER_SWEEP_INTERVAL_S, ORDER_PENDING_TIMEOUT_S, ORDER_TOMBSTONE_TTL_S | 10, 60, 600 |
 """
 
@@ -35,9 +36,17 @@ class Options:
     user_addr: str = setting("127.0.0.1:50052", help="user service host:port")
     reserve_attempts: int = setting(3, help="ReserveStock tries on UNAVAILABLE")
     relay_enabled: bool = setting(True, help="run an outbox relay in this process")
-    relay_batch: int = setting(200, help="orders claimed per relay pass")
+    relay_batch: int = setting(500, help="claims sent per relay round (then all acks awaited)")
     relay_lease_s: float = setting(30.0, help="claim lease; longer than a publish can take")
-    relay_idle_s: float = setting(0.2, help="relay sleep when there is nothing to publish")
+    relay_poll_s: float = setting(
+        1.0, help="fallback: how often the relay looks for claims it was not handed"
+    )
+    relay_grace_s: float = setting(
+        2.0, help="fallback: another instance's claims are its relay's for this long"
+    )
+    relay_delete_after_s: float = setting(
+        0.2, help="published claims are deleted together, at most this late"
+    )
     sweep_interval_s: float = setting(10.0, help="sweeper period (0 = off)")
     pending_timeout_s: float = setting(60.0, help="PENDING older than this is compensated")
     tombstone_ttl_s: float = setting(600.0, help="FAILED placements kept this long")
@@ -56,7 +65,9 @@ class OrderConfig:
     relay_enabled: bool
     relay_batch: int
     relay_lease_s: float
-    relay_idle_s: float
+    relay_poll_s: float
+    relay_grace_s: float
+    relay_delete_after_s: float
     sweep_interval_s: float
     pending_timeout_s: float
     tombstone_ttl_s: float
@@ -82,7 +93,9 @@ class OrderConfig:
             relay_enabled=o.relay_enabled,
             relay_batch=o.relay_batch,
             relay_lease_s=o.relay_lease_s,
-            relay_idle_s=o.relay_idle_s,
+            relay_poll_s=o.relay_poll_s,
+            relay_grace_s=o.relay_grace_s,
+            relay_delete_after_s=o.relay_delete_after_s,
             sweep_interval_s=o.sweep_interval_s,
             pending_timeout_s=o.pending_timeout_s,
             tombstone_ttl_s=o.tombstone_ttl_s,

@@ -49,10 +49,13 @@ async def main() -> int:
             batch=cfg.relay_batch,
             lease=dt.timedelta(seconds=cfg.relay_lease_s),
             metrics=order_metrics,
+            attach=True,  # woken by every write of this process, not by polling
+            grace_s=cfg.relay_grace_s,
+            delete_after_s=cfg.relay_delete_after_s,
         )
 
         async def relay_task() -> None:
-            await relay.run(cfg.relay_idle_s)
+            await relay.run(cfg.relay_poll_s)
 
         tasks.append(relay_task)
     if cfg.sweep_interval_s > 0:

@@ -1,5 +1,6 @@
 """Helpers of the order integration tests: a tail of shop.orders.v1 that starts at the
-current end (so a test sees only what it caused) and filters by order id."""
+current end (so a test sees only what it caused) and filters by order id, and a lock on one
+of FerretDB's PostgreSQL tables that holds a relay at a chosen step."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import httpx
 from aiokafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -73,6 +75,37 @@ async def scratch_topic(cfg: KafkaConfig, partitions: int = 3) -> AsyncIterator[
                 if subject.startswith(f"{topic}-"):
                     await http.delete(f"/subjects/{subject}")
                     await http.delete(f"/subjects/{subject}", params={"permanent": "true"})
+
+
+@contextlib.asynccontextmanager
+async def ferretdb_table_locked(
+    admin_dsn: str, database: str, collection: str, mode: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """Hold PostgreSQL's table of a FerretDB collection in `mode` (EXCLUSIVE: reads go on,
+    writes wait; ACCESS EXCLUSIVE: everything waits) until the block ends. Yields the
+    holding connection, for `waiting_on_lock`. `admin_dsn`: the ferretdb database's."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        table = await conn.fetchval(
+            f"SELECT _jsonb->>'table' FROM \"{database}\"._ferretdb_database_metadata "
+            "WHERE _jsonb->>'_id' = $1",
+            collection,
+        )
+        async with conn.transaction():
+            await conn.execute(f'LOCK TABLE "{database}"."{table}" IN {mode} MODE')
+            yield conn
+    finally:
+        await conn.close()
+
+
+async def waiting_on_lock(conn: asyncpg.Connection, verb: str) -> list[int]:
+    """Backends of the ferretdb database waiting for a lock in a `verb` (SELECT, DELETE)."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = 'ferretdb' "
+        "AND wait_event_type = 'Lock' AND query ILIKE $1",
+        f"{verb}%",
+    )
+    return [r["pid"] for r in rows]
 
 
 SHIPPING = common_pb2.Address(

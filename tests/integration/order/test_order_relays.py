@@ -1,13 +1,16 @@
 """Outbox relays against real FerretDB, Kafka and the registry, where at-least-once shows:
-two relays draining one database at once while orders keep changing, and a relay process
-killed after publishing but before marking. Every event arrives; a record seen twice is the
-same event (same id, key and payload), so consumers that dedupe by id see each once.
+two relays draining one database at once while orders keep changing, a relay process
+killed after publishing but before deleting what it published, and the broker lost in the
+middle of a relay's flush. Every event arrives; a record seen twice is the same event (same
+id, key and payload), so consumers that dedupe by id see each once.
 Each test uses its own database, so the order service's relay never touches these orders."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -25,10 +28,15 @@ from services.order.domain import (
     OrderStatus,
     PlaceOrder,
 )
-from services.order.outbox import OutboxRelay
-from services.order.repository import OUTBOX_FLAG, MongoOrders, OrderLockTimeout
+from services.order.outbox import LazyProducer, OutboxRelay
+from services.order.repository import MongoOrders, OrderLockTimeout, unpack_entry
 from services.runtime.kafka import AvroSerde, ConsumedEvent, EventProducer
-from tests.integration.order.order_helpers import TopicTail, scratch_topic
+from tests.integration.order.order_helpers import (
+    TopicTail,
+    ferretdb_table_locked,
+    scratch_topic,
+    waiting_on_lock,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -46,16 +54,13 @@ async def confirmed(repo: MongoOrders, i: int) -> Order:
 
 
 async def stored_events(repo: MongoOrders) -> dict[str, str]:
-    """event id -> order id of every event waiting in the outbox."""
-    return {
-        e["id"]: d["_id"]
-        async for d in repo.orders.find({OUTBOX_FLAG: True}, {"pending_events": 1})
-        for e in d["pending_events"]
-    }
+    """event id -> order id of every event waiting in the outbox (the version claims)."""
+    claims = [c async for c in repo.claims.find({})]
+    return {unpack_entry(e)["id"]: c["order_id"] for c in claims for e in c["events"]}
 
 
 async def backlog(repo: MongoOrders) -> int:
-    return await repo.orders.count_documents({OUTBOX_FLAG: True})
+    return await repo.claims.count_documents({})
 
 
 def assert_duplicates_are_the_same_event(got: list[ConsumedEvent]) -> None:
@@ -136,7 +141,6 @@ async def test_two_relays_at_once_publish_and_mark_every_event(repo, kafka_cfg, 
     assert_duplicates_are_the_same_event(got)
     assert sum(marked) == 80  # each event marked by one relay, once
     assert await backlog(repo) == 0
-    assert await repo.orders.count_documents({"pending_events.0": {"$exists": True}}) == 0
     # Per order, first sightings keep the order the events happened in (same key, same
     # partition; a republished OrderPlaced may follow, carrying its first id).
     firsts: dict[str, list[str]] = collections.defaultdict(list)
@@ -153,16 +157,14 @@ async def test_two_relays_at_once_publish_and_mark_every_event(repo, kafka_cfg, 
 
 
 async def test_relay_killed_after_publish_before_mark_republishes_same_ids(repo, kafka_cfg, infra):
-    """The crash window of the outbox: events acknowledged by Kafka, not yet removed from
-    the documents. A request holding each order's write lock keeps the relay process from
-    marking (it keeps the events for a later pass, as it does whenever an order is busy);
-    it is SIGKILLed once every order's event is on the topic. A new relay republishes them
-    with the same event ids and the outbox drains."""
+    """The crash window of the outbox: events acknowledged by Kafka, their claims not yet
+    deleted. The relay process's delete is made to wait (the claims' table is locked in
+    PostgreSQL, reads still answer) and it is SIGKILLed once every order's event is on the
+    topic and its delete is waiting; the waiting delete is then cancelled. A new relay
+    republishes them with the same event ids and the outbox drains."""
     orders = [await confirmed(repo, i) for i in range(12)]
     ids = {o.id for o in orders}
     expected = await stored_events(repo)
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
-    await repo.locks.insert_many([{"_id": i, "owner": "request", "until": until} for i in ids])
     env = {
         **os.environ,
         "ORDER_MONGO_URL": infra.mongo_url(),
@@ -170,28 +172,39 @@ async def test_relay_killed_after_publish_before_mark_republishes_same_ids(repo,
         "ORDER_KAFKA_BOOTSTRAP": kafka_cfg.bootstrap_servers,
         "ORDER_RELAY_BATCH": "50",
         "ORDER_RELAY_LEASE_S": "2",
+        "ORDER_RELAY_GRACE_S": "0",
         "ORDER_LOG_LEVEL": "ERROR",
     }
     async with TopicTail(kafka_cfg) as tail:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.order.outbox", env=env
-        )
-        try:
-            before = await tail.collect(
-                lambda e: e.key in ids, lambda k: {e.key for e in k} >= ids, 60
+        # The claims' table in EXCLUSIVE mode: reads answer, the relay's delete waits.
+        admin = infra.pg_admin_dsn("ferretdb")
+        async with ferretdb_table_locked(admin, repo.database, "outbox", "EXCLUSIVE") as pg:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.order.outbox", env=env
             )
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            try:
+                before = await tail.collect(
+                    lambda e: e.key in ids, lambda k: {e.key for e in k} >= ids, 60
+                )
+                for _ in range(100):  # its delete reached PostgreSQL and waits
+                    if await waiting_on_lock(pg, "DELETE"):
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    pytest.fail("the relay's delete never reached PostgreSQL")
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            for pid in await waiting_on_lock(pg, "DELETE"):  # the killed relay's never happens
+                await pg.execute("SELECT pg_cancel_backend($1)", pid)
         assert {e.key for e in before} == ids, "the relay did not publish every order"
-        # Published and acknowledged, yet nothing marked: the kill hit the window.
+        # Published and acknowledged, yet nothing deleted: the kill hit the window.
         assert await stored_events(repo) == expected
-        await repo.locks.delete_many({"owner": "request"})  # the request finishes
 
         serde = AvroSerde(kafka_cfg.registry_url)
         async with EventProducer(kafka_cfg, serde) as producer:
             relay = OutboxRelay(repo, producer, batch=50)
-            for _ in range(100):  # the dead relay's claims expire after their 2 s lease
+            for _ in range(100):  # the dead relay's orders are free after their 2 s lease
                 await relay.run_once()
                 if not await backlog(repo):
                     break
@@ -209,3 +222,75 @@ async def test_relay_killed_after_publish_before_mark_republishes_same_ids(repo,
     assert {e.event_id for e in got} == set(expected)  # the same ids, no new ones
     assert all(e.key == expected[e.event_id] for e in got)
     assert_duplicates_are_the_same_event(got)
+
+
+async def test_broker_lost_mid_flush_loses_no_event_and_duplicates_keep_their_ids(
+    repo, kafka_cfg, infra
+):
+    """Kafka stops while a relay is flushing, both ways in: orders written by the relay's
+    own process (handed over in memory, as in the order service) and a backlog of claims
+    another process wrote (the fallback). Writes go on while the broker is away; it comes
+    back (restored even if the test fails: the stack shares it). Every event stored reaches
+    the topic under its own id, any copy is the same event, and the outbox drains."""
+    other = [await confirmed(repo, 1000 + i) for i in range(300)]  # another writer's backlog
+    own_repo = MongoOrders(infra.mongo_url(), repo.database)
+    await own_repo.open()
+    expected = await stored_events(repo)
+    assert len(expected) == len(other)
+    stop_writing = asyncio.Event()
+
+    async def write() -> None:
+        """Orders placed by the relay's own process, until told to stop."""
+        i = 0
+        while not stop_writing.is_set():
+            cmd = PlaceOrder(f"u-own-{i}", f"key-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
+            order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
+            assert await own_repo.add(order)
+            order.confirm(MUG, dt.datetime.now(dt.UTC), None)
+            events = [e.event_id for e in order.events]
+            assert await own_repo.save(order)
+            expected.update(dict.fromkeys(events, order.id))
+            i += 1
+            await asyncio.sleep(0.005)
+
+    async with scratch_topic(kafka_cfg) as topic, TopicTail(kafka_cfg, topic, 3) as tail:
+        serde = AvroSerde(kafka_cfg.registry_url, auto_register=True)
+        # As the order service runs it: a producer the relay can replace. Sends to a lost
+        # broker fail within seconds (default: 15 s), then are sent again.
+        fast_fail = dataclasses.replace(kafka_cfg, request_timeout_ms=3000)
+        producer = LazyProducer(lambda: EventProducer(fast_fail, serde, retry_backoff_ms=200))
+        relay = OutboxRelay(own_repo, producer, topic=topic, batch=50, attach=True)
+        running = asyncio.create_task(relay.run(poll_s=0.2, max_backoff=1.0))
+        writer = asyncio.create_task(write())
+        try:
+            # Mid-flush: some events are out, the backlog is not.
+            await tail.collect(lambda e: True, lambda k: len(k) >= 60, 60)
+            assert await backlog(repo) > 0, "the backlog drained before the broker went"
+            # In a thread: the relay and the writer go on meanwhile.
+            await asyncio.to_thread(infra.stop, "kafka")
+            try:
+                await asyncio.sleep(3)  # writes go on, sends fail
+            finally:
+                await asyncio.to_thread(infra.start, "kafka")
+            await asyncio.sleep(1)
+            stop_writing.set()
+            await writer
+            for _ in range(300):
+                if not await backlog(repo) and not relay.queue:
+                    break
+                await asyncio.sleep(0.2)
+            got = await tail.collect(
+                lambda e: True, lambda k: {e.event_id for e in k} >= set(expected), 60
+            )
+        finally:
+            stop_writing.set()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await producer.close()
+            await own_repo.close()
+    assert len(expected) > len(other) + 10  # writes went on around the outage
+    assert {e.event_id for e in got} == set(expected)  # none lost, none made up
+    assert all(e.key == expected[e.event_id] for e in got)
+    assert_duplicates_are_the_same_event(got)
+    assert await backlog(repo) == 0
