@@ -15,7 +15,7 @@ from services.order.repository import MongoOrders
 from services.order.service import OrderService
 from services.runtime.kafka import AvroSerde, EventProducer
 from services.runtime.metrics import Metrics
-from services.runtime.server import run, serve
+from services.runtime.server import per_process, run, serve
 
 log = logging.getLogger("services.order")
 
@@ -57,7 +57,9 @@ async def main() -> int:
         async def relay_task() -> None:
             await relay.run(cfg.relay_poll_s)
 
-        tasks.append(relay_task)
+        # In every worker process: each relay is handed the writes of its own process (they
+        # share the outbox through the store, and take each other's claims after the grace).
+        tasks.append(per_process(relay_task))
     if cfg.sweep_interval_s > 0:
 
         async def sweeper() -> None:

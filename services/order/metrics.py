@@ -18,13 +18,19 @@ class OrderMetrics:
         self.orders_failed = Counter(
             "orders_failed", "PlaceOrder failures by reason", ["reason"], registry=r
         )
+        # Read from the store by the relay of each worker process: the same figure in each,
+        # so the largest (not the sum) is the service's.
         self.outbox_backlog = Gauge(
-            "order_outbox_backlog_events", "order events not yet published", registry=r
+            "order_outbox_backlog_events",
+            "order events not yet published",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.outbox_oldest_age = Gauge(
             "order_outbox_oldest_pending_age_seconds",
             "age of the oldest unpublished order event",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.publish_seconds = Histogram(
             "order_outbox_publish_seconds",
