@@ -287,7 +287,7 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
             rows.append(
                 ("catalog_cpu", f"{c['rpc']}, {c['variant']}: CPU per call, product + PG",
                  f"{_med(c['product_us_per_call'])} + {_med(c['pg_total_us_per_call'])} us",
-                 "cpu_by_part.py, idle subtracted")
+                 "product from /proc, PG from cpu_by_part.py; idle subtracted")
             )  # fmt: skip
     changes = results.get("runtime_hot_path", {}).get("changes", [])
     if changes:

@@ -310,9 +310,8 @@ class CachedCatalogReader:
             return product
         if cache.unfenced(product_id):
             await cache.wait_fenced()
-        ticket = cache.ticket()
+        ticket = cache.ticket()  # its fence is cache.fence: nothing runs in between
         product, seen = await self._reads.get_at(product_id, max(need, cache.fence))
-        # (cache.fence is the ticket's fence: nothing ran in between)
         if product is not None:
             cache.put_product(ticket, product, seen)
         return product
