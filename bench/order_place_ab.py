@@ -13,6 +13,13 @@ median (min-max) of the per-round ratios.
     python -m bench.order_place_ab --change NAME --base-mongo URL --new-mongo URL
     python -m bench.order_place_ab --change NAME --seed 5000 --twins new
     python -m bench.order_place_ab --change NAME --base-s2s direct --new-s2s envoy
+    python -m bench.order_place_ab --change NAME --product-base REV
+
+`--product-base REV` gives each side a product server of its own (base: REV, new: the working
+tree), to A/B a change of ReserveStock. Each round also records CPU per call of the side's
+order (and product) server and of the shared parts it drives (FerretDB, PostgreSQL's
+ferretdb/product/user backends, the user service): sides alternate, so a round's CPU is its
+side's, beside whatever else the shared machine does meanwhile.
 
 `--seed N` puts N confirmed orders in each side's database first (lookups on FerretDB cost
 with the collection's size); `--twins new` gives only side new the GIN twins the stack adds
@@ -58,11 +65,21 @@ S2S = {
 class Side:
     """One order server subprocess (code from `tree`), its channel and scratch database."""
 
-    def __init__(self, name: str, tree: Path, mongo_url: str, s2s: str = "direct") -> None:
+    def __init__(
+        self,
+        name: str,
+        tree: Path,
+        mongo_url: str,
+        s2s: str = "direct",
+        product_tree: Path | None = None,
+    ) -> None:
         self.name = name
         self.tree = tree
         self.mongo_url = mongo_url
         self.s2s = s2s
+        self.product_tree = product_tree  # a product server of its own, from this tree
+        self.product_port = free_port()
+        self.product: subprocess.Popen[bytes] | None = None
         self.database = f"order_ab_{name}_{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,6 +87,21 @@ class Side:
         self.stub: Any = None
 
     def start(self) -> None:
+        if self.product_tree is not None:
+            self.product = subprocess.Popen(
+                [sys.executable, "-m", "services.product.main"],
+                cwd=self.product_tree,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": f"{self.product_tree}:{self.product_tree / 'gen' / 'python'}",
+                    "PRODUCT_GRPC_PORT": str(self.product_port),
+                    "PRODUCT_METRICS_PORT": str(free_port()),
+                    "PRODUCT_WORKERS": "1",
+                    "PRODUCT_ACCESS_LOG": "off",
+                    "PRODUCT_LOG_LEVEL": "WARNING",
+                    "SHOPMESH_TRACE_DIR": f"/tmp/{self.database}-product-traces",
+                },
+            )
         env = {
             **os.environ,
             "PYTHONPATH": f"{self.tree}:{self.tree / 'gen' / 'python'}",
@@ -77,7 +109,10 @@ class Side:
             "ORDER_METRICS_PORT": str(free_port()),
             "ORDER_MONGO_URL": self.mongo_url,
             "ORDER_MONGO_DATABASE": self.database,
-            "ORDER_PRODUCT_ADDR": S2S[self.s2s][0],
+            "ORDER_PRODUCT_ADDR": (
+                f"127.0.0.1:{self.product_port}" if self.product_tree else S2S[self.s2s][0]
+            ),
+            "ORDER_WORKERS": "1",
             "ORDER_USER_ADDR": S2S[self.s2s][1],
             "ORDER_RELAY_ENABLED": "false",
             "ORDER_SWEEP_INTERVAL_S": "0",
@@ -97,6 +132,8 @@ class Side:
         from shop.order.v1.order_grpc import OrderServiceStub
         from stack.callers import as_platform
 
+        if self.product is not None:
+            await wait_grpc_serving(self.product_port, 60)
         await wait_grpc_serving(self.port, 60)
         self.channel = as_platform(Channel("127.0.0.1", self.port))
         self.stub = OrderServiceStub(self.channel)
@@ -104,12 +141,13 @@ class Side:
     async def stop(self) -> None:
         if self.channel is not None:
             self.channel.close()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        for proc in (self.proc, self.product):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         from motor.motor_asyncio import AsyncIOMotorClient
 
         client = AsyncIOMotorClient(self.mongo_url, serverSelectionTimeoutMS=3000)
@@ -182,6 +220,45 @@ async def seed(side: Side, n: int) -> None:
         client.close()
 
 
+# Shared processes whose CPU a round charges to the side running it (sides alternate, so
+# a round's CPU is that side's, beside whatever else the machine does meanwhile).
+SHARED = {
+    "ferretdb": lambda c: "ferretdb-v" in c,
+    "pg_ferretdb": lambda c: c.startswith("postgres:") and " ferretdb " in c,
+    "pg_product": lambda c: c.startswith("postgres:") and " product " in c,
+    "pg_user": lambda c: c.startswith("postgres:") and " user " in c,
+    "user": lambda c: "services.user" in c,
+}
+
+
+def cpu_by_part(side: Side) -> dict[str, float]:
+    """CPU seconds so far: the side's order (and product) server, and the shared parts (the
+    stack's product service when the side has none of its own)."""
+    from bench.common import proc_cpu_s
+
+    own = {"order": side.proc.pid if side.proc else 0}
+    if side.product is not None:
+        own["product"] = side.product.pid
+    shared = dict(SHARED)
+    if side.product is None:
+        shared["product"] = lambda c: "services.product" in c
+    out = {part: proc_cpu_s(pid) if pid else 0.0 for part, pid in own.items()}
+    out |= dict.fromkeys(shared, 0.0)
+    mine = set(own.values())
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in mine:
+            continue
+        try:
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        for part, match in shared.items():
+            if match(cmd):
+                out[part] += proc_cpu_s(int(d))
+                break
+    return out
+
+
 async def place_round(
     side: Side, user_id: str, product_ids: list[str], concurrency: int, calls: int, seconds: float
 ) -> Result:
@@ -216,9 +293,16 @@ async def place_round(
                 errors += 1
                 first = first or repr(exc)[:200]
 
+    before = cpu_by_part(side)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result.from_samples(lat, errors, time.perf_counter() - start, first)
+    res = Result.from_samples(lat, errors, time.perf_counter() - start, first)
+    after = cpu_by_part(side)
+    if res.calls:
+        res.extra["cpu_ms_per_call"] = {
+            p: (after[p] - before.get(p, 0.0)) / res.calls * 1000 for p in after
+        }
+    return res
 
 
 def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
@@ -232,7 +316,18 @@ def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
             "mean_ms": median_range((r.mean_ms for r in rs), 2),
             "per_s": median_range((r.per_s for r in rs), 1),
         }
+        cpu = [r.extra.get("cpu_ms_per_call", {}) for r in rs]
+        parts = sorted({p for c in cpu for p in c})
+        out[name]["cpu_ms_per_call"] = {
+            p: median_range((c.get(p, 0.0) for c in cpu), 3) for p in parts
+        }
+        out[name]["cpu_ms_per_call_total"] = median_range((sum(c.values()) for c in cpu), 3)
     base, new = results["base"], results["new"]
+    out["ratio_cpu_per_call_base_over_new"] = median_range(
+        sum(b.extra.get("cpu_ms_per_call", {}).values())
+        / max(1e-9, sum(n.extra.get("cpu_ms_per_call", {}).values()))
+        for b, n in zip(base, new, strict=True)
+    )
     for metric in ("p50_ms", "p99_ms", "mean_ms"):
         out[f"ratio_{metric}_base_over_new"] = median_range(
             getattr(b, metric) / getattr(n, metric) for b, n in zip(base, new, strict=True)
@@ -244,9 +339,10 @@ def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
+    product_base = Path(args.product_worktree) if args.product_worktree else None
     sides = {
-        "base": Side("base", base_tree, args.base_mongo, args.base_s2s),
-        "new": Side("new", ROOT, args.new_mongo, args.new_s2s),
+        "base": Side("base", base_tree, args.base_mongo, args.base_s2s, product_base),
+        "new": Side("new", ROOT, args.new_mongo, args.new_s2s, ROOT if product_base else None),
     }
     try:
         for s in sides.values():
@@ -297,7 +393,14 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=150, help="per side, round and concurrency")
     p.add_argument("--seconds", type=float, default=20, help="cap per side and round")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    p.add_argument(
+        "--product-base",
+        default="",
+        help="git revision: each side gets a product server of its own, side base from this "
+        "revision, side new from the working tree (both order servers: the working tree)",
+    )
     args = p.parse_args()
+    args.product_worktree = ""
     for url in (args.base_mongo, args.new_mongo):
         if "127.0.0.1" not in url:
             raise BenchFailed("benchmarks only talk to 127.0.0.1")
@@ -307,14 +410,22 @@ def main() -> None:
             ["git", "worktree", "add", "--detach", str(worktree), args.base],
             cwd=ROOT, check=True, capture_output=True,
         )  # fmt: skip
+    product_tree = Path(f"/tmp/product-ab-{uuid.uuid4().hex[:8]}") if args.product_base else None
+    if product_tree is not None:
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(product_tree), args.product_base],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        args.product_worktree = str(product_tree)
     try:
         cells = run_main(run(args, worktree or ROOT))
     finally:
-        if worktree is not None:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(worktree)],
-                cwd=ROOT, check=False, capture_output=True,
-            )  # fmt: skip
+        for tree in (worktree, product_tree):
+            if tree is not None:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)],
+                    cwd=ROOT, check=False, capture_output=True,
+                )  # fmt: skip
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -324,6 +435,11 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base": args.base or "working tree",
         "new": f"working tree on {head}",
+        "product": (
+            {"base": args.product_base, "new": f"working tree on {head}"}
+            if args.product_base
+            else "the stack's"
+        ),
         "base_mongo": args.base_mongo,
         "new_mongo": args.new_mongo,
         "note": args.note,
@@ -349,6 +465,9 @@ def main() -> None:
             f" p99 {cell['ratio_p99_ms_base_over_new']['median']}"
             f" mean {cell['ratio_mean_ms_base_over_new']['median']}"
             f" | calls/s new/base {cell['ratio_per_s_new_over_base']['median']}"
+            f" | CPU/call base/new {cell['ratio_cpu_per_call_base_over_new']['median']}"
+            f" ({cell['base']['cpu_ms_per_call_total']['median']} vs"
+            f" {cell['new']['cpu_ms_per_call_total']['median']} ms)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -36,20 +37,19 @@ class ProductRepository(ProductReader, Protocol):
 
     async def update(self, cmd: UpdateProduct) -> Product | None: ...
 
-    async def claim_reservation(self, order_id: str) -> bool:
-        """Create the reservation record; False if the order already has one (it then
-        waits for a concurrent claim of the same order to finish)."""
+    async def reserve(
+        self, order_id: str, lines: Sequence[StockLine]
+    ) -> tuple[bool, list[ReservedLine]]:
+        """Claim the order's reservation record and take stock for every line that has
+        enough, recording the lines taken: (claimed, lines taken). Not claimed: the order
+        already has a record (a concurrent claim of the same order is waited for) and
+        nothing is taken. Fewer lines than asked: the caller must fail the unit of work,
+        which undoes the claim and what was taken."""
         ...
 
     async def reservation(self, order_id: str) -> Reservation | None: ...
 
-    async def take_stock(self, line: StockLine) -> ReservedLine | None:
-        """Decrement stock if enough is available; None when not (or no such product)."""
-        ...
-
     async def exists(self, product_id: str) -> bool: ...
-
-    async def save_reserved_lines(self, order_id: str, lines: list[ReservedLine]) -> None: ...
 
     async def release(self, order_id: str) -> bool:
         """Mark released and give stock back; False if there was nothing to release."""

@@ -5,7 +5,7 @@ ListProducts run there as prepared statements on raw asyncpg connections (the ho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -146,17 +146,53 @@ class SqlProductRepository:
 
     # ------------------------------------------------------------ stock reservations
 
-    async def claim_reservation(self, order_id: str) -> bool:
-        row = (
+    async def reserve(
+        self, order_id: str, lines: Sequence[StockLine]
+    ) -> tuple[bool, list[ReservedLine]]:
+        """One statement: claim the reservation record, lock the products in id order (the
+        count over `locked` reads all of it before the update touches a row, so two
+        reservations lock in the same order and cannot deadlock), take stock where enough
+        is left (the condition and the decrement are one step: concurrent orders re-check
+        after the first commits), and record the lines taken. Not claimed: nothing taken."""
+        rows = (
             await self.conn.execute(
                 text(
-                    "INSERT INTO reservations (order_id) VALUES (:o) "
-                    "ON CONFLICT DO NOTHING RETURNING order_id"
+                    "WITH claim AS ("
+                    " INSERT INTO reservations (order_id) VALUES (:o)"
+                    " ON CONFLICT DO NOTHING RETURNING order_id"
+                    "), locked AS ("
+                    " SELECT p.id FROM products p"
+                    " WHERE p.id = ANY(CAST(:pids AS text[])) AND EXISTS (SELECT 1 FROM claim)"
+                    " ORDER BY p.id FOR UPDATE"
+                    "), taken AS ("
+                    " UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()"
+                    " FROM unnest(CAST(:pids AS text[]), CAST(:qtys AS int[]))"
+                    " AS w(product_id, quantity), (SELECT count(*) AS n FROM locked) l"
+                    " WHERE l.n > 0 AND p.id = w.product_id AND p.stock >= w.quantity"
+                    " RETURNING p.id, p.name, p.currency, p.price_units, p.price_nanos,"
+                    " w.quantity"
+                    "), saved AS ("
+                    " INSERT INTO reservation_lines (order_id, product_id, name, quantity,"
+                    " currency, unit_units, unit_nanos)"
+                    " SELECT :o, id, name, quantity, currency, price_units, price_nanos"
+                    " FROM taken"
+                    ") SELECT (SELECT count(*) FROM claim) AS claimed, taken.*"
+                    " FROM (VALUES (1)) AS one LEFT JOIN taken ON true ORDER BY taken.id"
                 ),
-                {"o": order_id},
+                {
+                    "o": order_id,
+                    "pids": [ln.product_id for ln in lines],
+                    "qtys": [ln.quantity for ln in lines],
+                },
             )
-        ).first()
-        return row is not None
+        ).all()
+        claimed = bool(rows[0].claimed)
+        taken = [
+            ReservedLine(r.id, r.name, r.quantity, Money(r.currency, r.price_units, r.price_nanos))
+            for r in rows
+            if r.id is not None
+        ]
+        return claimed, taken
 
     async def reservation(self, order_id: str) -> Reservation | None:
         head = (
@@ -181,53 +217,11 @@ class SqlProductRepository:
         )
         return Reservation(order_id, lines, released=head.released_at is not None)
 
-    async def take_stock(self, line: StockLine) -> ReservedLine | None:
-        # The condition makes the check and the decrement one atomic step: concurrent
-        # orders serialize on the row lock and re-check stock after the first commits.
-        row = (
-            await self.conn.execute(
-                text(
-                    "UPDATE products SET stock = stock - :q, updated_at = now() "
-                    "WHERE id = :id AND stock >= :q "
-                    "RETURNING name, currency, price_units, price_nanos"
-                ),
-                {"id": line.product_id, "q": line.quantity},
-            )
-        ).first()
-        if row is None:
-            return None
-        return ReservedLine(
-            line.product_id,
-            row.name,
-            line.quantity,
-            Money(row.currency, row.price_units, row.price_nanos),
-        )
-
     async def exists(self, product_id: str) -> bool:
         row = await self.conn.execute(
             text("SELECT 1 FROM products WHERE id = :id"), {"id": product_id}
         )
         return row.first() is not None
-
-    async def save_reserved_lines(self, order_id: str, lines: list[ReservedLine]) -> None:
-        await self.conn.execute(
-            text(
-                "INSERT INTO reservation_lines (order_id, product_id, name, quantity, currency, "
-                "unit_units, unit_nanos) VALUES (:o, :p, :n, :q, :c, :u, :nn)"
-            ),
-            [
-                {
-                    "o": order_id,
-                    "p": ln.product_id,
-                    "n": ln.name,
-                    "q": ln.quantity,
-                    "c": ln.unit_price.currency,
-                    "u": ln.unit_price.units,
-                    "nn": ln.unit_price.nanos,
-                }
-                for ln in lines
-            ],
-        )
 
     async def release(self, order_id: str) -> bool:
         row = (

@@ -65,12 +65,14 @@ async def update_product(cmd: UpdateProduct, uow: ProductUnitOfWork) -> Product:
 async def reserve_stock(cmd: ReserveStock, uow: ProductUnitOfWork) -> Reservation:
     """All lines or none, in one transaction; idempotent by order id.
 
-    The reservation row is claimed first: a repeat of the same order (even concurrent) finds
-    it and returns the stored lines without touching stock. Stock is taken with conditional
-    updates in product-id order; any shortfall raises, rolling back every line."""
+    One statement claims the reservation record and takes the stock (repository.reserve): a
+    repeat of the same order (even concurrent) finds the record and returns the stored
+    lines without touching stock. Any line short of stock (or unknown) raises, rolling back
+    the claim and every line taken."""
     lines = merge_lines(list(cmd.lines))
     async with uow.write() as repo:
-        if not await repo.claim_reservation(cmd.order_id):
+        claimed, reserved = await repo.reserve(cmd.order_id, lines)
+        if not claimed:
             stored = await repo.reservation(cmd.order_id)
             assert stored is not None
             if stored.released:
@@ -80,15 +82,12 @@ async def reserve_stock(cmd: ReserveStock, uow: ProductUnitOfWork) -> Reservatio
             ):
                 raise ReservationMismatchError(cmd.order_id)
             return Reservation(cmd.order_id, stored.lines, replayed=True)
-        reserved = []
-        for line in lines:
-            got = await repo.take_stock(line)
-            if got is None:
-                if not await repo.exists(line.product_id):
-                    raise ProductNotFoundError(line.product_id)
-                raise InsufficientStockError(line.product_id, line.quantity)
-            reserved.append(got)
-        await repo.save_reserved_lines(cmd.order_id, reserved)
+        if len(reserved) < len(lines):
+            got = {ln.product_id for ln in reserved}
+            short = next(ln for ln in lines if ln.product_id not in got)
+            if not await repo.exists(short.product_id):
+                raise ProductNotFoundError(short.product_id)
+            raise InsufficientStockError(short.product_id, short.quantity)
     return Reservation(cmd.order_id, tuple(reserved))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import uuid
 
 import asyncpg
@@ -302,6 +303,32 @@ async def test_fifty_concurrent_reservations_for_ten_units_exactly_ten_succeed(p
         pb.GetProductRequest(id=product.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
     )
     assert got.product.stock == 0
+
+
+async def test_concurrent_multi_line_reservations_in_any_line_order_never_deadlock(product_stub):
+    """Forty orders for the same three products, each listing them in its own order: every
+    reservation locks them in product-id order, so none is aborted as a deadlock."""
+    products = [await new_product(product_stub, stock=100) for _ in range(3)]
+    rng = random.Random(7)
+
+    async def reserve(i: int) -> Status:
+        lines = [pb.StockLine(product_id=p.id, quantity=1) for p in products]
+        rng.shuffle(lines)
+        try:
+            await product_stub.ReserveStock(
+                pb.ReserveStockRequest(order_id=f"o-{uuid.uuid4().hex}", lines=lines)
+            )
+            return Status.OK
+        except GRPCError as exc:
+            return exc.status
+
+    results = await asyncio.gather(*(reserve(i) for i in range(40)))
+    assert results == [Status.OK] * 40
+    for p in products:
+        got = await product_stub.GetProduct(
+            pb.GetProductRequest(id=p.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
+        )
+        assert got.product.stock == 60
 
 
 async def test_reserve_is_atomic_across_lines_and_returns_catalog_prices(product_stub):

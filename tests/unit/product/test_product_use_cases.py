@@ -64,27 +64,26 @@ class FakeRepo:
         self.products[cmd.id] = p
         return p
 
-    async def claim_reservation(self, order_id):
+    async def reserve(self, order_id, lines):
+        """As the statement does: claim, take every line that has enough, record them (a
+        refused order is undone by the unit of work, as the real transaction is)."""
         if order_id in self.reservations:
-            return False
-        self.reservations[order_id] = Reservation(order_id, ())
-        return True
+            return False, []
+        taken = []
+        for line in lines:
+            p = self.products.get(line.product_id)
+            if p is None or p.stock < line.quantity:
+                continue
+            self.products[p.id] = Product(**{**vars(p), "stock": p.stock - line.quantity})
+            taken.append(ReservedLine(p.id, p.name, line.quantity, p.price))
+        self.reservations[order_id] = Reservation(order_id, tuple(taken))
+        return True, taken
 
     async def reservation(self, order_id):
         return self.reservations.get(order_id)
 
-    async def take_stock(self, line):
-        p = self.products.get(line.product_id)
-        if p is None or p.stock < line.quantity:
-            return None
-        self.products[p.id] = Product(**{**vars(p), "stock": p.stock - line.quantity})
-        return ReservedLine(p.id, p.name, line.quantity, p.price)
-
     async def exists(self, product_id):
         return product_id in self.products
-
-    async def save_reserved_lines(self, order_id, lines):
-        self.reservations[order_id] = Reservation(order_id, tuple(lines))
 
     async def release(self, order_id):
         r = self.reservations.get(order_id)
