@@ -14,6 +14,7 @@ median (min-max) of the per-round ratios.
     python -m bench.order_place_ab --change NAME --seed 5000 --twins new
     python -m bench.order_place_ab --change NAME --base-s2s direct --new-s2s envoy
     python -m bench.order_place_ab --change NAME --product-base REV
+    python -m bench.order_place_ab --change NAME --base REV --as-shopper
 
 `--product-base REV` gives each side a product server of its own (base: REV, new: the working
 tree), to A/B a change of ReserveStock. Each round also records CPU per call of the side's
@@ -55,6 +56,7 @@ from bench.common import (
 )
 
 MONGO = "mongodb://127.0.0.1:27017/"
+FIXTURE_TAG = uuid.uuid4().hex[:8]  # the shopper is ab-<tag>@example.com
 # How an order server reaches product and user (ORDER_PRODUCT_ADDR, ORDER_USER_ADDR).
 S2S = {
     "direct": ("127.0.0.1:50051", "127.0.0.1:50052"),
@@ -137,10 +139,14 @@ class Side:
         await wait_grpc_serving(self.port, 60)
         self.channel = as_platform(Channel("127.0.0.1", self.port))
         self.stub = OrderServiceStub(self.channel)
+        # As the shopper (--as-shopper): a plain channel, the user's token per call.
+        self.shopper_channel = Channel("127.0.0.1", self.port)
+        self.shopper_stub = OrderServiceStub(self.shopper_channel)
 
     async def stop(self) -> None:
         if self.channel is not None:
             self.channel.close()
+            self.shopper_channel.close()
         for proc in (self.proc, self.product):
             if proc is not None:
                 proc.terminate()
@@ -168,7 +174,7 @@ async def fixtures(products: int = 32) -> tuple[str, list[str]]:
     from shop.user.v1.user_grpc import UserServiceStub
     from stack.callers import as_platform
 
-    tag = uuid.uuid4().hex[:8]
+    tag = FIXTURE_TAG
     pch = as_platform(Channel("127.0.0.1", 50051))
     uch = as_platform(Channel("127.0.0.1", 50052))
     try:
@@ -194,6 +200,23 @@ async def fixtures(products: int = 32) -> tuple[str, list[str]]:
         pch.close()
         uch.close()
     return user.id, ids
+
+
+async def shopper_token(user_id: str, email: str, password: str = "bench-password-1") -> str:
+    """An access token of the bench's shopper (auth Login), for `--as-shopper`."""
+    from grpclib.client import Channel
+
+    from shop.auth.v1 import auth_pb2
+    from shop.auth.v1.auth_grpc import AuthServiceStub
+
+    channel = Channel("127.0.0.1", 50055)
+    try:
+        login = await AuthServiceStub(channel).Login(
+            auth_pb2.LoginRequest(email=email, password=password)
+        )
+    finally:
+        channel.close()
+    return login.tokens.access_token
 
 
 async def seed(side: Side, n: int) -> None:
@@ -260,7 +283,13 @@ def cpu_by_part(side: Side) -> dict[str, float]:
 
 
 async def place_round(
-    side: Side, user_id: str, product_ids: list[str], concurrency: int, calls: int, seconds: float
+    side: Side,
+    user_id: str,
+    product_ids: list[str],
+    concurrency: int,
+    calls: int,
+    seconds: float,
+    token: str = "",
 ) -> Result:
     from shop.common.v1 import common_pb2
     from shop.order.v1 import order_pb2 as pb
@@ -287,7 +316,11 @@ async def place_round(
             )
             t = time.perf_counter()
             try:
-                await side.stub.PlaceOrder(req, timeout=10)
+                if token:
+                    md = {"authorization": f"Bearer {token}"}
+                    await side.shopper_stub.PlaceOrder(req, timeout=10, metadata=md)
+                else:
+                    await side.stub.PlaceOrder(req, timeout=10)
                 lat.append(time.perf_counter() - t)
             except Exception as exc:
                 errors += 1
@@ -350,6 +383,9 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
         for s in sides.values():
             await s.connect()
         user_id, product_ids = await fixtures()
+        token = (
+            await shopper_token(user_id, f"ab-{FIXTURE_TAG}@example.com") if args.as_shopper else ""
+        )
         if args.seed:
             for s in sides.values():
                 await seed(s, args.seed)
@@ -359,7 +395,7 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
             if not twin_indexes([sides["new"].database]):
                 raise BenchFailed("no FerretDB index to twin in side new's database")
         for s in sides.values():  # warm both (connections, indexes, JIT-free but caches)
-            r = await place_round(s, user_id, product_ids, 2, 20, 10)
+            r = await place_round(s, user_id, product_ids, 2, 20, 10, token)
             r.require_no_errors(f"warm-up {s.name}")
         cells: dict[int, dict[str, list[Result]]] = {}
         for c in args.concurrency:
@@ -368,7 +404,7 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
                 order = ("base", "new") if i % 2 == 0 else ("new", "base")
                 for name in order:
                     r = await place_round(
-                        sides[name], user_id, product_ids, c, args.calls, args.seconds
+                        sides[name], user_id, product_ids, c, args.calls, args.seconds, token
                     )
                     r.require_no_errors(f"{name} c={c} round {i}")
                     cells[c][name].append(r)
@@ -398,6 +434,12 @@ def main() -> None:
         default="",
         help="git revision: each side gets a product server of its own, side base from this "
         "revision, side new from the working tree (both order servers: the working tree)",
+    )
+    p.add_argument(
+        "--as-shopper",
+        action="store_true",
+        help="PlaceOrder with the shopper's own access token (as the storefront does), not "
+        "as the platform",
     )
     args = p.parse_args()
     args.product_worktree = ""
@@ -452,6 +494,7 @@ def main() -> None:
             "seconds_cap": args.seconds,
             "concurrency": args.concurrency,
             "transport": "direct gRPC, loopback",
+            "caller": "the shopper's token" if args.as_shopper else "the platform (demo admin)",
         },
         "machine": machine(),
         "by_concurrency": cells,

@@ -124,6 +124,9 @@ class PlaceOrder:
     lines: tuple[LineItem, ...]
     shipping_address: Address | None
     trace: Trace | None = None
+    # The caller is this user, with a token the platform issued them: the user exists
+    # (users are never deleted), so placement skips the directory's check.
+    by_the_user: bool = False
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def to_proto(o: d.Order) -> pb.Order:
     )
 
 
-def to_command(r: pb.PlaceOrderRequest) -> d.PlaceOrder:
+def to_command(r: pb.PlaceOrderRequest, by_the_user: bool = False) -> d.PlaceOrder:
     has_address = r.HasField("shipping_address")
     address = from_message(d.Address, r.shipping_address) if has_address else None
     return d.PlaceOrder(
@@ -83,6 +83,7 @@ def to_command(r: pb.PlaceOrderRequest) -> d.PlaceOrder:
         lines=tuple(d.LineItem(li.product_id, li.quantity) for li in r.lines),
         shipping_address=address,
         trace=current_trace(),
+        by_the_user=by_the_user,
     )
 
 
@@ -92,8 +93,12 @@ class OrderHandlers(OrderServiceBase):
 
     @unary
     async def PlaceOrder(self, request: pb.PlaceOrderRequest) -> pb.PlaceOrderResponse:
-        require_self_or_admin(request.user_id)
-        order = await self.service.place_order(to_command(request))
+        caller = require_self_or_admin(request.user_id)
+        # The user's own verified token: they exist (the use case skips asking the user
+        # service). An admin or a service placing for someone: the use case asks.
+        order = await self.service.place_order(
+            to_command(request, by_the_user=caller.user_id == request.user_id)
+        )
         return pb.PlaceOrderResponse(order=to_proto(order))
 
     @unary

@@ -110,9 +110,11 @@ class FakeRepo:
 class FakeUsers:
     def __init__(self, *user_ids: str) -> None:
         self.ids = set(user_ids)
+        self.asked = 0
 
     async def user_exists(self, user_id: str) -> bool:
         await asyncio.sleep(0)
+        self.asked += 1
         return user_id in self.ids
 
 

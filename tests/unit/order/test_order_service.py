@@ -160,6 +160,21 @@ async def test_unknown_user_is_not_found_and_nothing_is_reserved(world):
     assert repo.docs == {} and catalog.reserve_calls == 0
 
 
+async def test_the_users_own_placement_does_not_ask_the_user_directory(world):
+    """A user placing their own order with their verified token exists (users are never
+    deleted): no GetUser. An admin or a service placing for someone still asks."""
+    svc = world[0]
+    users = svc.users
+    own = dataclasses.replace(cmd(key="key-own-01"), by_the_user=True)
+    assert (await svc.place_order(own)).status is OrderStatus.CONFIRMED
+    assert users.asked == 0
+    assert (await svc.place_order(cmd(key="key-for-01"))).status is OrderStatus.CONFIRMED
+    assert users.asked == 1
+    with pytest.raises(UserNotFoundError):
+        await svc.place_order(cmd(key="key-ghost-01", user="u-ghost"))
+    assert users.asked == 2
+
+
 async def test_lost_reserve_reply_is_compensated_and_key_can_be_retried(world):
     svc, repo, catalog, _, _ = world
     catalog.lose_reply = True
