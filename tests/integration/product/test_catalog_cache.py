@@ -32,11 +32,27 @@ async def new_product(stub, category: str | None = None, price: int = 10, stock:
     tag = uuid.uuid4().hex[:10]
     reply = await stub.CreateProduct(
         pb.CreateProductRequest(
-            sku=f"C-{tag}", name=f"Cache test {tag}", category=category or f"cache-{tag}",
+            sku=f"C-{tag}", name=f"Cache test {tag}", category=category or SHARED_CATEGORY,
             price=usd(price), stock=stock,
         )
     )  # fmt: skip
     return reply.product
+
+
+SHARED_CATEGORY = "cache-test"
+
+
+@pytest.fixture
+async def scratch_category(product_stub):
+    """A category of this test's own; at the end its products move to SHARED_CATEGORY, so
+    runs do not grow the shared catalog's category list (the storefront lists them all)."""
+    cat = f"cache-{uuid.uuid4().hex[:8]}"
+    yield cat
+    reply = await product_stub.ListProducts(pb.ListProductsRequest(category=cat, page_size=100))
+    for product in reply.products:
+        await product_stub.UpdateProduct(
+            pb.UpdateProductRequest(id=product.id, category=SHARED_CATEGORY)
+        )
 
 
 async def eventually(read, check, what: str, limit_s: float = 10.0):
@@ -230,8 +246,10 @@ async def test_stock_is_never_older_than_the_ttl_even_if_a_notice_is_lost(
         assert b.parts.cache.expired >= 1
 
 
-async def test_list_pages_and_filters_from_the_cache_stay_correct(product_app, product_stub):
-    cat = f"cache-page-{uuid.uuid4().hex[:8]}"
+async def test_list_pages_and_filters_from_the_cache_stay_correct(
+    product_app, product_stub, scratch_category
+):
+    cat = scratch_category
     created = {}
     for price in (5, 1, 4, 2, 3):
         created[price] = await new_product(product_stub, category=cat, price=price)
@@ -279,10 +297,12 @@ async def test_list_pages_and_filters_from_the_cache_stay_correct(product_app, p
         )
 
 
-async def test_two_instances_agree_with_the_database_after_a_bulk_write(product_app, product_stub):
+async def test_two_instances_agree_with_the_database_after_a_bulk_write(
+    product_app, product_stub, scratch_category
+):
     """Two more instances cache the same page; one UPDATE of many rows from a plain
     connection (not a service) reaches both: they answer what the primary holds."""
-    cat = f"cache-bulk-{uuid.uuid4().hex[:8]}"
+    cat = scratch_category
     ids = [(await new_product(product_stub, category=cat, price=p)).id for p in (1, 2, 3, 4)]
     query = pb.ListProductsRequest(category=cat, page_size=20)
     async with (

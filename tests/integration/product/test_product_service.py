@@ -36,7 +36,7 @@ async def new_product(stub, stock: int = 10, category: str | None = None, **kw) 
             sku=f"T-{tag}",
             name=kw.pop("name", f"Test product {tag}"),
             description=kw.pop("description", "integration test product"),
-            category=category or f"test-{tag}",
+            category=category or "test",
             price=kw.pop("price", usd(12, 500_000_000)),
             image_urls=["https://images.shopmesh.local/t.jpg"],
             stock=stock,
