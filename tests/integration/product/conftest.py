@@ -4,8 +4,10 @@ main.py wires it: catalog cache on, its change listener on the primary."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from grpclib.client import Channel
 
@@ -15,7 +17,8 @@ from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
 from services.runtime.server import App, ServerConfig
-from shop.product.v1 import product_grpc
+from shop.product.v1 import product_grpc, product_pb2
+from stack import postgres
 from tests.integration import demo_loader
 
 
@@ -80,3 +83,28 @@ async def demo_catalog(stack) -> str:
     out = demo_loader.run("services.product.demo")
     await demo_loader.replica_caught_up("product")
     return out
+
+
+@pytest.fixture
+async def scratch_category(product_stub) -> AsyncIterator[str]:
+    """A category of this test's own. At the end its products move to "test" and the empty
+    category row goes, so runs do not grow the shared catalog's category list (the
+    storefront shows every category; the API has no call to delete one)."""
+    cat = f"scratch-{uuid.uuid4().hex[:8]}"
+    yield cat
+    reply = await product_stub.ListProducts(
+        product_pb2.ListProductsRequest(category=cat, page_size=100)
+    )
+    for product in reply.products:
+        await product_stub.UpdateProduct(
+            product_pb2.UpdateProductRequest(id=product.id, category="test")
+        )
+    conn = await asyncpg.connect(postgres.dsn("product"))
+    try:
+        await conn.execute(
+            "DELETE FROM categories c WHERE slug = $1 "
+            "AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category = c.slug)",
+            cat,
+        )
+    finally:
+        await conn.close()

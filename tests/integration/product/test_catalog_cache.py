@@ -28,6 +28,9 @@ def usd(units: int) -> common_pb2.Money:
     return common_pb2.Money(currency_code="USD", units=units)
 
 
+SHARED_CATEGORY = "cache-test"  # scratch products share one category
+
+
 async def new_product(stub, category: str | None = None, price: int = 10, stock: int = 10):
     tag = uuid.uuid4().hex[:10]
     reply = await stub.CreateProduct(
@@ -37,22 +40,6 @@ async def new_product(stub, category: str | None = None, price: int = 10, stock:
         )
     )  # fmt: skip
     return reply.product
-
-
-SHARED_CATEGORY = "cache-test"
-
-
-@pytest.fixture
-async def scratch_category(product_stub):
-    """A category of this test's own; at the end its products move to SHARED_CATEGORY, so
-    runs do not grow the shared catalog's category list (the storefront lists them all)."""
-    cat = f"cache-{uuid.uuid4().hex[:8]}"
-    yield cat
-    reply = await product_stub.ListProducts(pb.ListProductsRequest(category=cat, page_size=100))
-    for product in reply.products:
-        await product_stub.UpdateProduct(
-            pb.UpdateProductRequest(id=product.id, category=SHARED_CATEGORY)
-        )
 
 
 async def eventually(read, check, what: str, limit_s: float = 10.0):

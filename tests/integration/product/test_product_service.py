@@ -103,8 +103,8 @@ async def test_catalog_reads_are_served_by_the_replica(product_app, product_stub
         assert (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar_one() is True
 
 
-async def test_list_pages_with_opaque_cursor_filter_and_sort(product_stub):
-    cat = f"page-{uuid.uuid4().hex[:8]}"
+async def test_list_pages_with_opaque_cursor_filter_and_sort(product_stub, scratch_category):
+    cat = scratch_category
     for price in (5, 1, 4, 2, 3):
         await new_product(product_stub, category=cat, price=usd(price))
     seen: list[int] = []
