@@ -247,7 +247,7 @@ async def test_negative_price_is_invalid_argument(product_stub):
     assert err.value.status is Status.INVALID_ARGUMENT and "price" in err.value.message
 
 
-async def test_writes_never_go_to_the_replica(product_app, product_stub):
+async def test_writes_never_go_to_the_replica(product_app, product_stub, scratch_category):
     """Every statement of Create/Update/Reserve runs on the primary pool, none on the
     replica's (a replica pool pointed at a writable server would not fail by itself)."""
     tag = uuid.uuid4().hex[:10]
@@ -257,7 +257,7 @@ async def test_writes_never_go_to_the_replica(product_app, product_stub):
         )  # the control: a read is seen on the replica pool
         created = await product_stub.CreateProduct(
             pb.CreateProductRequest(
-                sku=f"W-{tag}", name="Write test", category=f"w-{tag}", price=usd(3), stock=5
+                sku=f"W-{tag}", name="Write test", category=scratch_category, price=usd(3), stock=5
             ),
             metadata={"x-request-id": f"create-{tag}"},
         )
