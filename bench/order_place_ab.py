@@ -24,7 +24,8 @@ side's, beside whatever else the shared machine does meanwhile.
 
 `--seed N` puts N confirmed orders in each side's database first (lookups on FerretDB cost
 with the collection's size); `--twins new` gives only side new the GIN twins the stack adds
-to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them. `--base-s2s/--new-s2s
+to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them; `--twins both` gives
+them to both sides, as the stack's own database has them. `--base-s2s/--new-s2s
 direct|envoy` choose how each side's order server reaches product and user: their ports, or
 the stack Envoy's internal listener (what `make up` configures).
 """
@@ -389,11 +390,12 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
         if args.seed:
             for s in sides.values():
                 await seed(s, args.seed)
-        if args.twins == "new":
+        if args.twins != "none":
             from stack.ferretdb import twin_indexes
 
-            if not twin_indexes([sides["new"].database]):
-                raise BenchFailed("no FerretDB index to twin in side new's database")
+            for name in ("new", "base") if args.twins == "both" else ("new",):
+                if not twin_indexes([sides[name].database]):
+                    raise BenchFailed(f"no FerretDB index to twin in side {name}'s database")
         for s in sides.values():  # warm both (connections, indexes, JIT-free but caches)
             r = await place_round(s, user_id, product_ids, 2, 20, 10, token)
             r.require_no_errors(f"warm-up {s.name}")
@@ -422,7 +424,7 @@ def main() -> None:
     p.add_argument("--new-mongo", default=MONGO)
     p.add_argument("--note", default="")
     p.add_argument("--seed", type=int, default=0, help="orders put in each side's database")
-    p.add_argument("--twins", choices=("none", "new"), default="none")
+    p.add_argument("--twins", choices=("none", "new", "both"), default="none")
     p.add_argument("--base-s2s", choices=sorted(S2S), default="direct")
     p.add_argument("--new-s2s", choices=sorted(S2S), default="direct")
     p.add_argument("--rounds", type=int, default=4)

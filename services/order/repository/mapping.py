@@ -77,14 +77,16 @@ def event_to_doc(event: Event) -> dict[str, Any]:
     }
 
 
+# Kept in one JSON string (`body`): what no query filters or sorts on. FerretDB v1 spends its
+# CPU on (de)coding nested documents (an order with these as fields: ~350 us per read);
+# `items` stays a field (the reliability suite reads it from the documents).
+BODY = ("request_hash", "lines", "total", "shipping_address", "cancel_reason")
+
+
 def _state(order: Order) -> dict[str, Any]:
     a = order.shipping_address
-    return {
-        "user_id": order.user_id,
-        "idempotency_key": order.idempotency_key,
+    body = {
         "request_hash": order.request_hash,
-        "status": order.status.value,
-        "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
         "lines": [_line(line) for line in order.lines],
         "total": _money(order.total),
         "shipping_address": {
@@ -96,9 +98,16 @@ def _state(order: Order) -> dict[str, Any]:
             "postal_code": a.postal_code,
             "country_code": a.country_code,
         },
+        "cancel_reason": order.cancel_reason,
+    }
+    return {
+        "user_id": order.user_id,
+        "idempotency_key": order.idempotency_key,
+        "status": order.status.value,
+        "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+        "body": json.dumps(body, separators=(",", ":")),
         "created_at": order.created_at,
         "updated_at": order.updated_at,
-        "cancel_reason": order.cancel_reason,
         "release_pending": order.release_pending,
     }
 
@@ -109,14 +118,16 @@ def to_doc(order: Order) -> dict[str, Any]:
 
 
 def from_doc(doc: dict[str, Any]) -> Order:
+    """Documents written before `body` hold its fields at the top level."""
+    body = json.loads(doc["body"]) if "body" in doc else doc
     return Order(
         id=doc["_id"],
         user_id=doc["user_id"],
         idempotency_key=doc["idempotency_key"],
-        request_hash=doc.get("request_hash", ""),
+        request_hash=body.get("request_hash", ""),
         status=OrderStatus(doc["status"]),
         items=tuple(LineItem(i["product_id"], int(i["quantity"])) for i in doc.get("items", ())),
-        shipping_address=Address(**doc["shipping_address"]),
+        shipping_address=Address(**body["shipping_address"]),
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         lines=tuple(
@@ -126,10 +137,10 @@ def from_doc(doc: dict[str, Any]) -> Order:
                 int(line["quantity"]),
                 _to_money(line["unit_price"]),  # type: ignore[arg-type]
             )
-            for line in doc.get("lines", ())
+            for line in body.get("lines", ())
         ),
-        total=_to_money(doc.get("total")),
-        cancel_reason=doc.get("cancel_reason", ""),
+        total=_to_money(body.get("total")),
+        cancel_reason=body.get("cancel_reason", ""),
         release_pending=bool(doc.get("release_pending")),
         version=int(doc.get("version", 0)),
     )

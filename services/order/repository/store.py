@@ -55,7 +55,14 @@ from services.order.repository.claims import (
     claim_id,
     verdict,
 )
-from services.order.repository.mapping import _state, event_to_doc, from_doc, pack_entry, to_doc
+from services.order.repository.mapping import (
+    BODY,
+    _state,
+    event_to_doc,
+    from_doc,
+    pack_entry,
+    to_doc,
+)
 from services.runtime import tracing
 from services.runtime.errors import Unavailable
 
@@ -331,7 +338,9 @@ class MongoOrders:
     async def save(self, order: Order) -> bool:
         events = [pack_entry(event_to_doc(e)) for e in order.events]
         since = min((e.occurred_at for e in order.events), default=None)
-        if not await self._write(order.id, order.version, {"$set": _state(order)}, events, since):
+        # A document from before `body` loses the fields it now holds.
+        update = {"$set": _state(order), "$unset": dict.fromkeys(BODY, "")}
+        if not await self._write(order.id, order.version, update, events, since):
             return False
         order.events = []
         order.version += 1
