@@ -25,7 +25,8 @@ side's, beside whatever else the shared machine does meanwhile.
 `--seed N` puts N confirmed orders in each side's database first (lookups on FerretDB cost
 with the collection's size); `--twins new` gives only side new the GIN twins the stack adds
 to FerretDB's indexes (stack.ferretdb.twin_indexes), to measure them; `--twins both` gives
-them to both sides, as the stack's own database has them. `--base-s2s/--new-s2s
+them to both sides, as the stack's own database has them (`base`: to side base alone, when
+side new's FerretDB is not on the stack's PostgreSQL). `--base-s2s/--new-s2s
 direct|envoy` choose how each side's order server reaches product and user: their ports, or
 the stack Envoy's internal listener (what `make up` configures).
 """
@@ -393,7 +394,7 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
         if args.twins != "none":
             from stack.ferretdb import twin_indexes
 
-            for name in ("new", "base") if args.twins == "both" else ("new",):
+            for name in ("new", "base") if args.twins == "both" else (args.twins,):
                 if not twin_indexes([sides[name].database]):
                     raise BenchFailed(f"no FerretDB index to twin in side {name}'s database")
         for s in sides.values():  # warm both (connections, indexes, JIT-free but caches)
@@ -424,7 +425,7 @@ def main() -> None:
     p.add_argument("--new-mongo", default=MONGO)
     p.add_argument("--note", default="")
     p.add_argument("--seed", type=int, default=0, help="orders put in each side's database")
-    p.add_argument("--twins", choices=("none", "new", "both"), default="none")
+    p.add_argument("--twins", choices=("none", "new", "base", "both"), default="none")
     p.add_argument("--base-s2s", choices=sorted(S2S), default="direct")
     p.add_argument("--new-s2s", choices=sorted(S2S), default="direct")
     p.add_argument("--rounds", type=int, default=4)
