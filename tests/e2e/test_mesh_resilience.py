@@ -3,6 +3,8 @@
 Each test starts throwaway grpclib ProductService instances on spare ports and a private
 Envoy whose config comes from the same generator as mesh/out (only the endpoints, ports
 and health-check interval differ), so what is proven here is what the committed config does.
+The internal listener checks who calls (mesh/jwt.py): calls there carry a token someone the
+schema allows holds (stack/callers.py), verified with the stack's auth service's keys.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mesh.api import load
 from mesh.generate import DESCRIPTOR, OUT
 from mesh.testing import CountingProduct, PrivateEnvoy, free_port
 from shop.product.v1.product_grpc import ProductServiceStub
+from stack.callers import as_platform, service_bearer
 
 
 class Upstream:
@@ -85,16 +88,19 @@ class Mesh:
         )
         self.envoy = PrivateEnvoy(envoy.build(load(DESCRIPTOR), opt), workdir, self.admin)
 
-    def stub(self, port: int) -> tuple[Channel, ProductServiceStub]:
+    def stub(self, port: int, bare: bool = False) -> tuple[Channel, ProductServiceStub]:
+        """A channel to `port` whose calls carry the credentials their method allows
+        (CreateProduct: the demo admin; ReserveStock: order), or none when `bare`."""
         channel = Channel("127.0.0.1", port)
-        return channel, ProductServiceStub(channel)
+        return channel, ProductServiceStub(channel if bare else as_platform(channel))
 
     def stat(self, name: str) -> int:
         return self.envoy.stats().get(name, 0)
 
 
 @pytest.fixture
-async def mesh_of(tmp_path) -> AsyncIterator:
+async def mesh_of(stack, tmp_path) -> AsyncIterator:
+    stack.require("auth")  # the keys the private Envoy verifies tokens with
     started: list[tuple[Mesh, list[Channel]]] = []
 
     async def make(n: int, doomed: bool = False, **overrides: object) -> Mesh:
@@ -146,8 +152,8 @@ async def test_non_idempotent_call_fails_fast_and_runs_once(mesh_of) -> None:
     mesh = await mesh_of(1)
     impl = mesh.upstreams[0].impl
     impl.fail["CreateProduct"] = 1
-    # CreateProduct is an admin method: the edge wants a JWT, so call it the way a service
-    # would, on the internal listener (same routes, timeouts and retry rules).
+    # CreateProduct is an admin method, called as the demo admin on the internal listener
+    # (same routes, timeouts and retry rules as the edge).
     channel, stub = mesh.stub(mesh.internal)
     try:
         t0 = time.monotonic()
@@ -215,16 +221,28 @@ async def test_internal_method_only_on_the_internal_listener(mesh_of) -> None:
     req = pb.ReserveStockRequest(order_id="o-1", lines=[pb.StockLine(product_id="p", quantity=1)])
     edge_ch, edge = mesh.stub(mesh.edge)
     int_ch, internal = mesh.stub(mesh.internal)
+    bare_ch, bare = mesh.stub(mesh.internal, bare=True)
     try:
         with pytest.raises(GRPCError) as err:
             await edge.ReserveStock(req, timeout=5)
         assert err.value.status == Status.PERMISSION_DENIED
         assert impl.calls["ReserveStock"] == 0
-        await internal.ReserveStock(req, timeout=5)
+        # On the internal listener too, only the caller the schema names gets through:
+        # no token is 401, notification (a real service, not a caller) 403.
+        for metadata, status in (
+            ({}, Status.UNAUTHENTICATED),
+            (service_bearer("notification"), Status.PERMISSION_DENIED),
+        ):
+            with pytest.raises(GRPCError) as err:
+                await bare.ReserveStock(req, metadata=metadata, timeout=5)
+            assert err.value.status == status
+        assert impl.calls["ReserveStock"] == 0
+        await internal.ReserveStock(req, timeout=5)  # as order
         assert impl.calls["ReserveStock"] == 1
     finally:
         edge_ch.close()
         int_ch.close()
+        bare_ch.close()
 
 
 async def test_edge_rate_limit_answers_resource_exhausted_beyond_the_bucket(mesh_of) -> None:
