@@ -171,8 +171,12 @@ async def main_async(args: argparse.Namespace) -> dict:
                     rounds[name].append(
                         await one_round(port, proxy.proc.pid, args.seconds, args.concurrency)
                     )
-            denied = envoys["authz"][0].stats().get("http.internal.rbac.denied", 0)
-            allowed = envoys["authz"][0].stats().get("http.internal.rbac.allowed", 0)
+            stats = envoys["authz"][0].stats()
+            denied = stats.get("http.internal.rbac.denied", 0)
+            allowed = stats.get("http.internal.rbac.allowed", 0)
+            cache = {
+                k: stats.get(f"http.internal.jwt_authn.jwt_cache_{k}", 0) for k in ("hit", "miss")
+            }
         finally:
             for proxy, _ in envoys.values():
                 proxy.__exit__()
@@ -180,7 +184,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             await upstream.wait()
 
     def med(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in rounds[name])
+        return round(statistics.median(r[key] for r in rounds[name]), 1)
 
     ratios_rps = [
         a["calls_per_s"] / b["calls_per_s"]
@@ -203,6 +207,10 @@ async def main_async(args: argparse.Namespace) -> dict:
         "rps_ratio_range": [round(min(ratios_rps), 3), round(max(ratios_rps), 3)],
         "envoy_cpu_ratio_authz_over_none": round(statistics.median(ratios_cpu), 3),
         "envoy_cpu_ratio_range": [round(min(ratios_cpu), 3), round(max(ratios_cpu), 3)],
+        "envoy_cpu_us_added_per_call": round(
+            med("authz", "envoy_cpu_us_per_call") - med("no_authz", "envoy_cpu_us_per_call"), 1
+        ),
+        "jwt_cache": cache,
         "runtime_check": await runtime_check_cost(),
     }
 
@@ -221,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         "envoy_cpu_us_per_call_median",
         "rps_ratio_authz_over_none",
         "envoy_cpu_ratio_authz_over_none",
+        "envoy_cpu_us_added_per_call",
+        "rps_ratio_range",
+        "envoy_cpu_ratio_range",
+        "jwt_cache",
         "runtime_check",
     ):
         print(f"{key}: {result[key]}")
