@@ -8,16 +8,21 @@ Per round, two windows measured by cpu_by_part.py, one after the other:
   polls, Kafka, Prometheus scrapes, and other engineers' work on this shared machine)
   is measured as CPU per second;
 - load: a child of this module (`--load`) places orders on the stack's order service
-  (127.0.0.1:50053, direct gRPC, service token, one line each, a new idempotency key each)
-  at `--rate` for `--seconds`, open loop, tails shop.orders.v1 for each order's OrderPlaced
-  (PlaceOrder reply -> record read from the topic) and waits `--settle` seconds after the
-  last one so the downstream (notification, SMTP sink) finishes inside the window.
+  (127.0.0.1:50053, direct gRPC, one line each, a new idempotency key each)
+  at `--rate` for `--seconds`, open loop, as the shopper (their own access token, as the
+  storefront calls it; `--as-platform`: as the demo admin), tails shop.orders.v1 for each
+  order's OrderPlaced (PlaceOrder reply -> record read from the topic) and waits
+  `--settle` seconds after the last one so the downstream (notification, SMTP sink)
+  finishes inside the window.
 
 CPU per order of a part = (its CPU in the load window - its idle CPU per second x the load
-window) / orders; the gross figure (idle not subtracted) is kept beside it. Round trips:
-FerretDB's own command counters (/debug/metrics, by command) and PostgreSQL's per-database
-transaction and row counters (pg_stat_database), read before and after each window, idle
-rate subtracted the same way. Median over rounds.
+window) / orders; the gross figure (idle not subtracted) is kept beside it. cpu_by_part.py
+groups every process on the machine by its command line, so another engineer's product
+workers count as "product": the same is also taken over the stack's own processes alone
+(their pid files and descendants, `cpu_ms_per_order_stack_only`), which the report shows.
+Round trips: FerretDB's own command counters (/debug/metrics, by command) and PostgreSQL's
+per-database transaction and row counters (pg_stat_database), read before and after each
+window, idle rate subtracted the same way. Median over rounds.
 
     python -m bench.order_cost [--rate 20] [--seconds 15] [--settle 3] [--rounds 3]
                                [--label NAME]
@@ -98,6 +103,64 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
     return {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
+# ---------------------------------------------------------------- the stack's own processes
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def _ticks(pid: int) -> int:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def stack_cpu() -> dict[str, float]:
+    """CPU seconds so far of the stack's own processes (the pid files `make up` keeps, and
+    their descendants), by component; PostgreSQL's backends by database as cpu_by_part.py
+    names them. Other engineers' private servers on this machine (a benchmark's product
+    workers, a test's order service) are not in it, as they are in cpu_by_part.py's parts."""
+    from stack.model import state_dir
+
+    kids = _children()
+    out: dict[str, float] = {}
+    for pidfile in (state_dir() / "run").glob("*.pid"):
+        try:
+            root = int(json.loads(pidfile.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+        name = pidfile.stem
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            todo += kids.get(pid, [])
+            part = name
+            if name.startswith("postgres"):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                words = cmd.split()
+                cluster = "pg-replica" if name.endswith("replica") else "pg-primary"
+                db = words[2] if cmd.startswith("postgres:") and len(words) > 3 else "background"
+                part = f"{cluster}:{db if '(' in cmd else 'background'}"
+            out[part] = out.get(part, 0.0) + _ticks(pid) / TICK
+    return out
+
+
 # ---------------------------------------------------------------- windows
 
 
@@ -123,18 +186,20 @@ def cpu_window(cmd: list[str]) -> tuple[float, dict[str, float]]:
 
 def one_round(args: argparse.Namespace, fixtures: dict[str, Any]) -> dict[str, Any]:
     expected = args.seconds + args.settle + 1.5
-    before = counters()
+    before, own = counters(), stack_cpu()
     idle_s, idle_cpu = cpu_window(["sleep", f"{expected:.1f}"])
     idle_counts = delta(counters(), before)
+    idle_own = delta(stack_cpu(), own)
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         load_cmd = [
             sys.executable, "-m", "bench.order_cost", "--load", "--rate", str(args.rate),
             "--seconds", str(args.seconds), "--settle", str(args.settle), "--out", out.name,
-            "--fixtures", json.dumps(fixtures),
+            "--fixtures", json.dumps(fixtures), *(["--as-platform"] if args.as_platform else []),
         ]  # fmt: skip
-        before = counters()
+        before, own = counters(), stack_cpu()
         load_s, load_cpu = cpu_window(load_cmd)
         load_counts = delta(counters(), before)
+        load_own = delta(stack_cpu(), own)
         placed = json.loads(Path(out.name).read_text())
     orders = placed["orders"]
     per_order: dict[str, float] = {}
@@ -143,6 +208,10 @@ def one_round(args: argparse.Namespace, fixtures: dict[str, Any]) -> dict[str, A
         load, idle = load_cpu.get(part, 0.0), idle_cpu.get(part, 0.0)
         gross[part] = load / orders * 1000
         per_order[part] = (load - idle / idle_s * load_s) / orders * 1000
+    stack_only = {
+        part: (load_own.get(part, 0.0) - idle_own.get(part, 0.0) / idle_s * load_s) / orders * 1000
+        for part in set(load_own) | set(idle_own)
+    }
     trips = {
         k: (load_counts.get(k, 0.0) - idle_counts.get(k, 0.0) / idle_s * load_s) / orders
         for k in set(load_counts) | set(idle_counts)
@@ -153,6 +222,7 @@ def one_round(args: argparse.Namespace, fixtures: dict[str, Any]) -> dict[str, A
         "idle_window_s": idle_s,
         "cpu_ms_per_order": per_order,
         "cpu_ms_per_order_gross": gross,
+        "cpu_ms_per_order_stack_only": stack_only,
         "idle_cpu_s_per_s": {p: v / idle_s for p, v in idle_cpu.items()},
         "round_trips_per_order": trips,
         "place": placed["place"],
@@ -171,6 +241,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "cpu_ms_per_order": med("cpu_ms_per_order"),
         "cpu_ms_per_order_gross": med("cpu_ms_per_order_gross"),
+        "cpu_ms_per_order_stack_only": med("cpu_ms_per_order_stack_only"),
         "idle_cpu_s_per_s": med("idle_cpu_s_per_s"),
         "round_trips_per_order": {
             k: v for k, v in med("round_trips_per_order").items() if abs(v) >= 0.05
@@ -229,7 +300,7 @@ async def make_fixtures(orders: int) -> dict[str, Any]:
     finally:
         pch.close()
         uch.close()
-    return {"user_id": user.id, "products": products}
+    return {"user_id": user.id, "email": f"cost-{tag}@example.com", "products": products}
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,7 +314,22 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     from stack.topics import TOPICS
 
     fx = json.loads(args.fixtures)
-    channel = as_platform(Channel(*ORDER))
+    if args.as_platform:
+        channel = as_platform(Channel(*ORDER))
+        md: dict[str, str] = {}
+    else:  # the shopper's own token, fresh for this window (they last 15 min)
+        from shop.auth.v1 import auth_pb2
+        from shop.auth.v1.auth_grpc import AuthServiceStub
+
+        auth = Channel("127.0.0.1", 50055)
+        try:
+            login = await AuthServiceStub(auth).Login(
+                auth_pb2.LoginRequest(email=fx["email"], password="bench-password-1")
+            )
+        finally:
+            auth.close()
+        channel = Channel(*ORDER)
+        md = {"authorization": f"Bearer {login.tokens.access_token}"}
     stub = OrderServiceStub(channel)
     address = common_pb2.Address(
         recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001",
@@ -282,7 +368,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
             shipping_address=address,
         )
         try:
-            reply = await stub.PlaceOrder(req, timeout=10)
+            reply = await stub.PlaceOrder(req, timeout=10, metadata=md)
         except Exception as exc:
             errors.append(repr(exc)[:300])
             return
@@ -344,6 +430,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--label", default="latest", help="name of this run in the results file")
     p.add_argument("--note", default="")
+    p.add_argument("--as-platform", action="store_true", help="as the demo admin, not the shopper")
     p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--fixtures", help=argparse.SUPPRESS)
@@ -379,6 +466,7 @@ def main() -> None:
             "settle_s": args.settle,
             "rounds": args.rounds,
             "target": "stack order service 127.0.0.1:50053, direct gRPC",
+            "caller": "the demo admin" if args.as_platform else "the shopper (own token)",
         },
         "machine": machine(),
         **summarize(rounds),
