@@ -150,13 +150,16 @@ class OutboxRelay:
         self.done_since = 0.0
         self.held: set[str] = set()  # claim ids this relay holds (queue, unsure, done)
         self.wake = asyncio.Event()
+        self._order_claims: Any = None
         if attach:
             repo.on_written = self.enqueue
 
     @property
     def order_claims(self) -> Any:
-        assert self.repo.client is not None
-        return self.repo.client[self.repo.database]["outbox_claims"]
+        if self._order_claims is None:
+            assert self.repo.client is not None
+            self._order_claims = self.repo.client[self.repo.database]["outbox_claims"]
+        return self._order_claims
 
     # ------------------------------------------------------------ in process
 

@@ -151,6 +151,8 @@ class MongoOrders:
         self.lock_lease = lock_lease
         self.max_pool = max_pool
         self.client: AsyncIOMotorClient | None = None
+        self._orders: AsyncIOMotorCollection | None = None
+        self._claims: AsyncIOMotorCollection | None = None
         self.on_written: Callable[[Written], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -180,16 +182,22 @@ class MongoOrders:
 
         return {"ferretdb": (ping, True)}
 
+    # Made once per client: motor builds a database and a collection wrapper for every
+    # `client[db][name]` (~10 us each, several per placed order).
     @property
     def orders(self) -> AsyncIOMotorCollection:
         assert self.client is not None, "open() first"
-        return self.client[self.database]["orders"]
+        if self._orders is None or self._orders.database.client is not self.client:
+            self._orders = self.client[self.database]["orders"]
+        return self._orders
 
     @property
     def claims(self) -> AsyncIOMotorCollection:
         """Version claims = the outbox (claims.py)."""
         assert self.client is not None, "open() first"
-        return self.client[self.database][CLAIMS]
+        if self._claims is None or self._claims.database.client is not self.client:
+            self._claims = self.client[self.database][CLAIMS]
+        return self._claims
 
     async def ensure_indexes(self) -> None:
         o = self.orders
