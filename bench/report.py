@@ -108,15 +108,28 @@ def order_place_ab(r: dict[str, Any]) -> list[str]:
         if e.get("note"):
             out += [e["note"], ""]
         out += ["| C | p50 ms base | p50 ms new | p99 ms base | p99 ms new | p50 base/new | "
-                "calls/s new/base |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                "calls/s new/base | CPU ms/order base | CPU ms/order new |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        parts: dict[str, list[str]] = {}
         for c, cell in e.get("by_concurrency", {}).items():
             b, n = cell["base"], cell["new"]
+            cpu = [fmt_range(x["cpu_ms_per_call_total"]) if "cpu_ms_per_call_total" in x else ""
+                   for x in (b, n)]  # fmt: skip
             out.append(
                 f"| {c} | {fmt_range(b['p50_ms'])} | {fmt_range(n['p50_ms'])} | "
                 f"{fmt_range(b['p99_ms'])} | {fmt_range(n['p99_ms'])} | "
                 f"{fmt_range(cell['ratio_p50_ms_base_over_new'])} | "
-                f"{fmt_range(cell['ratio_per_s_new_over_base'])} |"
+                f"{fmt_range(cell['ratio_per_s_new_over_base'])} | {cpu[0]} | {cpu[1]} |"
             )
+            for part in sorted(b.get("cpu_ms_per_call", {})):
+                parts.setdefault(part, []).append(
+                    f"C={c}: {b['cpu_ms_per_call'][part]['median']:.2f} -> "
+                    f"{n.get('cpu_ms_per_call', {}).get(part, {}).get('median', 0):.2f}"
+                )
+        if parts:
+            out += ["", "CPU ms per order by part, base -> new (median of rounds; shared parts "
+                    "also carry whatever else the machine did meanwhile): "
+                    + "; ".join(f"{p} {', '.join(v)}" for p, v in parts.items())]  # fmt: skip
         out.append("")
     return out
 
