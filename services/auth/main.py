@@ -12,8 +12,9 @@ from services.auth.handlers import AuthHandlers
 from services.auth.keys import KeyRing, parse_kek
 from services.auth.repository import PgStore, sync_keys
 from services.auth.service import AuthService, TokenSettings, utcnow
+from services.auth.service_keys import ServiceKeys
 from services.auth.users import GrpcUsers
-from services.runtime.auth import ServiceIdentity, service_signing_key
+from services.runtime.auth import ServiceIdentity
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
@@ -51,7 +52,7 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         cfg.key_prepublish_s,
         utcnow,
     )
-    identity = ServiceIdentity("auth", service_signing_key(cfg.jwt.service_key))
+    identity = ServiceIdentity.from_env(cfg.server.name)  # AUTH_IDENTITY_KEY
     users = GrpcUsers(cfg.user_addr, identity)
 
     def policy(max_attempts: int, free_failures: int) -> ThrottlePolicy:
@@ -74,7 +75,7 @@ def build(cfg: AuthServiceConfig, metrics: Metrics) -> tuple[AuthHandlers, list,
         policy(cfg.address_max_attempts, cfg.address_free_failures),
     )
     keys = Keys(db, ring, cfg.key_check_s)
-    handlers = AuthHandlers(service, cfg.trusted_proxy_hops, [identity.jwk()])
+    handlers = AuthHandlers(service, cfg.trusted_proxy_hops, ServiceKeys(cfg.service_keys()))
     return handlers, [db, keys, users], keys
 
 
