@@ -1,6 +1,6 @@
 """The API surface as the mesh sees it, read from the descriptor set (gen/descriptor/shop.binpb).
 
-Everything the generators need is here: services (mapped to the table in mesh/services.py),
+Everything the generators need is here: services (mapped to the manifest's, mesh/services.py),
 methods with their `shop.mesh.v1.policy` option and google.api.http rules, messages with
 field types and the proto comments. No generator reads the descriptor itself.
 """
@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2
 
 import buf.validate.validate_pb2 as validate_pb2
 import shop.mesh.v1.options_pb2 as options_pb2
-from mesh.services import SERVICES
+from mesh.services import SERVICES, calls
 
 DEFAULT_TIMEOUT_MS = 5000  # options.proto: timeout_ms 0 means the default (5 s)
 
@@ -238,7 +238,7 @@ def _callers(where: str, pol: options_pb2.MethodPolicy) -> tuple[str, ...]:
     unknown = sorted(set(pol.callers) - set(SERVICES))
     if unknown:
         raise ApiError(
-            f"{where}: policy.callers names {unknown}, not services of mesh/services.py "
+            f"{where}: policy.callers names {unknown}, not services of schemas/topology.yaml "
             f"({sorted(SERVICES)})"
         )
     if len(set(pol.callers)) != len(pol.callers):
@@ -260,7 +260,7 @@ def _service(
     match = PACKAGE_RE.match(fd.package)
     if not match or match.group(1) not in SERVICES:
         raise ApiError(
-            f"{full}: package {fd.package!r} has no entry in mesh/services.py SERVICES "
+            f"{full}: package {fd.package!r} has no service in schemas/topology.yaml "
             f"(expected shop.<name>.v1 with <name> one of {sorted(SERVICES)})"
         )
     short = match.group(1)
@@ -275,6 +275,14 @@ def _service(
         if pol.access == options_pb2.ACCESS_INTERNAL and http:
             raise ApiError(f"{full}/{m.name}: an internal method must not have a REST path")
         callers = _callers(f"{full}/{m.name}", pol)
+        for caller in callers:
+            # The manifest's calls open the network paths (NetworkPolicies, compose
+            # addresses): a caller the schema allows must also be declared there.
+            if short not in calls(caller):
+                raise ApiError(
+                    f"{full}/{m.name}: policy.callers names {caller!r}, but "
+                    f"schemas/topology.yaml services.{caller}.calls does not list {short!r}"
+                )
         methods.append(
             Method(
                 service=full,

@@ -1,28 +1,30 @@
-"""The one table of services the mesh routes to.
+"""The services the mesh routes to, read from the topology manifest (schemas/topology.yaml).
 
-A proto package `shop.<name>.v1` belongs to the service `<name>` below. Adding a service is
-one line here (plus its schema); adding an RPC needs nothing (routes come from the schema).
+A proto package `shop.<name>.v1` belongs to the service `<name>` there. Adding a service is
+one manifest entry (plus its schema); adding an RPC needs nothing (routes come from the
+schema).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-# name -> local gRPC port (ARCHITECTURE §8). The env var <NAME>_GRPC_PORT is the service's
-# own override; the mesh output is generated for these defaults.
-SERVICES: Mapping[str, int] = {
-    "product": 50051,
-    "user": 50052,
-    "order": 50053,
-    "notification": 50054,
-    "auth": 50055,
-}
+from topology import topology
+
+# name -> local gRPC port. The env var <NAME>_GRPC_PORT is the service's own override; the
+# mesh output is generated for these defaults.
+SERVICES: Mapping[str, int] = {s.name: s.port for s in topology().services}
 
 # Kubernetes namespace of the workloads (their Services expose the same ports as above).
-K8S_NAMESPACE = "shop"
+K8S_NAMESPACE = topology().namespace
 
 
 def metrics_port(name: str) -> int:
-    """A service's Prometheus /metrics port: 9451.. beside gRPC 50051.. (same in the images,
-    deploy/docker/*.Dockerfile). The stack sets <NAME>_METRICS_PORT to it."""
-    return SERVICES[name] - 50051 + 9451
+    """A service's Prometheus /metrics port (the manifest's; the stack sets
+    <NAME>_METRICS_PORT to it, compose and Kubernetes scrape it)."""
+    return topology().service(name).metrics_port
+
+
+def calls(name: str) -> tuple[str, ...]:
+    """The services `name` calls, as the manifest declares."""
+    return topology().service(name).calls

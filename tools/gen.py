@@ -4,7 +4,10 @@
 2. buf generate: Python messages + .pyi + grpclib stubs, Connect-ES TypeScript (buf.gen.yaml)
 3. Python event types from the Avro schemas (tools/gen_events.py)
 4. the binary descriptor set Envoy's JSON transcoder and mesh/ read (gen/descriptor/)
-5. the mesh output (Envoy, NGINX, Istio, Prometheus, Grafana, OpenAPI) when mesh/ has a generator
+5. from schemas/topology.yaml (topology/generate.py): the services' port and topic constants
+   (gen/python/shop/topology.py), docker-compose.yml, k8s/generated/, docs/topology.md
+6. the mesh output (Envoy, NGINX, Istio, Prometheus, Grafana, OpenAPI) under mesh/out/
+7. docs/config.md, from the services' config dataclasses (whose defaults step 5 generates)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def main() -> None:
     run(sys.executable, "tools/gen_events.py")
     DESCRIPTOR.parent.mkdir(parents=True, exist_ok=True)
     run(BUF, "build", "schemas/proto", "--as-file-descriptor-set", "-o", str(DESCRIPTOR))
+    run(sys.executable, "-m", "topology.generate")
     if (ROOT / "mesh" / "generate.py").exists():
         run(sys.executable, "-m", "mesh.generate")
         run(sys.executable, "deploy/render.py")  # container variants of mesh/out (deploy/)

@@ -181,16 +181,11 @@ def test_one_cluster_per_service_with_resilience(api, envoy_cfg) -> None:
         assert c["outlier_detection"]["consecutive_gateway_failure"] > 0
 
 
-def test_service_table_drives_ports() -> None:
+def test_service_table_is_the_manifests() -> None:
     from mesh.services import SERVICES
+    from topology import topology
 
-    assert SERVICES == {
-        "product": 50051,
-        "user": 50052,
-        "order": 50053,
-        "notification": 50054,
-        "auth": 50055,
-    }
+    assert {s.name: s.port for s in topology().services} == SERVICES
 
 
 # ------------------------------------------------------------------ NGINX

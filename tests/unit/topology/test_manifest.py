@@ -149,3 +149,18 @@ def test_generated_constants_follow_the_manifest() -> None:
     assert t.retry_delays_s == generated.RETRY_DELAYS_S
     assert [x.name for x in generated.TOPICS] == [x.name for x in t.all_topics()]
     assert generated.ORDERS_TOPIC == "shop.orders.v1"
+
+
+def test_a_schema_caller_the_manifest_does_not_let_call_is_refused(monkeypatch) -> None:
+    """policy.callers (the schema) may name only callers whose manifest entry declares the
+    call: the manifest's calls are what opens the network path."""
+    from mesh import api
+
+    real = api.calls
+    monkeypatch.setattr(api, "calls", lambda name: () if name == "order" else real(name))
+    with pytest.raises(
+        api.ApiError,
+        match=r"policy\.callers names 'order', but schemas/topology\.yaml "
+        r"services\.order\.calls does not list '(product|user)'",
+    ):
+        api.load(ROOT / "gen" / "descriptor" / "shop.binpb")
