@@ -23,11 +23,11 @@ from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import TOPICS
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import as_platform
 from stack.model import state_dir
-from stack.topics import TOPICS
 
 MAX_ORDERS = 500  # places real orders in the stack's store: keep it bounded
 ORDER, PRODUCT, USER, AUTH = 50053, 50051, 50052, 50055

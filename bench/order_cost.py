@@ -310,8 +310,8 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     from shop.common.v1 import common_pb2
     from shop.order.v1 import order_pb2 as pb
     from shop.order.v1.order_grpc import OrderServiceStub
+    from shop.topology import TOPICS
     from stack.callers import as_platform
-    from stack.topics import TOPICS
 
     fx = json.loads(args.fixtures)
     if args.as_platform:

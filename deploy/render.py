@@ -46,7 +46,7 @@ import yaml  # noqa: E402
 from mesh import envoy, grafana, prometheus  # noqa: E402
 from mesh.api import Api, load  # noqa: E402
 from services.runtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER  # noqa: E402
-from stack.topics import TOPICS  # noqa: E402
+from topology import topology  # noqa: E402
 
 DESCRIPTOR = ROOT / "gen" / "descriptor" / "shop.binpb"
 ENVOY_OUT = ROOT / "deploy" / "envoy" / "envoy.yaml"
@@ -128,7 +128,7 @@ def topics_sh() -> str:
         "}",
         "",
     ]
-    for t in TOPICS:
+    for t in topology().all_topics():
         cfg = [f"{k}={v}" for k, v in sorted(t.config.items())]
         lines.append(f"create {shlex.quote(t.name)} {t.partitions} {' '.join(cfg)}")
     lines.append('echo "topics ready on $BOOTSTRAP (replication factor $RF)"')

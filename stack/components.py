@@ -1,13 +1,13 @@
 """The AppHost: every process of the local stack, its dependencies and health, on one screen.
 
-Adding a service is one entry, e.g.
+The services come from the topology manifest (schemas/topology.yaml): adding a service is
+one entry there (plus its code). Each becomes a `python -m services.<name>.main` process
+healthy when grpc.health.v1 says SERVING on its port, started after what its entry names:
+its stores, Kafka and the registry when it produces or consumes, Envoy and the services it
+calls (through Envoy's internal listener), the mail catcher when it sends email.
 
-    python_service("product", "services.product.main", port=50051,
-                   depends_on=["postgres-primary", "postgres-replica"]),
-
-An entry whose Python module does not exist yet is skipped with a message, so `make up`
-works while the services are still being written. Order here is display order; start order
-comes from depends_on (independent parts start in parallel).
+An entry whose Python module does not exist yet is skipped with a message. Order here is
+display order; start order comes from depends_on (independent parts start in parallel).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from mesh.services import metrics_port
 from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
+from topology import Service, topology
 
 
 def _missing_module(module: str) -> str | None:
@@ -70,14 +70,16 @@ def python_service(
     env: Mapping[str, str] | None = None,
     post_start: Callable[[], None] | None = None,
     workers: int = 1,
+    metrics_port: int = 0,
 ) -> Component:
     """A grpclib service: healthy when grpc.health.v1 says SERVING on 127.0.0.1:<port>.
     `workers`: its `<NAME>_WORKERS` (processes on the port, services/runtime/workers.py);
     the same variable in the environment of `make up` overrides it."""
-    var = f"{name.upper()}_WORKERS"
+    prefix = name.upper().replace("-", "_")
+    var = f"{prefix}_WORKERS"
     env = {
         # /metrics on the port Prometheus scrapes (mesh/out/prometheus/prometheus.yml).
-        f"{name.upper()}_METRICS_PORT": str(metrics_port(name)),
+        **({f"{prefix}_METRICS_PORT": str(metrics_port)} if metrics_port else {}),
         var: os.environ.get(var, str(workers)),
         **(env or {}),
     }
@@ -105,8 +107,9 @@ def demo_data(module: str) -> Callable[[], None]:
     return load
 
 
-SMTP_PORT = port("SHOPMESH_SMTP_PORT", 1025)
-SMTP_HTTP_PORT = port("SHOPMESH_SMTP_HTTP_PORT", 1080)
+MAIL = topology().infra("mail")
+SMTP_PORT = port("SHOPMESH_SMTP_PORT", MAIL.port("smtp"))
+SMTP_HTTP_PORT = port("SHOPMESH_SMTP_HTTP_PORT", MAIL.port("http"))
 
 
 def smtp_sink(
@@ -125,7 +128,7 @@ def smtp_sink(
     )
 
 
-REGISTRY_PORT = port("REGISTRY_PORT", 8085)
+REGISTRY_PORT = port("REGISTRY_PORT", topology().infra("registry").port("http"))
 
 
 def register_schemas() -> None:
@@ -139,14 +142,50 @@ def register_schemas() -> None:
         raise RuntimeError(f"schema registration failed: {done.stderr.strip() or done.stdout}")
 
 
-PG = ["postgres-primary", "postgres-replica"]
-
 # Service-to-service calls go through Envoy's internal listener (mesh/README.md), so they get
 # the mesh's per-method timeouts, retries (idempotent methods only), circuit breakers and
 # outlier detection, as in the compose and Istio deployments. One address serves every
 # service: the gRPC path picks the cluster. The services' own defaults stay direct, so a
 # service run alone (or by a test) needs no Envoy.
 MESH_INTERNAL = f"127.0.0.1:{gateway.envoy_internal_port()}"
+
+
+def service(s: Service) -> Component:
+    """A service of the manifest, started after everything its entry says it uses."""
+    deps: list[str] = []
+    if s.postgres:
+        deps += ["postgres-primary", *(["postgres-replica"] if s.postgres.replica else [])]
+    if s.mongo:
+        deps.append("ferretdb")
+    if s.uses_kafka:
+        deps += ["kafka", "registry"]
+    if s.smtp:
+        deps.append("smtp-sink")
+    deps += [*s.calls, *(["envoy"] if s.calls else [])]
+    steps = []
+    if s.demo:
+        steps.append(demo_data(s.demo))
+    if s.mongo:  # GIN twins of the indexes the service made (FerretDB v1, stack/README.md)
+        steps.append(ferretdb.twin_indexes_after_start)
+    return python_service(
+        s.name,
+        s.module,
+        s.port,
+        depends_on=deps,
+        env={s.env(f"{callee.upper()}_ADDR"): MESH_INTERNAL for callee in s.calls},
+        post_start=_in_order(steps) if steps else None,
+        workers=s.workers.local,
+        metrics_port=s.metrics_port,
+    )
+
+
+def _in_order(steps: Sequence[Callable[[], None]]) -> Callable[[], None]:
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
 
 COMPONENTS: list[Component] = [
     # --- infrastructure
@@ -163,43 +202,8 @@ COMPONENTS: list[Component] = [
         info=f"http://127.0.0.1:{REGISTRY_PORT}",
         post_start=register_schemas,
     ),
-    # --- services
-    python_service(
-        "auth",
-        "services.auth.main",
-        50055,
-        depends_on=[*PG, "user", "envoy"],
-        env={"AUTH_USER_ADDR": MESH_INTERNAL},
-    ),
-    python_service(
-        "user",
-        "services.user.main",
-        50052,
-        depends_on=[*PG, "kafka", "registry"],
-        post_start=demo_data("services.user.demo"),  # demo@ / admin@shopmesh.local
-    ),
-    python_service(
-        "product",
-        "services.product.main",
-        50051,
-        depends_on=PG,
-        post_start=demo_data("services.product.demo"),  # 60 products, p-0001..p-0060
-    ),
-    python_service(
-        "order",
-        "services.order.main",
-        50053,
-        depends_on=["ferretdb", "kafka", "registry", "user", "product", "envoy"],
-        env={"ORDER_PRODUCT_ADDR": MESH_INTERNAL, "ORDER_USER_ADDR": MESH_INTERNAL},
-        post_start=ferretdb.twin_indexes_after_start,  # GIN twins of its indexes (FerretDB v1)
-    ),
-    python_service(
-        "notification",
-        "services.notification.main",
-        50054,
-        depends_on=[*PG, "kafka", "registry", "smtp-sink", "user", "envoy"],
-        env={"NOTIFICATION_USER_ADDR": MESH_INTERNAL, "NOTIFICATION_ORDER_ADDR": MESH_INTERNAL},
-    ),
+    # --- services (schemas/topology.yaml)
+    *(service(s) for s in topology().services),
     # --- edge and observability
     frontend.component(),  # builds frontend/dist (npm ci + vite) when sources changed
     *gateway.components(),

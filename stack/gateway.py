@@ -17,25 +17,26 @@ from pathlib import Path
 
 from stack.model import REPO_ROOT, Apt, Component, Http, port, state_dir
 from stack.runner import pip_step
+from topology import topology
 
 MESH_OUT = REPO_ROOT / "mesh" / "out"
 FRONTEND_DIST = REPO_ROOT / "frontend" / "dist"
 
 
 def nginx_port() -> int:
-    return port("SHOPMESH_NGINX_PORT", 8080)
+    return port("SHOPMESH_NGINX_PORT", topology().infra("nginx").port("http"))
 
 
 def envoy_port() -> int:
-    return port("SHOPMESH_ENVOY_PORT", 8081)
+    return port("SHOPMESH_ENVOY_PORT", topology().infra("envoy").port("edge"))
 
 
 def envoy_admin_port() -> int:
-    return port("SHOPMESH_ENVOY_ADMIN_PORT", 9901)
+    return port("SHOPMESH_ENVOY_ADMIN_PORT", topology().infra("envoy").port("admin"))
 
 
 def envoy_internal_port() -> int:
-    return port("SHOPMESH_ENVOY_INTERNAL_PORT", 8082)
+    return port("SHOPMESH_ENVOY_INTERNAL_PORT", topology().infra("envoy").port("internal"))
 
 
 def _envoy_options():  # type: ignore[no-untyped-def]
@@ -62,7 +63,7 @@ def _envoy_overridden() -> bool:
 
 
 def prometheus_port() -> int:
-    return port("SHOPMESH_PROMETHEUS_PORT", 9090)
+    return port("SHOPMESH_PROMETHEUS_PORT", topology().infra("prometheus").port("http"))
 
 
 # ------------------------------------------------------------------ envoy
@@ -268,7 +269,7 @@ NGINX_EXPORTER_BIN = Path("/usr/bin/prometheus-nginx-exporter")
 
 
 def nginx_exporter_port() -> int:
-    return port("SHOPMESH_NGINX_EXPORTER_PORT", 9113)
+    return port("SHOPMESH_NGINX_EXPORTER_PORT", topology().infra("nginx-exporter").port("http"))
 
 
 def _prometheus_config() -> Path:

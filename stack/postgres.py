@@ -15,21 +15,27 @@ from pathlib import Path
 
 from stack.model import Apt, Command, Component, port, state_dir
 from stack.runner import StackError, run_cmd
+from topology import topology
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"
 APP_ROLE = "shopmesh"
 APP_PASSWORD = "shopmesh"  # local dev only; k8s overlays take it from a Secret
-DATABASES = ("product", "user", "notification", "registry", "auth", "ferretdb")
+# The services' databases (schemas/topology.yaml), the registry's and FerretDB's backend.
+DATABASES = (
+    *(s.postgres.database for s in topology().services if s.postgres),
+    "registry",
+    "ferretdb",
+)
 SLOT = "replica_5433"
 
 
 def primary_port() -> int:
-    return port("SHOPMESH_PG_PRIMARY_PORT", 5432)
+    return port("SHOPMESH_PG_PRIMARY_PORT", topology().infra("postgres").port("primary"))
 
 
 def replica_port() -> int:
-    return port("SHOPMESH_PG_REPLICA_PORT", 5433)
+    return port("SHOPMESH_PG_REPLICA_PORT", topology().infra("postgres").port("replica"))
 
 
 def dsn(database: str, replica: bool = False, driver: str = "postgresql") -> str:

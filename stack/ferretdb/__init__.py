@@ -1,5 +1,6 @@
-"""FerretDB v1.24.2 (MongoDB wire protocol) built from the Go module proxy, on its
-PostgreSQL backend: a `ferretdb` database on the stack's primary.
+"""FerretDB (MongoDB wire protocol) built from the Go module proxy, on its PostgreSQL
+backend: a `ferretdb` database on the stack's primary. Its version is the manifest's
+(schemas/topology.yaml, infrastructure.mongo), which go.mod beside this file pins.
 
 Why PostgreSQL and not SQLite: FerretDB's default and most complete v1 backend. It pushes
 equality filters on any field down to SQL and turns createIndexes into real indexes (the
@@ -29,8 +30,9 @@ from pathlib import Path
 from stack import postgres
 from stack.model import CACHE_DIR, Component, Custom, Step, port, state_dir
 from stack.runner import StackError, run_cmd
+from topology import topology
 
-VERSION = "v1.24.2"
+VERSION = topology().infra("mongo").version  # go.mod pins the same (tests/unit/stack)
 MODULE = "github.com/FerretDB/FerretDB"
 GO_MOD_DIR = Path(__file__).parent
 BINARY = CACHE_DIR / "bin" / f"ferretdb-{VERSION}"
@@ -39,11 +41,11 @@ POOL_MAX_CONNS = 100  # see postgresql_url()
 
 
 def mongo_port() -> int:
-    return port("SHOPMESH_FERRETDB_PORT", 27017)
+    return port("SHOPMESH_FERRETDB_PORT", topology().infra("mongo").port("mongo"))
 
 
 def debug_port() -> int:
-    return port("SHOPMESH_FERRETDB_DEBUG_PORT", 8089)
+    return port("SHOPMESH_FERRETDB_DEBUG_PORT", topology().infra("mongo").port("debug"))
 
 
 def mongo_url(database: str = "") -> str:

@@ -1,7 +1,9 @@
-"""Apache Kafka 4.3.1, KRaft, one combined broker+controller; jars from Maven Central.
+"""Apache Kafka, KRaft, one combined broker+controller; jars from Maven Central. The version
+is the manifest's (schemas/topology.yaml), the same the images run.
 
-`pom.xml` beside this file lists the jars; `mvn dependency:copy-dependencies` puts them in
-~/.cache/shopmesh/kafka-<version>/libs (the ~/.m2 cache survives between runs).
+`pom.xml` beside this file lists the jars; `mvn -Dkafka.version=<version>
+dependency:copy-dependencies` puts them in ~/.cache/shopmesh/kafka-<version>/libs (the ~/.m2
+cache survives between runs). The topics are the manifest's too.
 """
 
 from __future__ import annotations
@@ -15,20 +17,20 @@ from pathlib import Path
 
 from stack.model import CACHE_DIR, Component, Custom, Step, Tcp, port, state_dir
 from stack.runner import StackError, run_cmd
-from stack.topics import TOPICS
+from topology import topology
 
-VERSION = "4.3.1"
+VERSION = topology().infra("kafka").version
 POM = Path(__file__).with_name("pom.xml")
 HOME = CACHE_DIR / f"kafka-{VERSION}"
 LIBS = HOME / "libs"
 
 
 def broker_port() -> int:
-    return port("SHOPMESH_KAFKA_PORT", 9092)
+    return port("SHOPMESH_KAFKA_PORT", topology().infra("kafka").port("broker"))
 
 
 def controller_port() -> int:
-    return port("SHOPMESH_KAFKA_CONTROLLER_PORT", 9093)
+    return port("SHOPMESH_KAFKA_CONTROLLER_PORT", topology().infra("kafka").port("controller"))
 
 
 def bootstrap_servers() -> str:
@@ -77,7 +79,8 @@ def _install_jars() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     run_cmd(
         [
-            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={VERSION}",
+            "dependency:copy-dependencies",
             f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
         ],
         "kafka",
@@ -129,7 +132,7 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 min.insync.replicas=1
-# Topics are declared in stack/topics.py; a typo must fail loudly, not create a topic.
+# Topics are declared in schemas/topology.yaml; a typo must fail loudly, not create one.
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
@@ -190,7 +193,7 @@ def ensure_topics() -> None:
     existing = set(admin.list_topics(timeout=10).topics)
     new = [
         NewTopic(t.name, t.partitions, t.replication_factor, config=t.config)
-        for t in TOPICS
+        for t in topology().all_topics()
         if t.name not in existing
     ]
     if not new:

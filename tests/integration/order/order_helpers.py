@@ -18,11 +18,11 @@ from services.runtime.kafka import AvroSerde, ConsumedEvent, EventConsumer, Kafk
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import ORDERS_TOPIC, TOPICS
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
-from stack.topics import TOPICS
 
-TOPIC = "shop.orders.v1"
+TOPIC = ORDERS_TOPIC
 
 
 class TopicTail:
@@ -31,7 +31,7 @@ class TopicTail:
         # No group: partitions are assigned by hand and read from the end captured at start.
         self.consumer = EventConsumer(cfg, self.serde, [], group_id=None)
         self.topic = topic
-        self.partitions = partitions  # 0: the platform topic's count (stack/topics.py)
+        self.partitions = partitions  # 0: the platform topic's count (schemas/topology.yaml)
         self.seen: list[ConsumedEvent] = []
 
     async def __aenter__(self) -> TopicTail:

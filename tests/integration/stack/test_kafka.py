@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stack.topics import TOPICS
+from shop.topology import TOPICS
 
 pytestmark = pytest.mark.stack
 

@@ -37,9 +37,9 @@ from services.user.metrics import UserOutboxMetrics
 from services.user.outbox import backlog, run_relay
 from services.user.passwords import Argon2Hasher
 from services.user.repository import SqlUserUnitOfWork
+from shop.topology import USERS_TOPIC as USERS
 from shop.user.v1 import user_grpc
 from shop.user.v1 import user_pb2 as pb
-from stack.topics import USERS
 
 pytestmark = pytest.mark.stack
 
