@@ -94,6 +94,7 @@ def render(t: Topology) -> str:
         f"POSTGRES_PRIMARY_PORT = {pg.port('primary')}",
         f"POSTGRES_REPLICA_PORT = {pg.port('replica')}",
         f"KAFKA_BOOTSTRAP = {bootstrap!r}",
+        f"REGISTRY_PORT = {registry.port('http')}",
         f"REGISTRY_URL = {registry_url!r}",
         f"MONGO_URL = {mongo_url!r}",
         f"SMTP_PORT = {mail.port('smtp')}",

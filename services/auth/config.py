@@ -14,6 +14,7 @@ from services.runtime.auth import AuthConfig
 from services.runtime.config import ConfigError, environment, load, secret, setting
 from services.runtime.db import DatabaseConfig
 from services.runtime.server import ServerConfig
+from shop.topology import SERVICES
 
 PREFIX = "AUTH"
 # 32 zero-free bytes, base64url; accepted only with SHOPMESH_ENV=dev.
@@ -33,7 +34,7 @@ class AuthServiceConfig:
     )
     key_check_s: float = setting(30.0, help="how often keys are reloaded / rotation checked")
     key_encryption_key: str = secret(DEV_KEK, help="AES-256 key (base64url) sealing private keys")
-    user_addr: str = setting("127.0.0.1:50052", help="user service gRPC address")
+    user_addr: str = setting(SERVICES["user"].local_addr, help="user service gRPC address")
     service_public_keys: tuple[str, ...] = setting(
         (),
         help="every service's identity public keys, `name:x` comma-separated (x: the JWK x "
@@ -84,7 +85,9 @@ class AuthServiceConfig:
         return dataclasses.replace(
             cfg,
             service_public_keys=tuple(f"{n}:{x}" for n, xs in sorted(keys.items()) for x in xs),
-            server=ServerConfig.from_env(PREFIX, environ, name="auth", grpc_port=50055),
+            server=ServerConfig.from_env(
+                PREFIX, environ, name="auth", grpc_port=SERVICES["auth"].port
+            ),
             db=DatabaseConfig.from_env(f"{PREFIX}_DB", environ, name="auth", replica_port=0),
             jwt=AuthConfig.from_env(environ),
         )

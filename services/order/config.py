@@ -2,13 +2,13 @@
 
 | variable | default |
 |---|---|
-| ORDER_GRPC_PORT / ORDER_METRICS_PORT | 50053 / 9453 |
+| ORDER_GRPC_PORT / ORDER_METRICS_PORT | order's ports in schemas/topology.yaml |
 | ORDER_HOST, ORDER_LOG_LEVEL, ORDER_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
-| ORDER_MONGO_URL, ORDER_MONGO_DATABASE | mongodb://127.0.0.1:27017/, order |
+| ORDER_MONGO_URL, ORDER_MONGO_DATABASE | the local FerretDB, order |
 | ORDER_MONGO_MAX_POOL | 20 (commands in flight; x2 must stay under FerretDB's pool) |
-| ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | 127.0.0.1:50051, :50052 (direct; the stack: Envoy :8082) |
+| ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | product's, user's local port (the stack: Envoy, internal) |
 | ORDER_RESERVE_ATTEMPTS | 3 (ReserveStock is idempotent: retried on UNAVAILABLE, Envoy down too) |
-| ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | 127.0.0.1:9092, http://127.0.0.1:8085 |
+| ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | the local stack's Kafka and registry |
 | ORDER_RELAY_ENABLED, _BATCH, _LEASE_S (ORDER_RELAY_*) | true, 500, 30 |
 | ORDER_RELAY_POLL_S, _GRACE_S, _DELETE_AFTER_S (ORDER_RELAY_*) | 1, 2, 0.2 |
 | ORDER_SWEEP_INTERVAL_S, ORDER_PENDING_TIMEOUT_S, ORDER_TOMBSTONE_TTL_S | 10, 60, 600 |
@@ -23,17 +23,18 @@ from dataclasses import dataclass
 from services.runtime.config import ConfigError, load, setting
 from services.runtime.kafka import KafkaConfig
 from services.runtime.server import ServerConfig
+from shop.topology import MONGO_URL, SERVICES
 
 
 @dataclass(frozen=True)
 class Options:
-    mongo_url: str = setting("mongodb://127.0.0.1:27017/", help="FerretDB / MongoDB URL")
+    mongo_url: str = setting(MONGO_URL, help="FerretDB / MongoDB URL")
     mongo_database: str = setting("order", help="database holding orders")
     mongo_max_pool: int = setting(
         20, help="Mongo connections (commands in flight); x2 must stay under FerretDB's pool"
     )
-    product_addr: str = setting("127.0.0.1:50051", help="product service host:port")
-    user_addr: str = setting("127.0.0.1:50052", help="user service host:port")
+    product_addr: str = setting(SERVICES["product"].local_addr, help="product service host:port")
+    user_addr: str = setting(SERVICES["user"].local_addr, help="user service host:port")
     reserve_attempts: int = setting(3, help="ReserveStock tries on UNAVAILABLE")
     relay_enabled: bool = setting(True, help="run an outbox relay in this process")
     relay_batch: int = setting(500, help="claims sent per relay round (then all acks awaited)")
@@ -81,7 +82,11 @@ class OrderConfig:
             raise ConfigError("ORDER_PENDING_TIMEOUT_S: must be at least 15")
         return cls(
             server=ServerConfig.from_env(
-                "ORDER", env, name="order", grpc_port=50053, metrics_port=9453
+                "ORDER",
+                env,
+                name="order",
+                grpc_port=SERVICES["order"].port,
+                metrics_port=SERVICES["order"].metrics_port,
             ),
             kafka=KafkaConfig.from_env("ORDER", env),
             mongo_url=o.mongo_url,

@@ -45,10 +45,11 @@ from typing import Any
 from services.order.metrics import OrderMetrics
 from services.order.repository import MongoOrders, Verdict, Written, unpack_entry, verdict
 from services.runtime.kafka import EventProducer, TraceContext
+from shop.topology import ORDERS_TOPIC
 
 log = logging.getLogger(__name__)
 
-TOPIC = "shop.orders.v1"
+TOPIC = ORDERS_TOPIC
 BATCH = 500  # claims per send round
 MEMORY_CAP = 50_000  # claims held in memory while Kafka is down; the rest wait in the store
 

@@ -2,7 +2,7 @@
 
 | variable | default |
 |---|---|
-| PRODUCT_GRPC_PORT / PRODUCT_METRICS_PORT | 50051 / 9451 |
+| PRODUCT_GRPC_PORT / PRODUCT_METRICS_PORT | product's ports in schemas/topology.yaml |
 | PRODUCT_HOST, PRODUCT_LOG_LEVEL, PRODUCT_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
 | PRODUCT_DB_NAME, PRODUCT_DB_HOST | product, 127.0.0.1 |
 | PRODUCT_DB_PRIMARY_PORT, PRODUCT_DB_REPLICA_PORT (0 = no replica) | 5432, 5433 |
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from services.runtime.config import load, setting
 from services.runtime.db import DatabaseConfig
 from services.runtime.server import ServerConfig
+from shop.topology import SERVICES
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,11 @@ class ProductConfig:
         env = os.environ if environ is None else environ
         return cls(
             server=ServerConfig.from_env(
-                "PRODUCT", env, name="product", grpc_port=50051, metrics_port=9451
+                "PRODUCT",
+                env,
+                name="product",
+                grpc_port=SERVICES["product"].port,
+                metrics_port=SERVICES["product"].metrics_port,
             ),
             db=DatabaseConfig.from_env("PRODUCT_DB", env, name="product"),
             migrate_on_start=load(Options, "PRODUCT", env).migrate_on_start,

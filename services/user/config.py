@@ -2,11 +2,11 @@
 
 | variable | default |
 |---|---|
-| USER_GRPC_PORT / USER_METRICS_PORT | 50052 / 9452 |
+| USER_GRPC_PORT / USER_METRICS_PORT | user's ports in schemas/topology.yaml |
 | USER_HOST, USER_LOG_LEVEL, USER_DRAIN_TIMEOUT_S | 127.0.0.1, INFO, 10 |
 | USER_DB_NAME, USER_DB_PRIMARY_PORT, USER_DB_REPLICA_PORT | user, 5432, 5433 |
 | USER_DB_USER / USER_DB_PASSWORD | shopmesh / shopmesh (secret: dev only) |
-| USER_KAFKA_BOOTSTRAP, USER_REGISTRY_URL | 127.0.0.1:9092, http://127.0.0.1:8085 |
+| USER_KAFKA_BOOTSTRAP, USER_REGISTRY_URL | the local stack's Kafka and registry |
 | USER_MIGRATE_ON_START, USER_OUTBOX_RELAY | true, true |
 """
 
@@ -20,6 +20,7 @@ from services.runtime.config import ConfigError, load, setting
 from services.runtime.db import DatabaseConfig
 from services.runtime.kafka import KafkaConfig
 from services.runtime.server import ServerConfig
+from shop.topology import SERVICES
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ class UserConfig:
             raise ConfigError(str(exc)) from None
         return cls(
             server=ServerConfig.from_env(
-                "USER", env, name="user", grpc_port=50052, metrics_port=9452
+                "USER",
+                env,
+                name="user",
+                grpc_port=SERVICES["user"].port,
+                metrics_port=SERVICES["user"].metrics_port,
             ),
             db=DatabaseConfig.from_env("USER_DB", env, name="user"),
             kafka=kafka,

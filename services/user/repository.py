@@ -24,12 +24,12 @@ from services.user.domain import (
     User,
     UserRegistered,
 )
+from shop.topology import USERS_TOPIC
 
 USER_COLS = "id, email, display_name, phone, roles, created_at"
 ADDRESS_COLS = (
     "id, recipient_name, line1, line2, city, region, postal_code, country_code, is_default"
 )
-USERS_TOPIC = "shop.users.v1"
 
 
 def _user(row: Any) -> User:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.runtime.config import check_port, load, secret, setting
+from shop.topology import LOCALHOST, POSTGRES_PRIMARY_PORT, POSTGRES_REPLICA_PORT
 
 
 @dataclass(frozen=True)
@@ -13,10 +14,12 @@ class DatabaseConfig:
     """Env: <SERVICE>_DB_<FIELD>, e.g. PRODUCT_DB_NAME, PRODUCT_DB_PASSWORD."""
 
     name: str = setting("postgres", help="database name")
-    host: str = setting("127.0.0.1", help="primary host")
-    primary_port: int = setting(5432, help="primary port")
-    replica_host: str = setting("127.0.0.1", help="streaming replica host")
-    replica_port: int = setting(5433, help="replica port; 0 = no replica, all reads on primary")
+    host: str = setting(LOCALHOST, help="primary host")
+    primary_port: int = setting(POSTGRES_PRIMARY_PORT, help="primary port")
+    replica_host: str = setting(LOCALHOST, help="streaming replica host")
+    replica_port: int = setting(
+        POSTGRES_REPLICA_PORT, help="replica port; 0 = no replica, all reads on primary"
+    )
     user: str = setting("shopmesh", help="role")
     password: str = secret("shopmesh", help="role password (dev default only in dev)")
     pool_size: int = setting(10, help="primary pool size")
