@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.notification.config import NotificationConfig
 from services.notification.consumer import NotificationMetrics, Pipeline, StageWorker, Topology
@@ -33,14 +36,21 @@ class NotificationApp:
             write=lambda: self.db.primary.begin(),
             # The consumer claims on the primary; listing may lag a little: the replica.
             read=lambda: self.db.unit_of_work().read(),
+            statement=self._autocommit,
+            mark_linger_s=cfg.mark_linger_s,
         )
+        self._autocommit_engine: AsyncEngine | None = None
         self.serde = AvroSerde(cfg.kafka.registry_url)
         self.producer = EventProducer(cfg.kafka, self.serde, metrics=metrics)
         self.mailer = SmtpMailer(
             cfg.smtp_host, cfg.smtp_port, cfg.smtp_sender, cfg.smtp_timeout_s, cfg.smtp_pool
         )
-        self.users = GrpcUserDirectory(cfg.user_addr, cfg.rpc_timeout_s)
-        self.orders = GrpcOrderBook(cfg.order_addr, cfg.rpc_timeout_s)
+        self.users = GrpcUserDirectory(
+            cfg.user_addr, cfg.rpc_timeout_s, cfg.lookup_cache_s, cfg.max_lookups
+        )
+        self.orders = GrpcOrderBook(
+            cfg.order_addr, cfg.rpc_timeout_s, cfg.lookup_cache_s, cfg.max_lookups
+        )
         self.metrics = NotificationMetrics(metrics.registry)
         self.runtime_metrics = metrics
         self.topology = Topology(cfg.topics, cfg.retry_delays_s)
@@ -52,6 +62,7 @@ class NotificationApp:
             renderer=JinjaRenderer(),
             stale_after=timedelta(seconds=cfg.stale_claim_s),
             message_domain=cfg.message_domain,
+            max_in_flight=cfg.max_in_flight,
         )
         self.pipeline = Pipeline(self.notifier, self.producer, self.topology, self.metrics)
         self.workers = [
@@ -60,10 +71,17 @@ class NotificationApp:
                 self._consumer(stage),
                 self.pipeline,
                 max_batch=cfg.max_batch,
-                max_in_flight=cfg.max_in_flight,
             )
             for stage in range(self.topology.stages + 1)
         ]
+
+    def _autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A primary connection for one statement (no BEGIN/COMMIT round trips)."""
+        if self._autocommit_engine is None:
+            self._autocommit_engine = self.db.primary.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        return self._autocommit_engine.connect()
 
     def _consumer(self, stage: int) -> EventConsumer:
         group = self.cfg.group_id if stage == 0 else f"{self.cfg.group_id}.retry.{stage}"

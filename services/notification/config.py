@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 from services.runtime.config import ConfigError, check_port, load, setting
 from services.runtime.db import DatabaseConfig
@@ -29,7 +30,11 @@ class NotificationConfig:
         (5.0, 30.0), help="delay of each retry stage; its length is the number of stages"
     )
     max_batch: int = setting(200, help="records per poll")
-    max_in_flight: int = setting(16, help="emails being sent at once per stage (distinct keys)")
+    max_in_flight: int = setting(
+        32,
+        help="emails between SMTP and the log's sent mark at once (all stages); a crash "
+        "resends at most these",
+    )
     session_timeout_ms: int = setting(10000, help="consumer group session timeout")
     smtp_host: str = setting("127.0.0.1", help="SMTP server")
     smtp_port: int = setting(1025, help="SMTP port")
@@ -45,6 +50,13 @@ class NotificationConfig:
     user_addr: str = setting("127.0.0.1:50052", help="user service gRPC address")
     order_addr: str = setting("127.0.0.1:50053", help="order service gRPC address")
     rpc_timeout_s: float = setting(3.0, help="deadline of GetUser / GetOrder")
+    mark_linger_s: float = setting(
+        0.002, help="an email's 'sent' mark waits this long for others to share its UPDATE"
+    )
+    lookup_cache_s: float = setting(
+        30.0, help="a user or order looked up is reused this long (0: every email asks)"
+    )
+    max_lookups: int = setting(32, help="GetUser / GetOrder calls in flight at once, each")
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     db: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
@@ -53,12 +65,19 @@ class NotificationConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotificationConfig:
         cfg = load(cls, PREFIX, environ)
         check_port(f"{PREFIX}_SMTP_PORT", cfg.smtp_port)
+        sender = parseaddr(cfg.smtp_sender)[1]
+        if not sender or not sender.isascii() or "@" not in sender:
+            raise ConfigError(f"{PREFIX}_SMTP_SENDER: an ASCII address (Name <user@host>)")
         if not cfg.topics:
             raise ConfigError(f"{PREFIX}_TOPICS: at least one topic")
         if not cfg.retry_delays_s or any(d < 0 for d in cfg.retry_delays_s):
             raise ConfigError(f"{PREFIX}_RETRY_DELAYS_S: one or more non-negative delays")
-        if min(cfg.max_batch, cfg.smtp_pool, cfg.max_in_flight) < 1:
-            raise ConfigError(f"{PREFIX}_MAX_BATCH, _SMTP_POOL, _MAX_IN_FLIGHT must be >= 1")
+        if min(cfg.max_batch, cfg.smtp_pool, cfg.max_in_flight, cfg.max_lookups) < 1:
+            raise ConfigError(
+                f"{PREFIX}_MAX_BATCH, _SMTP_POOL, _MAX_IN_FLIGHT, _MAX_LOOKUPS must be >= 1"
+            )
+        if cfg.lookup_cache_s < 0 or cfg.mark_linger_s < 0:
+            raise ConfigError(f"{PREFIX}_LOOKUP_CACHE_S, _MARK_LINGER_S: 0 or more seconds")
         try:
             kafka = KafkaConfig.from_env(PREFIX, environ)
         except ValueError as exc:

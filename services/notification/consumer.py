@@ -4,11 +4,14 @@ Stage 0 reads the event topics (group `<group>`); stage N reads `<topic>.retry.N
 `<group>.retry.N`) and runs a record only once `x-retry-due-ms` has passed: until then
 that partition is paused and the consumer keeps serving the others, so a waiting record
 never blocks anything but the records behind it in the same retry partition (which are
-due even later). Partitions of one poll are processed concurrently; within a partition,
-records of one key in order and different keys concurrently (max_in_flight). Offsets are
-committed (manual commit) only after every record up to them was sent and logged,
-forwarded to a retry topic, or dead-lettered, each acked by Kafka (acks=all): a crash
-anywhere redelivers, and the notification log drops the duplicate.
+due even later). Stage 0 works on a whole poll (up to NOTIFICATION_MAX_BATCH records) at
+once: records of one key (one order, one user) in order, all keys concurrently. That is what
+lets the adapters batch: the poll's claims go to PostgreSQL as one statement, its lookups
+share a short-lived cache, and the Notifier bounds the emails in flight over the kept-open
+SMTP connections. Offsets are committed (manual commit) once per poll, only after every
+record up to them was sent and logged, forwarded to a retry topic, or dead-lettered, each
+acked by Kafka (acks=all): a crash anywhere redelivers, and the notification log drops the
+duplicate.
 
 Record routing on failure (domain errors decide):
   TransientError -> <topic>.retry.(N+1), or the DLQ after the last stage ("retries-exhausted")
@@ -318,7 +321,6 @@ class StageWorker:
         pipeline: Pipeline,
         *,
         max_batch: int = 200,
-        max_in_flight: int = 8,
         idle_poll_ms: int = 500,
     ) -> None:
         self.stage = stage
@@ -326,7 +328,6 @@ class StageWorker:
         self.pipeline = pipeline
         self.max_batch = max_batch
         self.idle_poll_ms = idle_poll_ms
-        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._resume_at: dict[TopicPartition, float] = {}
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
@@ -401,7 +402,8 @@ class StageWorker:
         self, tp: TopicPartition, events: list[ConsumedEvent]
     ) -> tuple[TopicPartition, int | None, bool]:
         """Records of one key in order (an order's emails keep their order), different keys
-        concurrently up to `max_in_flight` emails per worker: sending is I/O-bound."""
+        concurrently: every key's first record is claimed in the same statement, and the
+        Notifier bounds the emails in flight."""
         by_key: dict[str | None, list[ConsumedEvent]] = defaultdict(list)
         for ev in events:
             by_key[ev.key].append(ev)
@@ -409,8 +411,7 @@ class StageWorker:
 
         async def run_key(evs: list[ConsumedEvent]) -> None:
             for ev in evs:
-                async with self._in_flight:
-                    ok = await self._one(tp, ev)
+                ok = await self._one(tp, ev)
                 if not ok:
                     failed.append(ev.offset)
                     return

@@ -7,10 +7,11 @@ dead-letter topic); this module only raises.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -50,6 +51,10 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Notifier:
+    """Many events are handled at once (the consumer's whole poll); `max_in_flight` bounds
+    the emails between 'handed to SMTP' and 'logged as sent'. Those are the ones a crash
+    can make us send twice (decide_claim), so the bound is also the most a crash costs."""
+
     log: NotificationLog
     users: UserDirectory
     orders: OrderBook
@@ -58,6 +63,11 @@ class Notifier:
     stale_after: timedelta = timedelta(minutes=2)
     message_domain: str = "notification.shopmesh.local"
     clock: Callable[[], datetime] = _utcnow
+    max_in_flight: int = 32
+    _sending: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sending = asyncio.Semaphore(self.max_in_flight)
 
     async def handle(self, event: Event) -> Outcome:
         kind = kind_for(event)
@@ -76,9 +86,20 @@ class Notifier:
         if claim is Claim.HELD:
             raise ClaimHeldError(f"event {event.event_id} is being sent by another worker")
         email: Email | None = None
+        handed_over = False
         try:
             email = await self._compose(event, kind)
-            await self.mailer.send(email)
+            async with self._sending:
+                handed_over = True
+                await self.mailer.send(email)
+                await self.log.mark_sent(event.event_id, self.clock(), email.to, email.subject)
+        except asyncio.CancelledError:
+            # Stopping mid-poll. An email not handed to SMTP yet is released, so the next
+            # worker sends it at once instead of waiting for the claim to go stale; one
+            # handed over may be out, and only the stale claim may resend it.
+            if not handed_over:
+                await asyncio.shield(self.log.release(event.event_id, "cancelled: stopping"))
+            raise
         except PermanentError as exc:
             await self.log.mark_failed(
                 event.event_id,
@@ -90,7 +111,6 @@ class Notifier:
         except NotificationError as exc:
             await self.log.release(event.event_id, f"{exc.reason}: {exc}")
             raise
-        await self.log.mark_sent(event.event_id, self.clock(), email.to, email.subject)
         return Outcome.SENT
 
     async def _compose(self, event: Event, kind: Kind) -> Email:

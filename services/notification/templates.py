@@ -22,9 +22,16 @@ class JinjaRenderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
             undefined=jinja2.StrictUndefined,  # a typo in a template fails the test, not a customer
             keep_trailing_newline=True,
+            # Templates ship with the code: no stat() of every file on every email.
+            auto_reload=False,
         )
+        self._templates: dict[Kind, tuple[jinja2.Template, jinja2.Template]] = {}
 
     def render(self, kind: Kind, context: dict[str, Any]) -> tuple[str, str]:
-        text = self._env.get_template(f"{kind.value}.txt").render(context)
-        html = self._env.get_template(f"{kind.value}.html").render(context)
-        return text, html
+        pair = self._templates.get(kind)
+        if pair is None:
+            pair = self._templates[kind] = (
+                self._env.get_template(f"{kind.value}.txt"),
+                self._env.get_template(f"{kind.value}.html"),
+            )
+        return pair[0].render(context), pair[1].render(context)

@@ -1,6 +1,7 @@
 """The notification use case against fakes of its ports: one email per event, dedupe,
 error split, rendering with the real templates, paging."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -153,3 +154,66 @@ async def test_list_rejects_forged_token():
     with pytest.raises(InvalidArgument) as err:
         await list_notifications(log, "u1", 5, "!!garbage")
     assert err.value.field == "page_token"
+
+
+async def test_at_most_max_in_flight_emails_between_smtp_and_the_sent_mark():
+    """What a crash can resend is what was handed to SMTP and not yet logged as sent: many
+    events are handled at once, but no more than max_in_flight are in that window."""
+    log, mailer = FakeLog(), FakeMailer()
+    users = {f"u{i}": Recipient(f"u{i}", f"u{i}@shop.test", "U") for i in range(40)}
+    n = Notifier(log=log, users=FakeUsers(users), orders=FakeOrders({}), mailer=mailer,
+                 renderer=JinjaRenderer(), clock=lambda: NOW, max_in_flight=3)  # fmt: skip
+    window, widest = 0, 0
+    send, mark = mailer.send, log.mark_sent
+
+    async def slow_send(email):
+        nonlocal window, widest
+        window += 1
+        widest = max(widest, window)
+        await asyncio.sleep(0.001)
+        await send(email)
+
+    async def slow_mark(*args):
+        nonlocal window
+        await asyncio.sleep(0.001)
+        await mark(*args)
+        window -= 1
+
+    mailer.send, log.mark_sent = slow_send, slow_mark  # type: ignore[method-assign]
+    lines = (OrderLine("Mug", 1, Money("USD", 7)),)
+    placed = [
+        OrderPlaced(f"e-{i}", NOW, f"o-{i}", f"u{i}", lines, Money("USD", 7)) for i in range(40)
+    ]
+    outcomes = await asyncio.gather(*(n.handle(ev) for ev in placed))
+    assert outcomes == [Outcome.SENT] * 40 and len(mailer.sent) == 40
+    assert widest == 3  # used fully, never exceeded
+
+
+async def test_stopping_before_smtp_releases_the_claim_after_smtp_keeps_it():
+    class SlowUsers(FakeUsers):
+        async def get_user(self, user_id):
+            await asyncio.sleep(10)
+
+    log, mailer = FakeLog(), FakeMailer()
+    n = Notifier(log=log, users=SlowUsers({}), orders=FakeOrders({}), mailer=mailer,
+                 renderer=JinjaRenderer(), clock=lambda: NOW)  # fmt: skip
+    task = asyncio.ensure_future(n.handle(_placed("e-1")))
+    await asyncio.sleep(0.01)  # claimed, looking the user up
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert log.rows["e-1"].status is LogStatus.RETRYING  # the next worker may send at once
+
+    stuck = asyncio.Event()
+
+    async def hanging_send(email):
+        await stuck.wait()
+
+    n2, log2, mailer2 = _notifier()
+    mailer2.send = hanging_send  # type: ignore[method-assign]
+    task = asyncio.ensure_future(n2.handle(_placed("e-2")))
+    await asyncio.sleep(0.01)  # in SMTP: the email may already be out
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert log2.rows["e-2"].status is LogStatus.SENDING  # only a stale claim may resend it
