@@ -80,6 +80,18 @@ def headline(res: dict[str, Any]) -> dict[str, str]:
             out[f"event -> email at {lat['rate_per_s']}/s, {side}"] = (
                 f"p50 {_r(lat[side]['p50_ms'], 1)} ms, p99 {_r(lat[side]['p99_ms'], 1)} ms"
             )
+    if (o2e := res.get("order_to_email")) and "p99_ms" in o2e:
+        split = res.get("order_to_email_split_place_to_topic", {})
+        mine = res.get("order_to_email_split_topic_to_email", {})
+        out[f"PlaceOrder reply -> email at {o2e['rate_per_s']}/s (whole stack)"] = (
+            f"p50 {o2e['p50_ms']} ms, p99 {o2e['p99_ms']} ms; reply -> OrderPlaced on the "
+            f"topic p50 {split.get('p50_ms')} ms, p99 {split.get('p99_ms')} ms; topic -> "
+            f"email p50 {mine.get('p50_ms')} ms, p99 {mine.get('p99_ms')} ms"
+        )
+        cpu = res.get("order_to_email_cpu_ms_per_order", {})
+        out["ms CPU per order meanwhile (idle rate subtracted)"] = ", ".join(
+            f"{k} {v}" for k, v in cpu.items()
+        )
     return out
 
 
