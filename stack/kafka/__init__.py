@@ -192,7 +192,8 @@ def ensure_topics() -> None:
     admin = _admin()
     existing = set(admin.list_topics(timeout=10).topics)
     new = [
-        NewTopic(t.name, t.partitions, t.replication_factor, config=t.config)
+        # One local broker, so one replica; deployments set their own (the k8s prod overlay: 3).
+        NewTopic(t.name, t.partitions, 1, config=t.config)
         for t in topology().all_topics()
         if t.name not in existing
     ]

@@ -410,7 +410,7 @@ def test_service_missing_from_the_table_is_refused(tmp_path) -> None:
     def rename(fds):
         _product(fds).package = "shop.warehouse.v1"
 
-    with pytest.raises(ApiError, match=r"mesh/services\.py"):
+    with pytest.raises(ApiError, match=r"schemas/topology\.yaml"):
         load(_mutated(tmp_path, rename))
 
 

@@ -13,6 +13,7 @@ import yaml
 from google.protobuf import descriptor_pb2
 
 import shop.mesh.v1.options_pb2 as options_pb2
+from mesh import api as mesh_api
 from mesh import envoy, generate, jwt
 from mesh.api import Api, ApiError, load
 from mesh.services import SERVICES
@@ -182,8 +183,15 @@ def test_the_generator_refuses_bad_callers(tmp_path, path, fields, error) -> Non
         load(_with_policy(tmp_path, path, **fields))
 
 
-def test_a_caller_added_in_the_schema_is_admitted_everywhere(tmp_path) -> None:
+def test_a_caller_added_in_the_schema_is_admitted_everywhere(tmp_path, monkeypatch) -> None:
     path = "/shop.product.v1.ProductService/UpdateProduct"
+    # A new caller is declared twice: in the method's policy and in the manifest's calls.
+    declared = mesh_api.calls
+    monkeypatch.setattr(
+        mesh_api,
+        "calls",
+        lambda name: (*declared(name), "product") if name == "notification" else declared(name),
+    )
     api = load(_with_policy(tmp_path, path, callers=["notification"]))
     rbac = _internal(envoy.build(api))[RBAC]
     assert _allows(rbac, path, _service("notification"))
