@@ -317,6 +317,10 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"x{_med(row.get('new_ratio_vs_grpcio'))} of grpc.aio",
                      f"x{_med(row.get('ratio_new_vs_base'))} of the runtime before")
                 )  # fmt: skip
+    if "latest" in results.get("mesh_overhead", {}):  # the A/B layout (bench/mesh_overhead.py)
+        from bench.mesh_overhead import headline
+
+        rows += [("mesh_overhead", *row) for row in headline(results["mesh_overhead"])]
     for p in results.get("mesh_overhead", {}).get("points", []):
         if p.get("upstream") == "product_service" and p.get("path") != "direct":
             rows.append(
@@ -488,6 +492,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += order_cost(results[name])
         elif name == "relay_ab":
             out += relay_ab(results[name])
+        elif name == "mesh_overhead" and "latest" in results[name]:
+            from bench.mesh_overhead import report
+
+            out += report(results[name])
         else:
             out += generic(name, results[name])
     return "\n".join(out) + "\n"
