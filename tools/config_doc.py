@@ -28,11 +28,12 @@ SERVICES = {
     "order": "services.order.config:OrderConfig",
     "notification": "services.notification.config:NotificationConfig",
     "auth": "services.auth.config:AuthServiceConfig",
+    "cart": "services.cart.config:CartConfig",
     "registry": "registry.config:RegistryConfig",
 }
 
 # services whose serve() reads <NAME>_IDENTITY_KEY (services/runtime/auth: their own identity)
-IDENTITIES = ("product", "user", "order", "notification", "auth")
+IDENTITIES = ("product", "user", "order", "notification", "auth", "cart")
 
 Row = tuple[str, str, str]  # variable, default, description
 

@@ -34,6 +34,7 @@ SERVICES: dict[str, Service] = {
     'order': Service('order', 50053, 9453),
     'notification': Service('notification', 50054, 9454),
     'auth': Service('auth', 50055, 9455),
+    'cart': Service('cart', 50056, 9456),
 }
 
 # Event topics (schemas/avro/topics.json).
@@ -51,6 +52,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 }
 CONSUMES: dict[str, tuple[str, ...]] = {
     'notification': ('shop.orders.v1', 'shop.users.v1'),
+    'cart': ('shop.orders.v1',),
 }
 
 # Every topic the platform creates (the stack, compose and Kubernetes).

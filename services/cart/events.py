@@ -1,0 +1,31 @@
+"""Decoded Avro records (shop.events.v1, as dicts from the registry serde) -> domain events.
+
+The adapter between the wire schema and the domain: the core never sees Avro types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.cart.domain import CartItem, OrderPlaced
+
+ORDER_PLACED = "shop.events.v1.OrderPlaced"
+
+
+class MalformedEventError(ValueError):
+    """A record of a known type without the fields the schema promises: never retried."""
+
+
+def order_placed(name: str, v: Mapping[str, Any]) -> OrderPlaced | None:
+    """The OrderPlaced event of a record, or None for the record types the cart ignores."""
+    if name != ORDER_PLACED:
+        return None
+    try:
+        return OrderPlaced(
+            event_id=str(v["event_id"]),
+            order_id=str(v["order_id"]),
+            user_id=str(v["user_id"]),
+            lines=tuple(CartItem(str(ln["product_id"]), int(ln["quantity"])) for ln in v["lines"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEventError(f"{name}: {type(exc).__name__}: {exc}") from None

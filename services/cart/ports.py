@@ -1,0 +1,35 @@
+"""What the cart use cases need from storage. Stdlib + domain only."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from services.cart.domain import Cart
+
+
+class CartReader(Protocol):
+    async def get(self, user_id: str) -> Cart:
+        """The cart as stored; an empty one when the shopper has none."""
+        ...
+
+
+class CartRepository(CartReader, Protocol):
+    async def get_for_update(self, user_id: str) -> Cart:
+        """The cart, locked until the unit of work ends: concurrent changes to one cart
+        (two tabs, the OrderPlaced consumer) queue instead of losing each other's lines."""
+        ...
+
+    async def save(self, before: Cart, after: Cart) -> Cart:
+        """Store `after` (read as `before` by get_for_update); returns it as stored."""
+        ...
+
+    async def first_time(self, event_id: str) -> bool:
+        """Record an event as handled; False when it was before (a redelivery)."""
+        ...
+
+
+class CartUnitOfWork(Protocol):
+    def write(self) -> AbstractAsyncContextManager[CartRepository]: ...
+
+    def read(self) -> AbstractAsyncContextManager[CartReader]: ...

@@ -1,0 +1,114 @@
+"""PostgreSQL adapter of the cart ports.
+
+A cart is one row: its lines as a small JSON array ([[product_id, quantity], ...], at most
+50) in `items`. A read is one primary-key lookup (on the replica, read-your-writes through
+the caller's x-shop-lsn), a change is a locked read plus one UPDATE of that row: cheaper
+than a row per line, and a cart is never read by anything but its shopper. `cart_events`
+holds the ids of the OrderPlaced events already applied (the consumer's dedupe)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.cart.domain import Cart, CartItem
+from services.runtime.db import UnitOfWork
+
+GET_CART = "SELECT items::text, updated_at FROM carts WHERE user_id = $1"
+# Creates the row when the shopper has none and locks it either way, in one statement: two
+# first requests for one cart then queue like any two others.
+LOCK_CART = (
+    "INSERT INTO carts (user_id) VALUES ($1) "
+    "ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id "
+    "RETURNING items::text, updated_at"
+)
+SAVE_CART = (
+    "UPDATE carts SET items = $2::jsonb, updated_at = now() WHERE user_id = $1 RETURNING updated_at"
+)
+FIRST_TIME = "INSERT INTO cart_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1"
+
+
+def encode_items(items: tuple[CartItem, ...]) -> str:
+    return json.dumps([[i.product_id, i.quantity] for i in items], separators=(",", ":"))
+
+
+def cart_of(user_id: str, items_json: str | None, updated_at: datetime | None) -> Cart:
+    items = tuple(CartItem(str(p), int(q)) for p, q in json.loads(items_json or "[]"))
+    return Cart(user_id, items, updated_at)
+
+
+class SqlCartRepository:
+    """The write side, on the unit of work's primary transaction."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        return (await self.conn.exec_driver_sql(sql, args)).first()
+
+    async def get(self, user_id: str) -> Cart:
+        row = await self._one(GET_CART, user_id)
+        return cart_of(user_id, *row) if row else Cart(user_id)
+
+    async def get_for_update(self, user_id: str) -> Cart:
+        return cart_of(user_id, *(await self._one(LOCK_CART, user_id)))
+
+    async def save(self, before: Cart, after: Cart) -> Cart:
+        row = await self._one(SAVE_CART, after.user_id, encode_items(after.items))
+        return Cart(after.user_id, after.items, row[0])
+
+    async def first_time(self, event_id: str) -> bool:
+        return await self._one(FIRST_TIME, event_id) is not None
+
+
+class SqlCartReader:
+    """GetCart: one prepared statement on a raw connection (runtime db.fetch), on the
+    replica once it has replayed what the caller has seen."""
+
+    __slots__ = ("_uow",)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, user_id: str) -> Cart:
+        rows, _ = await self._uow.fetch(GET_CART, user_id)
+        return cart_of(user_id, rows[0][0], rows[0][1]) if rows else Cart(user_id)
+
+
+class _Reading:
+    """`async with uow.read() as repo`: the read holds no connection between statements."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: SqlCartReader) -> None:
+        self._reader = reader
+
+    async def __aenter__(self) -> SqlCartReader:
+        return self._reader
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class SqlCartUnitOfWork:
+    """The cart ports over the runtime's read/write router (one per request)."""
+
+    __slots__ = ("_uow",)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqlCartRepository]:
+        async with self._uow.write() as conn:
+            yield SqlCartRepository(conn)
+
+    def read(self) -> _Reading:
+        return _Reading(SqlCartReader(self._uow))
