@@ -27,9 +27,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from confluent_kafka.admin import AdminClient, NewTopic
-from grpclib import GRPCError, Status
 from grpclib.client import Channel
-from grpclib.server import Server
 
 from services.notification.bootstrap import NotificationApp
 from services.notification.config import NotificationConfig
@@ -42,6 +40,7 @@ from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from shop.user.v1 import user_grpc, user_pb2
 from stack.callers import as_platform
 from stack.model import state_dir
@@ -217,26 +216,6 @@ async def produce(infra, topics) -> AsyncIterator[Events]:
 # ---------------------------------------------------------------- the user directory
 
 
-class StandInUserService(user_grpc.UserServiceBase):
-    """GetUser over real gRPC for users the test declares; used only while the user service
-    is not written yet (the `users` fixture prefers the real one)."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, user_pb2.User] = {}
-
-    async def GetUser(self, stream) -> None:
-        req = await stream.recv_message()
-        if req.id not in self.users:
-            raise GRPCError(Status.NOT_FOUND, f"user {req.id} not found")
-        await stream.send_message(user_pb2.GetUserResponse(user=self.users[req.id]))
-
-    async def _unimplemented(self, stream) -> None:
-        raise GRPCError(Status.UNIMPLEMENTED)
-
-    RegisterUser = UpdateProfile = AddAddress = ListAddresses = RemoveAddress = _unimplemented
-    CheckCredentials = _unimplemented
-
-
 @dataclass
 class Users:
     address: str
@@ -245,41 +224,20 @@ class Users:
 
 @pytest.fixture(scope="module")
 async def users(stack) -> AsyncIterator[Users]:
-    import importlib.util
+    """The stack's user service: registers the buyers the tests mail."""
+    stack.require("user")
+    user = SERVICES["user"]
+    channel = Channel("127.0.0.1", user.port)
+    stub = user_grpc.UserServiceStub(channel)
 
-    try:
-        real = importlib.util.find_spec("services.user.main") is not None
-    except ModuleNotFoundError:
-        real = False
-    if real:
-        stack.require("user")
-        channel = Channel("127.0.0.1", 50052)
-        stub = user_grpc.UserServiceStub(channel)
+    async def register(address: str, name: str) -> str:
+        reply = await stub.RegisterUser(
+            user_pb2.RegisterUserRequest(email=address, password="s3cret-pass!", display_name=name)
+        )
+        return reply.user.id
 
-        async def register(address: str, name: str) -> str:
-            reply = await stub.RegisterUser(
-                user_pb2.RegisterUserRequest(
-                    email=address, password="s3cret-pass!", display_name=name
-                )
-            )
-            return reply.user.id
-
-        yield Users("127.0.0.1:50052", register)
-        channel.close()
-        return
-    service = StandInUserService()
-    server = Server([service])
-    port = free_port()
-    await server.start("127.0.0.1", port)
-
-    async def add(address: str, name: str) -> str:
-        uid = f"u-{uuid.uuid4().hex[:12]}"
-        service.users[uid] = user_pb2.User(id=uid, email=address, display_name=name)
-        return uid
-
-    yield Users(f"127.0.0.1:{port}", add)
-    server.close()
-    await server.wait_closed()
+    yield Users(user.local_addr, register)
+    channel.close()
 
 
 # ---------------------------------------------------------------- the service under test

@@ -1,5 +1,6 @@
 """The runtime server over real gRPC on loopback: validation, error mapping, health,
-reflection, metrics, trailers, drain. Uses an in-memory ProductService so it needs no DB."""
+reflection, metrics, trailers, drain. Uses an in-memory ProductService
+(a stub built from its descriptor, mesh/stubs.py) so it needs no DB."""
 
 from __future__ import annotations
 
@@ -16,38 +17,29 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
 
+from mesh.stubs import Stub
 from services.runtime.errors import NotFound
 from services.runtime.policy import Access, CallInfo
-from services.runtime.rpc import unary
 from services.runtime.server import App, ServerConfig
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 
-class MemoryProducts(product_grpc.ProductServiceBase):
+async def get_product(request: pb.GetProductRequest) -> pb.GetProductResponse:
     """Answers from memory; `boom` raises an unexpected error, `slow` sleeps."""
+    if request.id == "boom":
+        raise RuntimeError("secret internals: password=hunter2")
+    if request.id == "slow":
+        await asyncio.sleep(0.5)
+        return pb.GetProductResponse(product=pb.Product(id="slow"))
+    if request.id != "p-0001":
+        raise NotFound(f"product {request.id} not found")
+    return pb.GetProductResponse(product=pb.Product(id="p-0001", name="Mug"))
 
-    def __init__(self) -> None:
-        self.seen_access: list[Access] = []
 
-    @unary
-    async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
-        if request.id == "boom":
-            raise RuntimeError("secret internals: password=hunter2")
-        if request.id == "slow":
-            await asyncio.sleep(0.5)
-            return pb.GetProductResponse(product=pb.Product(id="slow"))
-        if request.id != "p-0001":
-            raise NotFound(f"product {request.id} not found")
-        return pb.GetProductResponse(product=pb.Product(id="p-0001", name="Mug"))
-
-    async def ListProducts(self, stream): ...
-    async def SearchProducts(self, stream): ...
-    async def ListCategories(self, stream): ...
-    async def CreateProduct(self, stream): ...
-    async def UpdateProduct(self, stream): ...
-    async def ReserveStock(self, stream): ...
-    async def ReleaseStock(self, stream): ...
+def memory_products() -> Stub:
+    """A ProductService from its descriptor answering GetProduct only."""
+    return Stub(pb.DESCRIPTOR.services_by_name["ProductService"], {"GetProduct": get_product})
 
 
 class FlakyDep:
@@ -80,7 +72,7 @@ async def app():
     dep = FlakyDep()
     a = App(
         ServerConfig(name="rt-test", health_interval_s=0.05),
-        [MemoryProducts()],
+        [memory_products()],
         [dep],
         auth=auth,
     )
@@ -200,7 +192,7 @@ async def test_metrics_count_calls_by_method_and_code(app, channel):
 
 async def test_shutdown_drains_in_flight_then_closes_resources():
     dep = FlakyDep()
-    a = App(ServerConfig(name="rt-drain"), [MemoryProducts()], [dep])
+    a = App(ServerConfig(name="rt-drain"), [memory_products()], [dep])
     await a.start()
     ch = Channel("127.0.0.1", a.grpc_port)
     try:

@@ -1,5 +1,6 @@
-"""A service for the worker tests: the runtime's serve() with an in-memory ProductService,
-run as a real process (`python -m tests.integration.runtime.worker_service`).
+"""A service for the worker tests: the runtime's serve() with an in-memory ProductService (a
+stub built from its descriptor, mesh/stubs.py), run as a real process
+(`python -m tests.integration.runtime.worker_service`).
 
 GetProduct answers with the serving process's pid in `name` (so a client sees which worker
 served it); id "slow" takes WORKERTEST_SLOW_S seconds. Two background tasks append their
@@ -13,30 +14,19 @@ import asyncio
 import os
 from pathlib import Path
 
+from mesh.stubs import Stub
 from services.runtime.errors import NotFound
 from services.runtime.metrics import Metrics
-from services.runtime.rpc import unary
 from services.runtime.server import ServerConfig, per_process, run, serve
-from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 
-class PidProducts(product_grpc.ProductServiceBase):
-    @unary
-    async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
-        if request.id == "slow":
-            await asyncio.sleep(float(os.environ.get("WORKERTEST_SLOW_S", "1")))
-        elif request.id != "p-0001":
-            raise NotFound(f"product {request.id} not found")
-        return pb.GetProductResponse(product=pb.Product(id=request.id, name=str(os.getpid())))
-
-    async def ListProducts(self, stream): ...
-    async def SearchProducts(self, stream): ...
-    async def ListCategories(self, stream): ...
-    async def CreateProduct(self, stream): ...
-    async def UpdateProduct(self, stream): ...
-    async def ReserveStock(self, stream): ...
-    async def ReleaseStock(self, stream): ...
+async def get_product(request: pb.GetProductRequest) -> pb.GetProductResponse:
+    if request.id == "slow":
+        await asyncio.sleep(float(os.environ.get("WORKERTEST_SLOW_S", "1")))
+    elif request.id != "p-0001":
+        raise NotFound(f"product {request.id} not found")
+    return pb.GetProductResponse(product=pb.Product(id=request.id, name=str(os.getpid())))
 
 
 def _note(name: str) -> None:
@@ -61,7 +51,12 @@ async def main() -> int:
         "processes", lambda: iter([("workertest_processes", "serving processes", {}, 1.0)])
     )
     return await serve(
-        config, [PidProducts()], [], [once, per_process(each)], metrics=metrics, auth=_allow
+        config,
+        [Stub(pb.DESCRIPTOR.services_by_name["ProductService"], {"GetProduct": get_product})],
+        [],
+        [once, per_process(each)],
+        metrics=metrics,
+        auth=_allow,
     )
 
 
