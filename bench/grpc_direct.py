@@ -33,6 +33,7 @@ from bench.common import (
     wait_grpc_serving,
     write_result,
 )
+from mesh.stubs import Stub
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
@@ -45,27 +46,16 @@ MAX_CALLS = 100_000  # per point
 # ------------------------------------------------------------------ the baseline server
 
 
-class MemoryProducts(product_grpc.ProductServiceBase):
-    """Same replies as the real service, from memory: the cost of grpclib + upb alone."""
-
-    def __init__(self, get_reply: bytes, list_reply: bytes) -> None:
-        self.get = pb.GetProductResponse.FromString(get_reply)
-        self.list = pb.ListProductsResponse.FromString(list_reply)
-
-    async def GetProduct(self, stream: Any) -> None:
-        await stream.recv_message()
-        await stream.send_message(self.get)
-
-    async def ListProducts(self, stream: Any) -> None:
-        await stream.recv_message()
-        await stream.send_message(self.list)
-
-    async def SearchProducts(self, stream: Any) -> None: ...
-    async def ListCategories(self, stream: Any) -> None: ...
-    async def CreateProduct(self, stream: Any) -> None: ...
-    async def UpdateProduct(self, stream: Any) -> None: ...
-    async def ReserveStock(self, stream: Any) -> None: ...
-    async def ReleaseStock(self, stream: Any) -> None: ...
+def memory_products(get_reply: bytes, list_reply: bytes) -> Stub:
+    """Same replies as the real service, from memory: the cost of grpclib + upb alone (a
+    stub built from the service descriptor, mesh/stubs.py)."""
+    return Stub(
+        pb.DESCRIPTOR.services_by_name["ProductService"],
+        {
+            "GetProduct": pb.GetProductResponse.FromString(get_reply),
+            "ListProducts": pb.ListProductsResponse.FromString(list_reply),
+        },
+    )
 
 
 async def serve_baseline(port: int, replies: Path) -> None:
@@ -75,7 +65,7 @@ async def serve_baseline(port: int, replies: Path) -> None:
 
     data = json.loads(replies.read_text())  # noqa: ASYNC240 - before serving
     server = Server(
-        [MemoryProducts(bytes.fromhex(data["get"]), bytes.fromhex(data["list"])), Health()]
+        [memory_products(bytes.fromhex(data["get"]), bytes.fromhex(data["list"])), Health()]
     )
     with graceful_exit([server]):
         await server.start("127.0.0.1", port)

@@ -169,34 +169,32 @@ def serve_grpclib_upb(port: int, data: dict[str, Any]) -> None:
     from grpclib.health.service import Health
     from grpclib.server import Server
 
-    from shop.product.v1 import product_grpc
+    from mesh.stubs import Stub
 
     products = upb_products(data)
     by_id = {p.id: p for p in products}
     token = data["next_page_token"]
 
-    class Memory(product_grpc.ProductServiceBase):
-        async def GetProduct(self, stream: Any) -> None:
-            req = await stream.recv_message()
-            p = by_id.get(req.id)
-            if p is None:
-                raise GRPCError(Status.NOT_FOUND, "product not found")
-            await stream.send_message(pb.GetProductResponse(product=p))
+    async def get_product(req: pb.GetProductRequest) -> pb.GetProductResponse:
+        p = by_id.get(req.id)
+        if p is None:
+            raise GRPCError(Status.NOT_FOUND, "product not found")
+        return pb.GetProductResponse(product=p)
 
-        async def ListProducts(self, stream: Any) -> None:
-            await stream.recv_message()
-            await stream.send_message(
-                pb.ListProductsResponse(products=products, next_page_token=token)
-            )
-
-        async def _no(self, stream: Any) -> None:
-            raise GRPCError(Status.UNIMPLEMENTED)
-
-        SearchProducts = ListCategories = CreateProduct = UpdateProduct = _no
-        ReserveStock = ReleaseStock = _no
+    # A stub from the service descriptor (mesh/stubs.py): the other methods UNIMPLEMENTED.
+    memory = Stub(
+        pb.DESCRIPTOR.services_by_name["ProductService"],
+        {
+            "GetProduct": get_product,
+            # built per call, as the other variants do
+            "ListProducts": lambda req: pb.ListProductsResponse(
+                products=products, next_page_token=token
+            ),
+        },
+    )
 
     async def main() -> None:
-        server = Server([Memory(), Health()])
+        server = Server([memory, Health()])
         await server.start("127.0.0.1", port)
         await server.wait_closed()
 
