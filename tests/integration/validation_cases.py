@@ -162,6 +162,11 @@ def _candidates(rule: Rule, valid: Message) -> Iterator[Any]:
     elif kind == "enum" and name == "defined_only":
         fd = _field_descriptor(valid, rule.path)
         yield max(v.number for v in fd.enum_type.values) + 50
+    elif kind == "enum" and name in ("in", "not_in"):
+        fd = _field_descriptor(valid, rule.path)
+        for v in fd.enum_type.values:
+            if (v.number in limit) == (name == "not_in"):
+                yield v.number
     elif kind == "repeated":
         items = list(_get(valid, rule.path))
         if name == "min_items":

@@ -1,13 +1,14 @@
 """Every buf.validate rule of every ProductService request, over real gRPC: one request per
-rule, generated from the descriptors, breaking only that rule, answered INVALID_ARGUMENT
-naming the field (tests/integration/validation_cases.py builds them)."""
+rule, breaking only that rule, answered INVALID_ARGUMENT naming the field. Valid requests
+(tests/integration/valid_requests.py) and the cases (validation_cases.py) are generated from
+the descriptors."""
 
 from __future__ import annotations
 
 import pytest
 
-from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2 as pb
+from tests.integration.valid_requests import valid_requests
 from tests.integration.validation_cases import (
     Case,
     assert_cover_every_rule,
@@ -19,40 +20,11 @@ from tests.integration.validation_cases import (
 pytestmark = pytest.mark.stack
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ProductService"]
-USD = common_pb2.Money(currency_code="USD", units=5, nanos=500_000_000)
 
-# One valid request per method, every field with rules set, so each rule is live and a
-# case differs from a request the service accepts by one field.
-VALID = {
-    "GetProduct": pb.GetProductRequest(id="p-0001"),
-    "ListProducts": pb.ListProductsRequest(
-        page_size=10, page_token="tok", category="kitchen", min_price=USD, max_price=USD, sort=1
-    ),
-    "SearchProducts": pb.SearchProductsRequest(query="mug", page_size=10, page_token="tok"),
-    "ListCategories": pb.ListCategoriesRequest(),
-    "CreateProduct": pb.CreateProductRequest(
-        sku="SKU-1",
-        name="Mug",
-        description="A mug",
-        category="kitchen",
-        price=USD,
-        image_urls=["https://images.shopmesh.local/m.jpg"],
-        stock=3,
-    ),
-    "UpdateProduct": pb.UpdateProductRequest(
-        id="p-0001",
-        name="Mug",
-        description="A mug",
-        category="kitchen",
-        price=USD,
-        stock=3,
-        image_urls=["https://images.shopmesh.local/m.jpg"],
-    ),
-    "ReserveStock": pb.ReserveStockRequest(
-        order_id="o-1", lines=[pb.StockLine(product_id="p-0001", quantity=1)]
-    ),
-    "ReleaseStock": pb.ReleaseStockRequest(order_id="o-1"),
-}
+# One valid request per method, generated from the rules (every field with rules set, so
+# each rule is live and a case differs from a request the service accepts by one field): a
+# new RPC is covered by its .proto alone.
+VALID = valid_requests(SERVICE)
 
 RULES = rules_of_service(SERVICE)
 CASES, MISSING = cases(RULES, VALID)

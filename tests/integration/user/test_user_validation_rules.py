@@ -1,13 +1,14 @@
 """Every buf.validate rule of every UserService request, over real gRPC: one request per
-rule, generated from the descriptors, breaking only that rule, answered INVALID_ARGUMENT
-naming the field (tests/integration/validation_cases.py builds them)."""
+rule, breaking only that rule, answered INVALID_ARGUMENT naming the field. Valid requests
+(tests/integration/valid_requests.py) and the cases (validation_cases.py) are generated from
+the descriptors."""
 
 from __future__ import annotations
 
 import pytest
 
-from shop.common.v1 import common_pb2
 from shop.user.v1 import user_pb2 as pb
+from tests.integration.valid_requests import valid_requests
 from tests.integration.validation_cases import (
     Case,
     assert_cover_every_rule,
@@ -19,30 +20,11 @@ from tests.integration.validation_cases import (
 pytestmark = pytest.mark.stack
 
 SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
-PASSWORD = "correct horse battery"
-HOME = common_pb2.Address(
-    recipient_name="Ada",
-    line1="1 Main St",
-    line2="Floor 2",
-    city="Berlin",
-    region="BE",
-    postal_code="10115",
-    country_code="DE",
-)
 
-# One valid request per method, every field with rules set, so each rule is live and a
-# case differs from a request the service accepts by one field.
-VALID = {
-    "RegisterUser": pb.RegisterUserRequest(
-        email="ada@example.com", password=PASSWORD, display_name="Ada"
-    ),
-    "GetUser": pb.GetUserRequest(id="u-1"),
-    "UpdateProfile": pb.UpdateProfileRequest(id="u-1", display_name="Ada", phone="+4930123456"),
-    "AddAddress": pb.AddAddressRequest(user_id="u-1", address=HOME),
-    "ListAddresses": pb.ListAddressesRequest(user_id="u-1"),
-    "RemoveAddress": pb.RemoveAddressRequest(user_id="u-1", address_id="a-1"),
-    "CheckCredentials": pb.CheckCredentialsRequest(email="ada@example.com", password=PASSWORD),
-}
+# One valid request per method, generated from the rules (every field with rules set, so
+# each rule is live and a case differs from a request the service accepts by one field): a
+# new RPC is covered by its .proto alone.
+VALID = valid_requests(SERVICE)
 
 RULES = rules_of_service(SERVICE)
 CASES, MISSING = cases(RULES, VALID)
