@@ -160,10 +160,22 @@ def authenticate_channel(channel: Any, identity: ServiceIdentity | None = None) 
     call, so a channel made before serve() registers it works). Returns the channel."""
     from grpclib.events import SendRequest, listen
 
+    from services.runtime.transport import tune_channel
+
+    def own() -> str:
+        who = identity if identity is not None else process_identity()
+        return f"Bearer {who.token()}"
+
     async def add_token(event: SendRequest) -> None:
         if "authorization" not in event.metadata:
-            who = identity if identity is not None else process_identity()
-            event.metadata["authorization"] = f"Bearer {who.token()}"
+            event.metadata["authorization"] = own()
+
+    def own_bytes() -> bytes | None:
+        try:
+            return own().encode()
+        except RuntimeError:  # no identity registered: nothing of ours to index
+            return None
 
     listen(channel, SendRequest, add_token)
-    return channel
+    # The token this channel adds is indexed in HPACK; any other stays never indexed.
+    return tune_channel(channel, own_bytes)
