@@ -34,10 +34,11 @@ from services.runtime.auth import (
     service_kid,
     service_signing_key,
 )
+from shop.topology import SERVICES
 
-# The services of the local stack (mesh/services.py SERVICES; a unit test keeps the two
-# equal): in dev, whose derived dev keys are published when AUTH_SERVICE_PUBLIC_KEYS is unset.
-DEV_SERVICES = ("auth", "notification", "order", "product", "user")
+# The services of the manifest (schemas/topology.yaml): in dev, whose derived dev keys are
+# published when AUTH_SERVICE_PUBLIC_KEYS is unset.
+DEV_SERVICES = tuple(sorted(SERVICES))
 
 
 def parse_public_keys(entries: Iterable[str]) -> dict[str, tuple[str, ...]]:

@@ -35,6 +35,9 @@ SERVICES: dict[str, Service] = {
     'notification': Service('notification', 50054, 9454),
     'auth': Service('auth', 50055, 9455),
     'cart': Service('cart', 50056, 9456),
+    'currency': Service('currency', 50057, 9457),
+    'shipping': Service('shipping', 50058, 9458),
+    'recommendation': Service('recommendation', 50059, 9459),
 }
 
 # Event topics (schemas/avro/topics.json).
@@ -53,6 +56,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
 CONSUMES: dict[str, tuple[str, ...]] = {
     'notification': ('shop.orders.v1', 'shop.users.v1'),
     'cart': ('shop.orders.v1',),
+    'recommendation': ('shop.orders.v1',),
 }
 
 # Every topic the platform creates (the stack, compose and Kubernetes).

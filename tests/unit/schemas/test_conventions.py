@@ -22,6 +22,8 @@ PAGE_TOKEN_MAX = 512
 UNPAGED = {
     "shop.user.v1.UserService.ListAddresses": "a user's own saved addresses",
     "shop.product.v1.ProductService.ListCategories": "the catalog's categories",
+    "shop.currency.v1.CurrencyService.ListCurrencies": "the currencies a shopper may choose",
+    "shop.recommendation.v1.RecommendationService.ListRecommendations": "at most 20 products",
 }
 
 Field = descriptor_pb2.FieldDescriptorProto

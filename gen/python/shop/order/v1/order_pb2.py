@@ -29,7 +29,7 @@ from shop.common.v1 import common_pb2 as shop_dot_common_dot_v1_dot_common__pb2
 from shop.mesh.v1 import options_pb2 as shop_dot_mesh_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bshop/common/v1/common.proto\x1a\x1ashop/mesh/v1/options.proto\"\xd5\x01\n\tOrderLine\x12\x1d\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12!\n\x0cproduct_name\x18\x02 \x01(\tR\x0bproductName\x12\x1a\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12\x34\n\nunit_price\x18\x04 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\tunitPrice\x12\x34\n\nline_total\x18\x05 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\tlineTotal\"\xa4\x03\n\x05Order\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1a.shop.order.v1.OrderStatusR\x06status\x12.\n\x05lines\x18\x04 \x03(\x0b\x32\x18.shop.order.v1.OrderLineR\x05lines\x12+\n\x05total\x18\x05 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x05total\x12\x42\n\x10shipping_address\x18\x06 \x01(\x0b\x32\x17.shop.common.v1.AddressR\x0fshippingAddress\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12#\n\rcancel_reason\x18\t \x01(\tR\x0c\x63\x61ncelReason\"m\n\x08LineItem\x12:\n\nproduct_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\tproductId\x12%\n\x08quantity\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01R\x08quantity\"\x99\x02\n\x11PlaceOrderRequest\x12G\n\x0fidempotency_key\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x08\x18\x80\x01\x32\x12^[A-Za-z0-9_.:-]+$R\x0eidempotencyKey\x12\x34\n\x07user_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12\x39\n\x05lines\x18\x03 \x03(\x0b\x32\x17.shop.order.v1.LineItemB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32R\x05lines\x12J\n\x10shipping_address\x18\x04 \x01(\x0b\x32\x17.shop.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01R\x0fshippingAddress\"@\n\x12PlaceOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\">\n\x0fGetOrderRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\">\n\x10GetOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\"\x9a\x01\n\x11ListOrdersRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12&\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"j\n\x12ListOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0b\x32\x14.shop.order.v1.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x12\x43\x61ncelOrderRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12 \n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"A\n\x13\x43\x61ncelOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\"\x89\x01\n\x18UpdateOrderStatusRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x1a.shop.order.v1.OrderStatusB\x0c\xbaH\t\x82\x01\x06\x18\x03\x18\x04\x18\x05R\x06status\"G\n\x19UpdateOrderStatusResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order*\xca\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x15\n\x11ORDER_STATUS_PAID\x10\x03\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x04\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x05\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x06\x32\xa5\x05\n\x0cOrderService\x12w\n\nPlaceOrder\x12 .shop.order.v1.PlaceOrderRequest\x1a!.shop.order.v1.PlaceOrderResponse\"$\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\x90N\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/orders:\x01*\x12\x81\x01\n\x08GetOrder\x12\x1e.shop.order.v1.GetOrderRequest\x1a\x1f.shop.order.v1.GetOrderResponse\"4\x8a\xb5\x18\x15\x08\x02\x10\x01\x18\xd0\x0f\"\x0cnotification\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/orders/{id}\x12t\n\nListOrders\x12 .shop.order.v1.ListOrdersRequest\x1a!.shop.order.v1.ListOrdersResponse\"!\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x86\x01\n\x0b\x43\x61ncelOrder\x12!.shop.order.v1.CancelOrderRequest\x1a\".shop.order.v1.CancelOrderResponse\"0\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\x88\'\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:cancel:\x01*\x12\x98\x01\n\x11UpdateOrderStatus\x12\'.shop.order.v1.UpdateOrderStatusRequest\x1a(.shop.order.v1.UpdateOrderStatusResponse\"0\x8a\xb5\x18\x07\x08\x03\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:status:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bshop/common/v1/common.proto\x1a\x1ashop/mesh/v1/options.proto\"\xe7\x02\n\tOrderLine\x12\x1d\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12!\n\x0cproduct_name\x18\x02 \x01(\tR\x0bproductName\x12\x1a\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12\x34\n\nunit_price\x18\x04 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\tunitPrice\x12\x34\n\nline_total\x18\x05 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\tlineTotal\x12G\n\x14\x63onverted_unit_price\x18\x06 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x12\x63onvertedUnitPrice\x12G\n\x14\x63onverted_line_total\x18\x07 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x12\x63onvertedLineTotal\"\xcc\x05\n\x05Order\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1a.shop.order.v1.OrderStatusR\x06status\x12.\n\x05lines\x18\x04 \x03(\x0b\x32\x18.shop.order.v1.OrderLineR\x05lines\x12+\n\x05total\x18\x05 \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x05total\x12\x42\n\x10shipping_address\x18\x06 \x01(\x0b\x32\x17.shop.common.v1.AddressR\x0fshippingAddress\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12#\n\rcancel_reason\x18\t \x01(\tR\x0c\x63\x61ncelReason\x12#\n\rcurrency_code\x18\n \x01(\tR\x0c\x63urrencyCode\x12!\n\x0crate_version\x18\x0b \x01(\x03R\x0brateVersion\x12>\n\x0f\x63onverted_total\x18\x0c \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x0e\x63onvertedTotal\x12*\n\x11shipping_quote_id\x18\r \x01(\tR\x0fshippingQuoteId\x12:\n\rshipping_cost\x18\x0e \x01(\x0b\x32\x15.shop.common.v1.MoneyR\x0cshippingCost\x12\x36\n\x0bgrand_total\x18\x0f \x01(\x0b\x32\x15.shop.common.v1.MoneyR\ngrandTotal\"m\n\x08LineItem\x12:\n\nproduct_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\tproductId\x12%\n\x08quantity\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x01R\x08quantity\"\xb8\x03\n\x11PlaceOrderRequest\x12G\n\x0fidempotency_key\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x08\x18\x80\x01\x32\x12^[A-Za-z0-9_.:-]+$R\x0eidempotencyKey\x12\x34\n\x07user_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12\x39\n\x05lines\x18\x03 \x03(\x0b\x32\x17.shop.order.v1.LineItemB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x32R\x05lines\x12J\n\x10shipping_address\x18\x04 \x01(\x0b\x32\x17.shop.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01R\x0fshippingAddress\x12\x39\n\rcurrency_code\x18\x05 \x01(\tB\x14\xbaH\x11r\x0f\x32\r^([A-Z]{3})?$R\x0c\x63urrencyCode\x12L\n\x11shipping_quote_id\x18\x06 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$H\x00R\x0fshippingQuoteId\x88\x01\x01\x42\x14\n\x12_shipping_quote_id\"@\n\x12PlaceOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\">\n\x0fGetOrderRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\">\n\x10GetOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\"\x9a\x01\n\x11ListOrdersRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12&\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00R\x08pageSize\x12\'\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"j\n\x12ListOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0b\x32\x14.shop.order.v1.OrderR\x06orders\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x12\x43\x61ncelOrderRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12 \n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"A\n\x13\x43\x61ncelOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order\"\x89\x01\n\x18UpdateOrderStatusRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x1a.shop.order.v1.OrderStatusB\x0c\xbaH\t\x82\x01\x06\x18\x03\x18\x04\x18\x05R\x06status\"G\n\x19UpdateOrderStatusResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x14.shop.order.v1.OrderR\x05order*\xca\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x15\n\x11ORDER_STATUS_PAID\x10\x03\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x04\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x05\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x06\x32\xa5\x05\n\x0cOrderService\x12w\n\nPlaceOrder\x12 .shop.order.v1.PlaceOrderRequest\x1a!.shop.order.v1.PlaceOrderResponse\"$\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\x90N\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/orders:\x01*\x12\x81\x01\n\x08GetOrder\x12\x1e.shop.order.v1.GetOrderRequest\x1a\x1f.shop.order.v1.GetOrderResponse\"4\x8a\xb5\x18\x15\x08\x02\x10\x01\x18\xd0\x0f\"\x0cnotification\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/orders/{id}\x12t\n\nListOrders\x12 .shop.order.v1.ListOrdersRequest\x1a!.shop.order.v1.ListOrdersResponse\"!\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/orders\x12\x86\x01\n\x0b\x43\x61ncelOrder\x12!.shop.order.v1.CancelOrderRequest\x1a\".shop.order.v1.CancelOrderResponse\"0\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\x88\'\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:cancel:\x01*\x12\x98\x01\n\x11UpdateOrderStatus\x12\'.shop.order.v1.UpdateOrderStatusRequest\x1a(.shop.order.v1.UpdateOrderStatusResponse\"0\x8a\xb5\x18\x07\x08\x03\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/orders/{id}:status:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,6 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLACEORDERREQUEST'].fields_by_name['lines']._serialized_options = b'\272H\007\222\001\004\010\001\0202'
   _globals['_PLACEORDERREQUEST'].fields_by_name['shipping_address']._loaded_options = None
   _globals['_PLACEORDERREQUEST'].fields_by_name['shipping_address']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['currency_code']._loaded_options = None
+  _globals['_PLACEORDERREQUEST'].fields_by_name['currency_code']._serialized_options = b'\272H\021r\0172\r^([A-Z]{3})?$'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['shipping_quote_id']._loaded_options = None
+  _globals['_PLACEORDERREQUEST'].fields_by_name['shipping_quote_id']._serialized_options = b'\272H\030r\026\020\001\030@2\020^[A-Za-z0-9_-]+$'
   _globals['_GETORDERREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETORDERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\030r\026\020\001\030@2\020^[A-Za-z0-9_-]+$'
   _globals['_LISTORDERSREQUEST'].fields_by_name['user_id']._loaded_options = None
@@ -74,34 +78,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\212\265\030\007\010\002\020\001\030\210\'\202\323\344\223\002\037\"\032/api/v1/orders/{id}:cancel:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._serialized_options = b'\212\265\030\007\010\003\020\001\030\270\027\202\323\344\223\002\037\"\032/api/v1/orders/{id}:status:\001*'
-  _globals['_ORDERSTATUS']._serialized_start=2068
-  _globals['_ORDERSTATUS']._serialized_end=2270
+  _globals['_ORDERSTATUS']._serialized_start=2669
+  _globals['_ORDERSTATUS']._serialized_end=2871
   _globals['_ORDERLINE']._serialized_start=194
-  _globals['_ORDERLINE']._serialized_end=407
-  _globals['_ORDER']._serialized_start=410
-  _globals['_ORDER']._serialized_end=830
-  _globals['_LINEITEM']._serialized_start=832
-  _globals['_LINEITEM']._serialized_end=941
-  _globals['_PLACEORDERREQUEST']._serialized_start=944
-  _globals['_PLACEORDERREQUEST']._serialized_end=1225
-  _globals['_PLACEORDERRESPONSE']._serialized_start=1227
-  _globals['_PLACEORDERRESPONSE']._serialized_end=1291
-  _globals['_GETORDERREQUEST']._serialized_start=1293
-  _globals['_GETORDERREQUEST']._serialized_end=1355
-  _globals['_GETORDERRESPONSE']._serialized_start=1357
-  _globals['_GETORDERRESPONSE']._serialized_end=1419
-  _globals['_LISTORDERSREQUEST']._serialized_start=1422
-  _globals['_LISTORDERSREQUEST']._serialized_end=1576
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1578
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1684
-  _globals['_CANCELORDERREQUEST']._serialized_start=1686
-  _globals['_CANCELORDERREQUEST']._serialized_end=1785
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1787
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1852
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1855
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1992
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=1994
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=2065
-  _globals['_ORDERSERVICE']._serialized_start=2273
-  _globals['_ORDERSERVICE']._serialized_end=2950
+  _globals['_ORDERLINE']._serialized_end=553
+  _globals['_ORDER']._serialized_start=556
+  _globals['_ORDER']._serialized_end=1272
+  _globals['_LINEITEM']._serialized_start=1274
+  _globals['_LINEITEM']._serialized_end=1383
+  _globals['_PLACEORDERREQUEST']._serialized_start=1386
+  _globals['_PLACEORDERREQUEST']._serialized_end=1826
+  _globals['_PLACEORDERRESPONSE']._serialized_start=1828
+  _globals['_PLACEORDERRESPONSE']._serialized_end=1892
+  _globals['_GETORDERREQUEST']._serialized_start=1894
+  _globals['_GETORDERREQUEST']._serialized_end=1956
+  _globals['_GETORDERRESPONSE']._serialized_start=1958
+  _globals['_GETORDERRESPONSE']._serialized_end=2020
+  _globals['_LISTORDERSREQUEST']._serialized_start=2023
+  _globals['_LISTORDERSREQUEST']._serialized_end=2177
+  _globals['_LISTORDERSRESPONSE']._serialized_start=2179
+  _globals['_LISTORDERSRESPONSE']._serialized_end=2285
+  _globals['_CANCELORDERREQUEST']._serialized_start=2287
+  _globals['_CANCELORDERREQUEST']._serialized_end=2386
+  _globals['_CANCELORDERRESPONSE']._serialized_start=2388
+  _globals['_CANCELORDERRESPONSE']._serialized_end=2453
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=2456
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=2593
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=2595
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=2666
+  _globals['_ORDERSERVICE']._serialized_start=2874
+  _globals['_ORDERSERVICE']._serialized_end=3551
 # @@protoc_insertion_point(module_scope)

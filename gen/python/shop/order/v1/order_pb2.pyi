@@ -32,21 +32,25 @@ ORDER_STATUS_DELIVERED: OrderStatus
 ORDER_STATUS_CANCELLED: OrderStatus
 
 class OrderLine(_message.Message):
-    __slots__ = ("product_id", "product_name", "quantity", "unit_price", "line_total")
+    __slots__ = ("product_id", "product_name", "quantity", "unit_price", "line_total", "converted_unit_price", "converted_line_total")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_NAME_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     LINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_LINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     product_name: str
     quantity: int
     unit_price: _common_pb2.Money
     line_total: _common_pb2.Money
-    def __init__(self, product_id: _Optional[str] = ..., product_name: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., line_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+    converted_unit_price: _common_pb2.Money
+    converted_line_total: _common_pb2.Money
+    def __init__(self, product_id: _Optional[str] = ..., product_name: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., line_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., converted_unit_price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., converted_line_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("id", "user_id", "status", "lines", "total", "shipping_address", "create_time", "update_time", "cancel_reason")
+    __slots__ = ("id", "user_id", "status", "lines", "total", "shipping_address", "create_time", "update_time", "cancel_reason", "currency_code", "rate_version", "converted_total", "shipping_quote_id", "shipping_cost", "grand_total")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +60,12 @@ class Order(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    RATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_COST_FIELD_NUMBER: _ClassVar[int]
+    GRAND_TOTAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     status: OrderStatus
@@ -65,7 +75,13 @@ class Order(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     cancel_reason: str
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., shipping_address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
+    currency_code: str
+    rate_version: int
+    converted_total: _common_pb2.Money
+    shipping_quote_id: str
+    shipping_cost: _common_pb2.Money
+    grand_total: _common_pb2.Money
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., shipping_address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., currency_code: _Optional[str] = ..., rate_version: _Optional[int] = ..., converted_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., shipping_quote_id: _Optional[str] = ..., shipping_cost: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., grand_total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class LineItem(_message.Message):
     __slots__ = ("product_id", "quantity")
@@ -76,16 +92,20 @@ class LineItem(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
-    __slots__ = ("idempotency_key", "user_id", "lines", "shipping_address")
+    __slots__ = ("idempotency_key", "user_id", "lines", "shipping_address", "currency_code", "shipping_quote_id")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_QUOTE_ID_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     user_id: str
     lines: _containers.RepeatedCompositeFieldContainer[LineItem]
     shipping_address: _common_pb2.Address
-    def __init__(self, idempotency_key: _Optional[str] = ..., user_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., shipping_address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ...) -> None: ...
+    currency_code: str
+    shipping_quote_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., user_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ..., shipping_address: _Optional[_Union[_common_pb2.Address, _Mapping]] = ..., currency_code: _Optional[str] = ..., shipping_quote_id: _Optional[str] = ...) -> None: ...
 
 class PlaceOrderResponse(_message.Message):
     __slots__ = ("order",)

@@ -12,9 +12,10 @@
 // validation bounds; its response carries `string next_page_token`, empty on the last
 // page. Inline rather than a shared PageRequest message: moving the existing fields into
 // one would break `buf breaking` (FILE), and flat fields keep the REST query string flat
-// (?page_size=20&page_token=...). Two short lists are returned whole instead:
-// ListAddresses (a user's own saved addresses) and ListCategories (the catalog's
-// categories with their product counts).
+// (?page_size=20&page_token=...). Short lists are returned whole instead: ListAddresses
+// (a user's own saved addresses), ListCategories (the catalog's categories with their
+// product counts), ListCurrencies (the currencies a shopper may choose) and
+// ListRecommendations (at most 20 products).
 //
 // Ids. Ids are opaque strings minted by the service that owns the entity (UUID-based:
 // an order id is a UUID in 32 hex digits, a user id `u-<hex>`); clients never parse them.

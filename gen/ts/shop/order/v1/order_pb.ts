@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/order/v1/order.proto.
  */
 export const file_shop_order_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChlzaG9wL29yZGVyL3YxL29yZGVyLnByb3RvEg1zaG9wLm9yZGVyLnYxIp0BCglPcmRlckxpbmUSEgoKcHJvZHVjdF9pZBgBIAEoCRIUCgxwcm9kdWN0X25hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSLLAgoFT3JkZXISCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIqCgZzdGF0dXMYAyABKA4yGi5zaG9wLm9yZGVyLnYxLk9yZGVyU3RhdHVzEicKBWxpbmVzGAQgAygLMhguc2hvcC5vcmRlci52MS5PcmRlckxpbmUSJAoFdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIxChBzaGlwcGluZ19hZGRyZXNzGAYgASgLMhcuc2hvcC5jb21tb24udjEuQWRkcmVzcxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNhbmNlbF9yZWFzb24YCSABKAkiWAoITGluZUl0ZW0SLwoKcHJvZHVjdF9pZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskEhsKCHF1YW50aXR5GAIgASgFQgm6SAYaBBhkKAEi6QEKEVBsYWNlT3JkZXJSZXF1ZXN0EjcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCUIeukgbchkQCBiAATISXltBLVphLXowLTlfLjotXSskEiwKB3VzZXJfaWQYAiABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIyCgVsaW5lcxgDIAMoCzIXLnNob3Aub3JkZXIudjEuTGluZUl0ZW1CCrpIB5IBBAgBEDISOQoQc2hpcHBpbmdfYWRkcmVzcxgEIAEoCzIXLnNob3AuY29tbW9uLnYxLkFkZHJlc3NCBrpIA8gBASI5ChJQbGFjZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIjoKD0dldE9yZGVyUmVxdWVzdBInCgJpZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIjcKEEdldE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIn0KEUxpc3RPcmRlcnNSZXF1ZXN0EiwKB3VzZXJfaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiABCJTChJMaXN0T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQuc2hvcC5vcmRlci52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVwoSQ2FuY2VsT3JkZXJSZXF1ZXN0EicKAmlkGAEgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQSGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI6ChNDYW5jZWxPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlciJ9ChhVcGRhdGVPcmRlclN0YXR1c1JlcXVlc3QSJwoCaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBI4CgZzdGF0dXMYAiABKA4yGi5zaG9wLm9yZGVyLnYxLk9yZGVyU3RhdHVzQgy6SAmCAQYYAxgEGAUiQAoZVXBkYXRlT3JkZXJTdGF0dXNSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXIqygEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESGgoWT1JERVJfU1RBVFVTX0NPTkZJUk1FRBACEhUKEU9SREVSX1NUQVRVU19QQUlEEAMSGAoUT1JERVJfU1RBVFVTX1NISVBQRUQQBBIaChZPUkRFUl9TVEFUVVNfREVMSVZFUkVEEAUSGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBAGMqUFCgxPcmRlclNlcnZpY2USdwoKUGxhY2VPcmRlchIgLnNob3Aub3JkZXIudjEuUGxhY2VPcmRlclJlcXVlc3QaIS5zaG9wLm9yZGVyLnYxLlBsYWNlT3JkZXJSZXNwb25zZSIkirUYBwgCEAEYkE6C0+STAhM6ASoiDi9hcGkvdjEvb3JkZXJzEoEBCghHZXRPcmRlchIeLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXF1ZXN0Gh8uc2hvcC5vcmRlci52MS5HZXRPcmRlclJlc3BvbnNlIjSKtRgVCAIQARjQDyIMbm90aWZpY2F0aW9ugtPkkwIVEhMvYXBpL3YxL29yZGVycy97aWR9EnQKCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiIYq1GAcIAhABGLgXgtPkkwIQEg4vYXBpL3YxL29yZGVycxKGAQoLQ2FuY2VsT3JkZXISIS5zaG9wLm9yZGVyLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBoiLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIwirUYBwgCEAEYiCeC0+STAh86ASoiGi9hcGkvdjEvb3JkZXJzL3tpZH06Y2FuY2VsEpgBChFVcGRhdGVPcmRlclN0YXR1cxInLnNob3Aub3JkZXIudjEuVXBkYXRlT3JkZXJTdGF0dXNSZXF1ZXN0Giguc2hvcC5vcmRlci52MS5VcGRhdGVPcmRlclN0YXR1c1Jlc3BvbnNlIjCKtRgHCAMQARi4F4LT5JMCHzoBKiIaL2FwaS92MS9vcmRlcnMve2lkfTpzdGF0dXNiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_common_v1_common, file_shop_mesh_v1_options]);
+  fileDesc("ChlzaG9wL29yZGVyL3YxL29yZGVyLnByb3RvEg1zaG9wLm9yZGVyLnYxIocCCglPcmRlckxpbmUSEgoKcHJvZHVjdF9pZBgBIAEoCRIUCgxwcm9kdWN0X25hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIzChRjb252ZXJ0ZWRfdW5pdF9wcmljZRgGIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EjMKFGNvbnZlcnRlZF9saW5lX3RvdGFsGAcgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkinQQKBU9yZGVyEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhouc2hvcC5vcmRlci52MS5PcmRlclN0YXR1cxInCgVsaW5lcxgEIAMoCzIYLnNob3Aub3JkZXIudjEuT3JkZXJMaW5lEiQKBXRvdGFsGAUgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkSMQoQc2hpcHBpbmdfYWRkcmVzcxgGIAEoCzIXLnNob3AuY29tbW9uLnYxLkFkZHJlc3MSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jYW5jZWxfcmVhc29uGAkgASgJEhUKDWN1cnJlbmN5X2NvZGUYCiABKAkSFAoMcmF0ZV92ZXJzaW9uGAsgASgDEi4KD2NvbnZlcnRlZF90b3RhbBgMIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EhkKEXNoaXBwaW5nX3F1b3RlX2lkGA0gASgJEiwKDXNoaXBwaW5nX2Nvc3QYDiABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIqCgtncmFuZF90b3RhbBgPIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IlgKCExpbmVJdGVtEi8KCnByb2R1Y3RfaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIbCghxdWFudGl0eRgCIAEoBUIJukgGGgQYZCgBIukCChFQbGFjZU9yZGVyUmVxdWVzdBI3Cg9pZGVtcG90ZW5jeV9rZXkYASABKAlCHrpIG3IZEAgYgAEyEl5bQS1aYS16MC05Xy46LV0rJBIsCgd1c2VyX2lkGAIgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQSMgoFbGluZXMYAyADKAsyFy5zaG9wLm9yZGVyLnYxLkxpbmVJdGVtQgq6SAeSAQQIARAyEjkKEHNoaXBwaW5nX2FkZHJlc3MYBCABKAsyFy5zaG9wLmNvbW1vbi52MS5BZGRyZXNzQga6SAPIAQESKwoNY3VycmVuY3lfY29kZRgFIAEoCUIUukgRcg8yDV4oW0EtWl17M30pPyQSOwoRc2hpcHBpbmdfcXVvdGVfaWQYBiABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJEgAiAEBQhQKEl9zaGlwcGluZ19xdW90ZV9pZCI5ChJQbGFjZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIjoKD0dldE9yZGVyUmVxdWVzdBInCgJpZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIjcKEEdldE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIn0KEUxpc3RPcmRlcnNSZXF1ZXN0EiwKB3VzZXJfaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiABCJTChJMaXN0T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQuc2hvcC5vcmRlci52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVwoSQ2FuY2VsT3JkZXJSZXF1ZXN0EicKAmlkGAEgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQSGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI6ChNDYW5jZWxPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlciJ9ChhVcGRhdGVPcmRlclN0YXR1c1JlcXVlc3QSJwoCaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBI4CgZzdGF0dXMYAiABKA4yGi5zaG9wLm9yZGVyLnYxLk9yZGVyU3RhdHVzQgy6SAmCAQYYAxgEGAUiQAoZVXBkYXRlT3JkZXJTdGF0dXNSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXIqygEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESGgoWT1JERVJfU1RBVFVTX0NPTkZJUk1FRBACEhUKEU9SREVSX1NUQVRVU19QQUlEEAMSGAoUT1JERVJfU1RBVFVTX1NISVBQRUQQBBIaChZPUkRFUl9TVEFUVVNfREVMSVZFUkVEEAUSGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBAGMqUFCgxPcmRlclNlcnZpY2USdwoKUGxhY2VPcmRlchIgLnNob3Aub3JkZXIudjEuUGxhY2VPcmRlclJlcXVlc3QaIS5zaG9wLm9yZGVyLnYxLlBsYWNlT3JkZXJSZXNwb25zZSIkirUYBwgCEAEYkE6C0+STAhM6ASoiDi9hcGkvdjEvb3JkZXJzEoEBCghHZXRPcmRlchIeLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXF1ZXN0Gh8uc2hvcC5vcmRlci52MS5HZXRPcmRlclJlc3BvbnNlIjSKtRgVCAIQARjQDyIMbm90aWZpY2F0aW9ugtPkkwIVEhMvYXBpL3YxL29yZGVycy97aWR9EnQKCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiIYq1GAcIAhABGLgXgtPkkwIQEg4vYXBpL3YxL29yZGVycxKGAQoLQ2FuY2VsT3JkZXISIS5zaG9wLm9yZGVyLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBoiLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIwirUYBwgCEAEYiCeC0+STAh86ASoiGi9hcGkvdjEvb3JkZXJzL3tpZH06Y2FuY2VsEpgBChFVcGRhdGVPcmRlclN0YXR1cxInLnNob3Aub3JkZXIudjEuVXBkYXRlT3JkZXJTdGF0dXNSZXF1ZXN0Giguc2hvcC5vcmRlci52MS5VcGRhdGVPcmRlclN0YXR1c1Jlc3BvbnNlIjCKtRgHCAMQARi4F4LT5JMCHzoBKiIaL2FwaS92MS9vcmRlcnMve2lkfTpzdGF0dXNiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_common_v1_common, file_shop_mesh_v1_options]);
 
 /**
  * OrderLine is one product of an order at the price it was sold at.
@@ -63,6 +63,20 @@ export type OrderLine = Message<"shop.order.v1.OrderLine"> & {
    * @generated from field: shop.common.v1.Money line_total = 5;
    */
   lineTotal?: Money | undefined;
+
+  /**
+   * unit_price in the order's currency_code (rounded once, half to even, to its minor unit).
+   *
+   * @generated from field: shop.common.v1.Money converted_unit_price = 6;
+   */
+  convertedUnitPrice?: Money | undefined;
+
+  /**
+   * converted_unit_price times quantity.
+   *
+   * @generated from field: shop.common.v1.Money converted_line_total = 7;
+   */
+  convertedLineTotal?: Money | undefined;
 };
 
 /**
@@ -140,6 +154,50 @@ export type Order = Message<"shop.order.v1.Order"> & {
    * @generated from field: string cancel_reason = 9;
    */
   cancelReason: string;
+
+  /**
+   * The currency the shopper chose and is charged in (the catalog's when none was chosen,
+   * or when the currency service was down at placement).
+   *
+   * @generated from field: string currency_code = 10;
+   */
+  currencyCode: string;
+
+  /**
+   * The currency rate version the order was converted with; 0 when no conversion was made.
+   *
+   * @generated from field: int64 rate_version = 11;
+   */
+  rateVersion: bigint;
+
+  /**
+   * Sum of the converted line totals, in currency_code.
+   *
+   * @generated from field: shop.common.v1.Money converted_total = 12;
+   */
+  convertedTotal?: Money | undefined;
+
+  /**
+   * The shipping quote the order was placed with; empty when none was named or the
+   * shipping service could not be asked (then shipping_cost is the default rule's).
+   *
+   * @generated from field: string shipping_quote_id = 13;
+   */
+  shippingQuoteId: string;
+
+  /**
+   * What shipping costs, in currency_code.
+   *
+   * @generated from field: shop.common.v1.Money shipping_cost = 14;
+   */
+  shippingCost?: Money | undefined;
+
+  /**
+   * converted_total plus shipping_cost: what the shopper pays, in currency_code.
+   *
+   * @generated from field: shop.common.v1.Money grand_total = 15;
+   */
+  grandTotal?: Money | undefined;
 };
 
 /**
@@ -210,6 +268,22 @@ export type PlaceOrderRequest = Message<"shop.order.v1.PlaceOrderRequest"> & {
    * @generated from field: shop.common.v1.Address shipping_address = 4;
    */
   shippingAddress?: Address | undefined;
+
+  /**
+   * ISO 4217 currency to charge in (converted from catalog prices by the currency
+   * service); empty means the catalog's currency.
+   *
+   * @generated from field: string currency_code = 5;
+   */
+  currencyCode: string;
+
+  /**
+   * The shipping quote (ShippingService.CreateQuote) for these lines, this address's
+   * country and currency_code. Unset: the default shipping rule applies.
+   *
+   * @generated from field: optional string shipping_quote_id = 6;
+   */
+  shippingQuoteId?: string | undefined;
 };
 
 /**

@@ -1,0 +1,74 @@
+"""gRPC handlers of shop.currency.v1.CurrencyService: request -> use case -> response.
+Validation (buf.validate), errors and metrics are the runtime server's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.currency.domain import Money, PublishRates, RateVersion, rate_of, rate_parts
+from services.currency.service import CurrencyService
+from services.runtime.errors import InvalidArgument
+from services.runtime.rpc import unary
+from shop.common.v1 import common_pb2
+from shop.currency.v1 import currency_pb2 as pb
+from shop.currency.v1.currency_grpc import CurrencyServiceBase
+
+
+def to_money(field: str, m: common_pb2.Money) -> Money:
+    try:
+        return Money(m.currency_code, m.units, m.nanos)
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
+def money_proto(m: Money) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=m.currency_code, units=m.units, nanos=m.nanos)
+
+
+def version_proto(v: RateVersion) -> pb.RateVersion:
+    at = Timestamp()
+    at.FromDatetime(v.effective_at)
+    rates = []
+    for code in v.currency_codes:
+        units, nanos = rate_parts(v.rates[code])
+        rates.append(pb.Rate(currency_code=code, units=units, nanos=nanos))
+    return pb.RateVersion(
+        version=v.version, base_currency_code=v.base, effective_time=at, rates=rates
+    )
+
+
+class CurrencyHandlers(CurrencyServiceBase):
+    def __init__(self, service: CurrencyService) -> None:
+        self.service = service
+
+    @unary
+    async def ListCurrencies(self, request: pb.ListCurrenciesRequest) -> pb.ListCurrenciesResponse:
+        table = await self.service.table()
+        return pb.ListCurrenciesResponse(
+            currency_codes=table.currency_codes, current=version_proto(table)
+        )
+
+    @unary
+    async def Convert(self, request: pb.ConvertRequest) -> pb.ConvertResponse:
+        amounts = tuple(to_money(f"amounts[{i}]", a) for i, a in enumerate(request.amounts))
+        result = await self.service.convert(
+            amounts, request.to_currency_code, request.rate_version
+        )
+        return pb.ConvertResponse(
+            amounts=[money_proto(a) for a in result.amounts], rate_version=result.rate_version
+        )
+
+    @unary
+    async def PublishRates(self, request: pb.PublishRatesRequest) -> pb.PublishRatesResponse:
+        rates: tuple[tuple[str, Decimal], ...] = tuple(
+            (r.currency_code, rate_of(r.units, r.nanos)) for r in request.rates
+        )
+        at = None
+        if request.HasField("effective_time"):
+            at = request.effective_time.ToDatetime(tzinfo=dt.UTC)
+        version = await self.service.publish(PublishRates(rates, at))
+        return pb.PublishRatesResponse(version=version_proto(version))
+
