@@ -21,7 +21,7 @@ def upgrade() -> None:
 SCHEMA = """
         CREATE TABLE carts (
             user_id text PRIMARY KEY,
-            -- [[product_id, quantity], ...] in the order first added; at most 50 lines
+            -- [[product_id, quantity], ...] in the order first added, at most 50 lines
             items jsonb NOT NULL DEFAULT '[]',
             updated_at timestamptz
         );
