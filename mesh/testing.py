@@ -118,6 +118,8 @@ class PrivateNginx:
             **options,  # type: ignore[arg-type]
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        # A config rendered elsewhere (e.g. by a copy of the tree) replaces the template's.
+        self.conf: str | None = None
 
     @property
     def url(self) -> str:
@@ -129,7 +131,7 @@ class PrivateNginx:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         (self.workdir / "html").mkdir(exist_ok=True)
         conf = self.workdir / "nginx.conf"
-        conf.write_text(nginx.render(self.opt))
+        conf.write_text(self.conf if self.conf is not None else nginx.render(self.opt))
         argv = [
             shutil.which("nginx") or "/usr/sbin/nginx", "-p", f"{self.workdir}/", "-c", str(conf),
             "-g", f"daemon off; pid {self.workdir}/nginx.pid;",

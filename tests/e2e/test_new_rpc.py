@@ -1,135 +1,104 @@
-"""Adding an RPC to a .proto and running the generator makes it reachable over REST and
-gRPC-Web with no hand-written config. Done on a temp copy of the schemas (the real ones are
-never touched): buf builds the copy's descriptor set, the generator writes a temp mesh/out,
-and a private NGINX -> Envoy pair from that output (the gateway path a browser takes) routes
-to an upstream serving the new method."""
+"""Adding an RPC is the .proto plus its handler. In a copy of the tree (tests/e2e/
+tree_copy.py) the test adds PingCatalog to product.proto and its handler to the product
+service's handlers.py, and nothing else; the copy's own `make gen` steps regenerate stubs,
+descriptor set and mesh config, the copy's product service runs as a real process (on the
+stack's PostgreSQL), and a private NGINX -> Envoy pair rendered by the copy's generator
+reaches the new method over REST and gRPC-Web, with its OpenAPI path published."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
-from pathlib import Path
 
 import httpx
-from google.protobuf import descriptor_pb2, message_factory
-from grpclib.const import Cardinality, Handler
-from grpclib.health.service import Health
-from grpclib.server import Server, Stream
+import pytest
 
-from mesh import envoy, generate, nginx
-from mesh.api import load
+from mesh.stubs import message_class, service_of
 from mesh.testing import (
+    EXTRA_MESSAGES,
+    EXTRA_RPC,
     GRPC_WEB_HEADERS,
     PrivateEnvoy,
-    descriptor_with_extra_rpc,
     free_port,
     grpc_web_parse,
     grpc_web_request,
 )
+from tests.e2e.tree_copy import TreeCopy, wait_serving
 
-PATH = "/shop.product.v1.ProductService/PingCatalog"
-NGINX_BIN = Path("/usr/sbin/nginx")
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
+PROTO = "schemas/proto/shop/product/v1/product.proto"
+SERVICE = "shop.product.v1.ProductService"
+PATH = f"/{SERVICE}/PingCatalog"
 
-def start_nginx(prefix: Path, listen: int, envoy_port: int) -> subprocess.Popen[bytes]:
-    """NGINX from the generator's template on spare ports, in front of `envoy_port`."""
-    (prefix / "logs").mkdir(parents=True, exist_ok=True)
-    (prefix / "html").mkdir(exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        nginx.render(
-            nginx.NginxOptions(
-                listen=f"127.0.0.1:{listen}",
-                envoy=f"127.0.0.1:{envoy_port}",
-                status_listen=f"127.0.0.1:{free_port()}",
-                access_log_buffered=False,
-            )
+# The handler, as a developer would write it: the request mapped to a use case that reads
+# the catalog (through the service's unit of work, on the replica), mapped to the response.
+HANDLER = """
+    @unary
+    async def PingCatalog(self, request: pb.PingCatalogRequest) -> pb.PingCatalogResponse:
+        categories = await service.list_categories(self.uow())
+        return pb.PingCatalogResponse(
+            greeting=f"hello {request.name} from {len(categories)} categories"
         )
+"""
+
+
+async def test_a_new_rpc_is_its_proto_plus_its_handler(stack, tmp_path) -> None:
+    stack.require("postgres-replica", "product")
+    tree = TreeCopy(tmp_path).create()
+    anchor = "service ProductService {\n"
+    proto = tree.path(PROTO).read_text()
+    assert anchor in proto, "product.proto layout changed"
+    tree.write(PROTO, proto.replace(anchor, anchor + EXTRA_RPC, 1) + EXTRA_MESSAGES)
+    tree.insert_after(
+        "services/product/handlers.py",
+        "class ProductHandlers(product_grpc.ProductServiceBase):",
+        HANDLER,
     )
-    globals_ = f"daemon off; pid {prefix / 'nginx.pid'};"
-    proc = subprocess.Popen(
-        [str(NGINX_BIN), "-p", f"{prefix}/", "-c", str(conf), "-g", globals_],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    await asyncio.to_thread(tree.generate)
+
+    port, log = free_port(), tmp_path / "product.log"
+    proc = tree.start(
+        "services.product.main",
+        log,
+        PRODUCT_GRPC_PORT=str(port),
+        PRODUCT_METRICS_PORT=str(free_port()),
+        PRODUCT_WORKERS="1",
+        PRODUCT_MIGRATE_ON_START="false",  # the stack's product database, as it is
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-        try:
-            httpx.get(f"http://127.0.0.1:{listen}/", timeout=1)
-            return proc
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("private nginx did not answer")
-
-
-class Ping:
-    """Serves only the new method, with message classes built from the temp descriptor."""
-
-    def __init__(self, req: type, resp: type) -> None:
-        self.req, self.resp = req, resp
-        self.calls = 0
-
-    async def ping(self, stream: Stream) -> None:
-        request = await stream.recv_message()
-        self.calls += 1
-        await stream.send_message(self.resp(greeting=f"hello {request.name}"))
-
-    def __mapping__(self) -> dict[str, Handler]:
-        return {PATH: Handler(self.ping, Cardinality.UNARY_UNARY, self.req, self.resp)}
-
-
-async def test_new_rpc_is_served_over_rest_and_grpc_web(tmp_path) -> None:
-    descriptor = await asyncio.to_thread(descriptor_with_extra_rpc, tmp_path)
-    out = tmp_path / "out"
-    assert generate.main(["--descriptor", str(descriptor), "--out", str(out), "-q"]) == 0
-
-    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
-    classes = message_factory.GetMessages(list(fds.file))
-    req_cls = classes["shop.product.v1.PingCatalogRequest"]
-    resp_cls = classes["shop.product.v1.PingCatalogResponse"]
-    impl = Ping(req_cls, resp_cls)
-    upstream_port = free_port()
-    server = Server([impl, Health()])
-    await server.start("127.0.0.1", upstream_port)
-
-    edge, admin = free_port(), free_port()
-    opt = envoy.EnvoyOptions(
-        edge_port=edge,
-        internal_port=free_port(),
-        admin_port=admin,
-        descriptor_path=str(out / "envoy" / "descriptor.binpb"),
-        openapi_path=str(out / "openapi" / "openapi.json"),
-        docs_path=str(out / "openapi" / "docs.html"),
-        endpoints={"product": [("127.0.0.1", upstream_port)]},
-        access_log=False,
-    )
-    proxy = PrivateEnvoy(envoy.build(load(descriptor), opt), tmp_path / "envoy", admin)
-    await asyncio.to_thread(proxy.__enter__)
-    gateway_port = free_port()
-    gateway = await asyncio.to_thread(start_nginx, tmp_path / "nginx", gateway_port, edge)
+    envoy = gateway = None
     try:
-        base = f"http://127.0.0.1:{gateway_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        await wait_serving(port, proc, log)
+        config, edge, admin = tree.envoy_config({"product": [("127.0.0.1", port)]})
+        envoy = PrivateEnvoy(config, tmp_path / "envoy", admin)
+        await asyncio.to_thread(envoy.__enter__)
+        gateway = tree.nginx(tmp_path / "nginx", edge)
+        await asyncio.to_thread(gateway.__enter__)
+
+        method = service_of(tree.path("gen/descriptor/shop.binpb"), SERVICE).methods_by_name[
+            "PingCatalog"
+        ]
+        request, reply = message_class(method.input_type), message_class(method.output_type)
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
             rest = await client.get("/api/v1/catalog/ping/bob")
             assert rest.status_code == 200, rest.text
-            assert rest.json() == {"greeting": "hello bob"}
+            greeting = rest.json()["greeting"]
+            assert greeting.startswith("hello bob from ") and greeting.endswith(" categories")
+            assert int(greeting.split()[3]) >= 1  # the demo catalog's categories
 
-            body = grpc_web_request(req_cls(name="web").SerializeToString())
+            body = grpc_web_request(request(name="web").SerializeToString())
             web = await client.post("/api" + PATH, content=body, headers=GRPC_WEB_HEADERS)
             assert web.status_code == 200
             messages, trailers = grpc_web_parse(web.content, dict(web.headers))
-            assert trailers["grpc-status"] == "0"
-            assert resp_cls.FromString(messages[0]).greeting == "hello web"
+            assert trailers["grpc-status"] == "0", trailers
+            assert reply.FromString(messages[0]).greeting.startswith("hello web from ")
 
             spec = (await client.get("/api/openapi.json")).json()
             assert "/api/v1/catalog/ping/{name}" in spec["paths"]
-        assert impl.calls == 2
     finally:
-        gateway.terminate()
-        gateway.wait(10)
-        await asyncio.to_thread(proxy.__exit__)
-        server.close()
-        await server.wait_closed()
+        if gateway is not None:
+            await asyncio.to_thread(gateway.__exit__)
+        if envoy is not None:
+            await asyncio.to_thread(envoy.__exit__)
+        tree.stop_all()
+    served = (log.read_text() if log.exists() else "").count("PingCatalog")
+    assert served >= 2, "the copy's product service logged no PingCatalog calls"
