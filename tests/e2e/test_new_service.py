@@ -70,6 +70,18 @@ async def test_a_new_service_is_its_manifest_entry_plus_its_code(kafka, tmp_path
     spec = json.loads(tree.path("mesh/out/openapi/openapi.json").read_text())
     assert "/api/v1/tallies/{name}" in spec["paths"]
 
+    # `make up` in the copy would run it: a stack component after Kafka and the registry.
+    component = tree.python(
+        """
+        import json
+        from stack.components import COMPONENTS
+        c = next(c for c in COMPONENTS if c.name == "tally")
+        print(json.dumps({"command": list(c.command()), "deps": list(c.depends_on)}))
+        """
+    )
+    assert component["command"][-2:] == ["-m", "services.tally.main"]
+    assert {"kafka", "registry"} <= set(component["deps"])
+
     topics = tree.topics_of("tally")
     assert {t["name"] for t in topics} >= {topic, f"{topic}.dlq"}  # consumed: retry + DLQ
     admin = AdminClient({"bootstrap.servers": kafka.kafka_bootstrap})
