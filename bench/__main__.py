@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "notification": ("bench.notification_bench", [], 600),
     "registry": ("bench.registry_bench", [], 300),
     "auth": ("bench.auth_bench", [], 300),
+    "internal_call_ab": ("bench.internal_call_ab", ["--rounds", "6"], 300),
     "internal_authz": ("bench.internal_authz", ["--rounds", "6", "--seconds", "3"], 300),
     "frontend_transport": (
         "bench.frontend_transport",
