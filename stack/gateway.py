@@ -1,9 +1,9 @@
 """Edge and observability processes: Envoy (PyPI wheel), NGINX and Prometheus (Debian).
 
-The mesh generator owns the real configs (mesh/out/...). When a generated file exists we
-run it; otherwise a small built-in config keeps the ports answering so `make up` works
-before the generator lands. Debian's own services are never used: our processes, our pid
-files, our state dir.
+The mesh generator owns their configs (mesh/out/..., committed and refreshed by the stack
+before each start): the stack runs them as generated, or rendered by the same generator with
+its port overrides. Debian's own services are never used: our processes, our pid files, our
+state dir.
 """
 
 from __future__ import annotations
@@ -76,19 +76,11 @@ def envoy_binary() -> Path:
     return Path(spec.origin).parent / "envoy"
 
 
-HCM = (
-    "type.googleapis.com/"
-    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-)
-
-
 _mesh_lock = threading.Lock()
 
 
 def _ensure_mesh() -> None:
     """Regenerate mesh/out when stale (writes only changed files; cheap when fresh)."""
-    if not (REPO_ROOT / "mesh" / "generate.py").exists():
-        return
     with _mesh_lock:
         proc = subprocess.run(
             [sys.executable, "-m", "mesh.generate", "-q"],
@@ -136,42 +128,16 @@ def _private_envoy_config(generated: Path) -> Path:
 
 
 def _envoy_config() -> Path:
-    generated = MESH_OUT / "envoy" / "envoy.yaml"
+    generated = _generated("envoy/envoy.yaml")
+    return _private_envoy_config(generated) if _envoy_overridden() else generated
+
+
+def _generated(rel: str) -> Path:
+    """A config of mesh/out, refreshed first; missing only if generation failed."""
     _ensure_mesh()
-    if generated.exists():
-        return _private_envoy_config(generated) if _envoy_overridden() else generated
-    path = state_dir() / "envoy" / "envoy.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"""\
-# Placeholder written by the stack runner until mesh/out/envoy/envoy.yaml exists.
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {envoy_admin_port()}}}}}
-static_resources:
-  listeners:
-  - name: placeholder
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {envoy_port()}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: placeholder
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                direct_response:
-                  status: 503
-                  body: {{inline_string: "mesh/out/envoy/envoy.yaml not generated yet\\n"}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"""
-    )
+    path = MESH_OUT / rel
+    if not path.exists():
+        raise FileNotFoundError(f"{path.relative_to(REPO_ROOT)} is missing: run `make gen`")
     return path
 
 
@@ -189,7 +155,6 @@ def _envoy_argv() -> list[str]:
 # ------------------------------------------------------------------ nginx
 
 NGINX_BIN = Path("/usr/sbin/nginx")
-NGINX_MIME = Path("/etc/nginx/mime.types")
 
 
 def _nginx_html() -> Path:
@@ -213,44 +178,9 @@ def _nginx_digest() -> str:
 
 
 def _nginx_config() -> Path:
-    generated = MESH_OUT / "nginx" / "nginx.conf"
-    _ensure_mesh()
-    if generated.exists():
-        _nginx_html()
-        return generated
-    d = state_dir() / "nginx"
-    root = FRONTEND_DIST if (FRONTEND_DIST / "index.html").exists() else d / "placeholder"
-    if root != FRONTEND_DIST:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "index.html").write_text(
-            "<!doctype html><title>Shopmesh</title><h1>Shopmesh</h1>"
-            "<p>Frontend not built yet (frontend/dist). API under <a href='/api/'>/api</a>.</p>\n"
-        )
-    path = d / "nginx.conf"
-    path.write_text(
-        f"""\
-# Placeholder written by the stack runner until mesh/out/nginx/nginx.conf exists.
-worker_processes 1;
-error_log logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  include {NGINX_MIME};
-  access_log logs/access.log;
-  upstream envoy {{ server 127.0.0.1:{envoy_port()}; keepalive 32; }}
-  server {{
-    listen 127.0.0.1:{nginx_port()};
-    root {root};
-    location /api/ {{
-      proxy_pass http://envoy;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-    location / {{ try_files $uri /index.html; }}
-  }}
-}}
-"""
-    )
-    return path
+    generated = _generated("nginx/nginx.conf")
+    _nginx_html()
+    return generated
 
 
 def _nginx_argv() -> list[str]:
@@ -273,24 +203,7 @@ def nginx_exporter_port() -> int:
 
 
 def _prometheus_config() -> Path:
-    generated = MESH_OUT / "prometheus" / "prometheus.yml"
-    if generated.exists():
-        return generated
-    path = state_dir() / "prometheus" / "prometheus.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"""\
-# Placeholder written by the stack runner until mesh/out/prometheus/prometheus.yml exists.
-global: {{scrape_interval: 15s}}
-scrape_configs:
-- job_name: prometheus
-  static_configs: [{{targets: ["127.0.0.1:{prometheus_port()}"]}}]
-- job_name: envoy
-  metrics_path: /stats/prometheus
-  static_configs: [{{targets: ["127.0.0.1:{envoy_admin_port()}"]}}]
-"""
-    )
-    return path
+    return _generated("prometheus/prometheus.yml")
 
 
 def _prometheus_digest() -> str:

@@ -206,8 +206,6 @@ class Component:
     requires: Sequence[Requirement] = ()
     prepare: Callable[[], None] | None = None
     post_start: Callable[[], None] | None = None
-    # None = available; a string = why it is skipped (e.g. module not written yet).
-    skip_reason: Callable[[], str | None] = lambda: None
     user: str | None = None  # OS user to run as (postgres refuses to run as root)
     cwd: Path | None = None
     start_timeout: float = 60.0
