@@ -24,12 +24,14 @@ status:  ## health of every part of the stack
 logs:  ## tail one part's log: make logs NAME=kafka
 	@$(PYTHON) -m stack logs $(NAME)
 
-gen: install  ## regenerate gen/ (Python, TS, events, descriptor set) and the mesh output
+GENERATED := gen schemas/vendor mesh/out docker-compose.yml k8s/generated docs/topology.md docs/config.md
+
+gen: install  ## regenerate from the schemas and schemas/topology.yaml: gen/, mesh/out/, compose, k8s/generated, docs
 	@$(PYTHON) tools/gen.py
 
 gen-check: gen  ## fail when the committed generated code is stale
-	@git add -N gen schemas/vendor mesh/out 2>/dev/null; git diff --exit-code --stat -- gen schemas/vendor mesh/out || \
-	  (echo "generated code is stale: run 'make gen' and commit gen/, schemas/vendor/ and mesh/out/" && exit 1)
+	@git add -N $(GENERATED) 2>/dev/null; git diff --exit-code --stat -- $(GENERATED) || \
+	  (echo "generated code is stale: run 'make gen' and commit $(GENERATED)" && exit 1)
 
 lint: install  ## ruff, buf lint, buf breaking, generated-code freshness, Avro compatibility
 	@$(PYTHON) tools/lint.py

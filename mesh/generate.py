@@ -1,4 +1,6 @@
-"""`python -m mesh.generate`: descriptor set -> mesh/out/ (Envoy, NGINX, Istio, OpenAPI).
+"""`python -m mesh.generate`: descriptor set -> mesh/out/ (Envoy, NGINX, Istio, OpenAPI,
+Prometheus, Grafana), the local files and their container variants (mesh/container.py:
+compose and Kubernetes), with the kustomizations Kubernetes loads them through.
 
 Deterministic: sorted keys, no timestamps, only files whose bytes change are rewritten, and
 files this generator no longer produces are removed, so `make lint`'s freshness check is
@@ -17,7 +19,7 @@ import yaml
 from google.protobuf import any_pb2, descriptor_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from mesh import connect, envoy, grafana, istio, nginx, openapi, prometheus
+from mesh import connect, container, envoy, grafana, istio, nginx, openapi, prometheus
 from mesh.api import Api, ApiError, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,21 +68,46 @@ def render(
     files: dict[str, str | bytes] = {
         "envoy/envoy.yaml": f"# {HEADER}\n# Run from the repo root: paths are relative.\n"
         + dump_yaml(envoy.build(api, envoy_opt)),
+        "envoy/envoy.container.yaml": container_envoy_yaml(api),
         "envoy/descriptor.binpb": envoy_descriptor(api),
         "nginx/nginx.conf": nginx.render(nginx_opt),
         "nginx/nginx.prod.conf": nginx.render(nginx.NginxOptions.prod_variant()),
         "openapi/openapi.json": dump_json(spec),
         "openapi/docs.html": openapi.docs_html(spec),
     }
-    for name, doc in istio.build(api).items():
+    istio_files = istio.build(api)
+    for name, doc in istio_files.items():
         files[f"istio/{name}"] = f"# {HEADER}\n" + "---\n".join(dump_yaml(d) for d in doc)
+    files["istio/kustomization.yaml"] = container.istio_kustomization(list(istio_files), HEADER)
     files["prometheus/prometheus.yml"] = f"# {HEADER}\n" + dump_yaml(prometheus.scrape_config())
+    files["prometheus/prometheus.compose.yml"] = f"# {HEADER}\n# docker-compose.yml's.\n" + (
+        dump_yaml(container.compose_scrape_config(api))
+    )
+    files["prometheus/prometheus.k8s.yml"] = f"# {HEADER}\n# Kubernetes' (kubernetes_sd).\n" + (
+        dump_yaml(container.kubernetes_scrape_config())
+    )
     files["prometheus/rules.yml"] = f"# {HEADER}\n" + dump_yaml(prometheus.rules(api))
-    for name, board in grafana.dashboards(api).items():
+    boards = grafana.dashboards(api)
+    for name, board in boards.items():
         files[f"grafana/dashboards/{name}"] = dump_json(board)
     for name, doc in grafana.provisioning().items():
         files[f"grafana/{name}"] = f"# {HEADER}\n" + dump_yaml(doc)
+    for name, doc in container.grafana_provisioning().items():
+        files[f"grafana/{name}"] = f"# {HEADER}\n" + dump_yaml(doc)
+    files["kustomization.yaml"] = container.observability_kustomization(list(boards), HEADER)
     return {k: v.encode() if isinstance(v, str) else v for k, v in sorted(files.items())}
+
+
+def container_envoy_yaml(
+    api: Api,
+    jwt_issuer: str = container.DEFAULT_ISSUER,
+    jwt_audience: str = container.DEFAULT_AUDIENCE,
+) -> str:
+    """The Envoy config of the envoy image (compose and Kubernetes)."""
+    return (
+        f"# {HEADER}\n# The envoy image's (deploy/docker/envoy.Dockerfile): upstreams are service"
+        " names.\n" + dump_yaml(container.envoy_config(api, jwt_issuer, jwt_audience))
+    )
 
 
 def write(files: dict[str, bytes], out: Path) -> list[str]:
@@ -122,12 +149,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", action="store_true", help="exit 1 if the output is stale")
     parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument(
+        "--container-envoy-for-issuer",
+        nargs=3,
+        metavar=("ISSUER", "AUDIENCE", "OUT"),
+        help="only write the envoy image's config for another user-token issuer and audience "
+        "to OUT (a deployment that sets SHOPMESH_JWT_ISSUER: docker build --build-arg "
+        "ENVOY_CONFIG=OUT ...)",
+    )
     args = parser.parse_args(argv)
     try:
         api = load(args.descriptor)
     except ApiError as exc:
         print(f"mesh.generate: {exc}", file=sys.stderr)
         return 2
+    if args.container_envoy_for_issuer:
+        issuer, audience, target = args.container_envoy_for_issuer
+        Path(target).write_text(container_envoy_yaml(api, issuer, audience))
+        print(f"wrote: {target}")
+        return 0
     files = render(api)
     if args.check:
         diff = stale(files, args.out)

@@ -17,7 +17,7 @@ per message (476 msgs/s at 16 connections, measured in bench/results/notificatio
 "sink"), slower than the notification service it should absorb. This one reads DATA in
 bulk, answers pipelined commands (RFC 2920) in one write, and checks only what a sink must:
 command order, the end-of-data marker and dot-unstuffing.
-Run: python -m stack.smtp_sink [--smtp-port 1025] [--http-port 1080] [--dir DIR]
+Run: python -m stack.smtp_sink [--smtp-port 1025] [--http-port 1080] --dir DIR [--host H]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import uuid
 from pathlib import Path
 
 from aiohttp import web
+
+from shop.topology import SMTP_HTTP_PORT, SMTP_PORT
 
 HOSTNAME = "shopmesh-smtp-sink"
 MAX_LINE = 4096  # a command line longer than this is refused (RFC 5321: 512)
@@ -287,9 +289,11 @@ async def serve(directory: Path, smtp_port: int, http_port: int, host: str = "12
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smtp-port", type=int, default=1025)
-    parser.add_argument("--http-port", type=int, default=1080)
+    parser.add_argument("--smtp-port", type=int, default=SMTP_PORT)
+    parser.add_argument("--http-port", type=int, default=SMTP_HTTP_PORT)
     parser.add_argument("--dir", type=Path, required=True)
+    # 0.0.0.0 in a container (compose, Kubernetes), where peers reach it by name.
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -298,7 +302,7 @@ def main() -> None:
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    run(serve(args.dir.resolve(), args.smtp_port, args.http_port))
+    run(serve(args.dir.resolve(), args.smtp_port, args.http_port, args.host))
 
 
 if __name__ == "__main__":

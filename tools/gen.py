@@ -6,7 +6,9 @@
 4. the binary descriptor set Envoy's JSON transcoder and mesh/ read (gen/descriptor/)
 5. from schemas/topology.yaml (topology/generate.py): the services' port and topic constants
    (gen/python/shop/topology.py), docker-compose.yml, k8s/generated/, docs/topology.md
-6. the mesh output (Envoy, NGINX, Istio, Prometheus, Grafana, OpenAPI) under mesh/out/
+6. the mesh output (Envoy, NGINX, Istio, Prometheus, Grafana, OpenAPI, each for the local
+   stack and for containers, with the kustomizations Kubernetes loads them through) under
+   mesh/out/
 7. docs/config.md, from the services' config dataclasses (whose defaults step 5 generates)
 """
 
@@ -38,7 +40,7 @@ def main() -> None:
     run(sys.executable, "-m", "topology.generate")
     if (ROOT / "mesh" / "generate.py").exists():
         run(sys.executable, "-m", "mesh.generate")
-        run(sys.executable, "deploy/render.py")  # container variants of mesh/out (deploy/)
+    run(sys.executable, "tools/config_doc.py")
     print(f"gen: done in {time.monotonic() - started:.1f}s")
 
 

@@ -98,5 +98,6 @@ def render(t: Topology) -> str:
         f"REGISTRY_URL = {registry_url!r}",
         f"MONGO_URL = {mongo_url!r}",
         f"SMTP_PORT = {mail.port('smtp')}",
+        f"SMTP_HTTP_PORT = {mail.port('http')}  # the mail catcher's API",
     ]
     return "\n".join(lines) + "\n"

@@ -14,19 +14,34 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from topology import constants
+from topology import compose, constants, docs, k8s
 from topology.manifest import ROOT, ManifestError, Topology, load
 
 # Outputs: relative path -> renderer. Directories listed in OWNED hold nothing else.
 Renderer = Callable[[Topology], dict[str, str]]
-OWNED: tuple[str, ...] = ()
+OWNED: tuple[str, ...] = ("k8s/generated",)
+# Every path this generator writes (the freshness check of `make lint` covers them).
+OUTPUTS: tuple[str, ...] = (
+    "gen/python/shop/topology.py",
+    "docker-compose.yml",
+    "docs/topology.md",
+    *OWNED,
+)
 
 
 def _constants(t: Topology) -> dict[str, str]:
     return {"gen/python/shop/topology.py": constants.render(t)}
 
 
-RENDERERS: tuple[Renderer, ...] = (_constants,)
+def _compose(t: Topology) -> dict[str, str]:
+    return {"docker-compose.yml": compose.render(t)}
+
+
+def _docs(t: Topology) -> dict[str, str]:
+    return {"docs/topology.md": docs.render(t)}
+
+
+RENDERERS: tuple[Renderer, ...] = (_constants, _compose, _docs, k8s.render)
 
 
 def render(t: Topology) -> dict[str, str]:

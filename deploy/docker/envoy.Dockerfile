@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# Edge and internal Envoy: the mesh generator's config (deploy/envoy/envoy.yaml, rendered
-# for service-name upstreams by deploy/render.py) with the descriptor set its gRPC-JSON
+# Edge and internal Envoy: the mesh generator's container config (mesh/out/envoy/
+# envoy.container.yaml: upstreams are service names) with the descriptor set its gRPC-JSON
 # transcoder loads and the OpenAPI files it serves. Needs `make gen` output (mesh/out).
 #   docker build -f deploy/docker/envoy.Dockerfile -t shopmesh/envoy .
 
@@ -9,8 +9,9 @@ ARG ENVOY_IMAGE=envoyproxy/envoy:v1.40.0
 
 FROM ${ENVOY_IMAGE} AS envoy
 # Another user-token issuer (SHOPMESH_JWT_ISSUER of the deployment) needs a config rendered
-# for it: python deploy/render.py --envoy-for-issuer ISSUER AUDIENCE deploy/envoy/<name>.yaml
-ARG ENVOY_CONFIG=deploy/envoy/envoy.yaml
+# for it: python -m mesh.generate --container-envoy-for-issuer ISSUER AUDIENCE <file>, then
+# --build-arg ENVOY_CONFIG=<file> (a path inside the build context).
+ARG ENVOY_CONFIG=mesh/out/envoy/envoy.container.yaml
 COPY ${ENVOY_CONFIG} /etc/envoy/envoy.yaml
 COPY mesh/out/envoy/descriptor.binpb /etc/envoy/descriptor.binpb
 COPY mesh/out/openapi/openapi.json mesh/out/openapi/docs.html /etc/envoy/

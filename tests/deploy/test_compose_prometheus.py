@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import yaml
 
-from deploy import render
+from deploy import validate
 from mesh import prometheus
 from mesh.api import Service
 from mesh.services import metrics_port
 
-ROOT = render.ROOT
+ROOT = validate.ROOT
+COMPOSE_SCRAPE = ROOT / "mesh" / "out" / "prometheus" / "prometheus.compose.yml"
 
 
 def _groups(config: dict) -> dict[str, list[dict]]:
@@ -20,7 +21,7 @@ def _groups(config: dict) -> dict[str, list[dict]]:
 def test_compose_scrape_config_labels_every_target_like_the_local_one(
     schema_services: tuple[Service, ...],
 ) -> None:
-    composed = yaml.safe_load(render.PROMETHEUS_OUT.read_text())
+    composed = yaml.safe_load(COMPOSE_SCRAPE.read_text())
     local = yaml.safe_load((ROOT / "mesh" / "out" / "prometheus" / "prometheus.yml").read_text())
     compose_services = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
     jobs, local_jobs = _groups(composed), _groups(local)

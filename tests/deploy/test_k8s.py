@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import render, validate
-from mesh import prometheus
+from deploy import validate
+from mesh import container, prometheus
 from mesh.api import Service
 from mesh.services import SERVICES, metrics_port
+from topology import topology
 
 ROOT = validate.ROOT
 Docs = list[dict[str, Any]]
@@ -107,14 +108,30 @@ def _edges(docs: Docs, name: str, direction: str) -> set[tuple[str, int]]:
     return edges
 
 
-def test_network_policy_edges_are_the_designs(overlay: tuple[str, Docs]) -> None:
+def test_network_policy_edges_are_the_manifests(overlay: tuple[str, Docs]) -> None:
+    """Each service's policy, as built, opens exactly its manifest edges: its gRPC port to
+    Envoy and the services that declare a call to it; out, the services it calls (each on
+    its port), its stores, Kafka and the registry when it uses topics."""
     _, docs = overlay
-    assert _egress_targets(docs, "order") == {"product", "user", "mongo", "kafka", "registry"}
-    assert {"kafka", "postgres-primary", "postgres-replica", "user"} <= _egress_targets(
-        docs, "notification"
-    )
-    for svc in ("product", "auth"):
-        assert _egress_targets(docs, svc) == {"postgres-primary", "postgres-replica"}
+    t = topology()
+    for s in t.services:
+        callers = {f"name={c}" for c in ("envoy", *t.callers_of(s.name))}
+        ingress = _edges(docs, s.name, "ingress")
+        assert {peer for peer, port in ingress if port == s.port} == callers, s.name
+        assert {("name=prometheus", s.metrics_port)} == ingress - {(c, s.port) for c in callers}
+        egress = _edges(docs, s.name, "egress")
+        called = {(f"name={c}", t.service(c).port) for c in s.calls}
+        stores = set()
+        if s.postgres:
+            stores.add(("name=postgres-primary", 5432))
+            if s.postgres.replica:
+                stores.add(("name=postgres-replica", 5432))
+        if s.mongo:
+            stores.add(("name=mongo", 27017))
+        if s.uses_kafka:
+            stores |= {("name=kafka", 9092), ("name=registry", 8085)}
+        mail = {("any", t.infra("mail").port("smtp")), ("any", 587)} if s.smtp else set()
+        assert egress == called | stores | mail, s.name
     assert _egress_targets(docs, "gateway") == {"envoy"}
 
 
@@ -146,7 +163,7 @@ def test_mongo_registry_ingress_and_migrations_exist(overlay: tuple[str, Docs]) 
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "gateway", "port": {"name": "http"}}
     # Each PostgreSQL-backed service migrates in an init container before its server starts.
-    for name in ("product", "user", "notification", "auth"):
+    for name in (s.name for s in topology().services if s.postgres):
         pod = _one(docs, "Deployment", name)["spec"]["template"]["spec"]
         (migrate,) = [c for c in pod.get("initContainers", []) if c["name"] == "migrate"]
         assert migrate["command"] == ["python", "-m", f"services.{name}.main", "migrate"]
@@ -245,7 +262,7 @@ def test_prometheus_runs_the_generators_config_and_rules(overlay: tuple[str, Doc
     assert data["rules.yml"] == (ROOT / "mesh" / "out" / "prometheus" / "rules.yml").read_text()
     config = yaml.safe_load(data["prometheus.yml"])
     opt = prometheus.PrometheusOptions(
-        scrape_interval=render.K8S_SCRAPE_INTERVAL, evaluation_interval=render.K8S_SCRAPE_INTERVAL
+        scrape_interval=container.SCRAPE_INTERVAL, evaluation_interval=container.SCRAPE_INTERVAL
     )
     assert config == prometheus.kubernetes_scrape_config(opt)
     local = yaml.safe_load((ROOT / "mesh" / "out" / "prometheus" / "prometheus.yml").read_text())
@@ -343,8 +360,8 @@ def test_observability_network_policy_edges(overlay: tuple[str, Docs]) -> None:
 def test_promtool_accepts_the_cluster_scrape_config(tmp_path: Path) -> None:
     """Debian's promtool is built without Kubernetes service discovery, so the SD blocks are
     swapped for a static target; the relabelling, intervals and rules are checked as is."""
-    generated = render.OBSERVABILITY_OUT / "generated"
-    config = yaml.safe_load((generated / "prometheus.yml").read_text())
+    generated = ROOT / "mesh" / "out" / "prometheus"
+    config = yaml.safe_load((generated / "prometheus.k8s.yml").read_text())
     for job in config["scrape_configs"]:
         if job.pop("kubernetes_sd_configs", None):
             job["static_configs"] = [{"targets": ["10.0.0.1:9451"]}]
@@ -390,7 +407,9 @@ def test_no_secret_value_is_committed(overlay: tuple[str, Docs]) -> None:
 
 @pytest.fixture
 def k8s_copy(tmp_path: Path) -> Path:
+    """k8s/ and the mesh output its kustomizations load (mesh/out), side by side."""
     shutil.copytree(ROOT / "k8s", tmp_path / "k8s")
+    shutil.copytree(ROOT / "mesh" / "out", tmp_path / "mesh" / "out")
     return tmp_path / "k8s"
 
 
@@ -406,7 +425,7 @@ def test_rejects_grpc_probe_on_a_named_port(k8s_copy: Path) -> None:
         if d["kind"] == "Deployment":
             d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"]["port"] = "grpc"
 
-    _edit(k8s_copy / "base" / "services" / "product.yaml", bad)
+    _edit(k8s_copy / "generated" / "services" / "product.yaml", bad)
     with pytest.raises(validate.Invalid, match=r"livenessProbe\.grpc\.port"):
         validate.validate_overlay(k8s_copy / "overlays" / "dev")
 
@@ -416,7 +435,7 @@ def test_rejects_grpc_probe_on_a_port_the_container_does_not_serve(k8s_copy: Pat
         if d["kind"] == "Deployment":
             d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"] = 5999
 
-    _edit(k8s_copy / "base" / "services" / "order.yaml", bad)
+    _edit(k8s_copy / "generated" / "services" / "order.yaml", bad)
     with pytest.raises(validate.Invalid, match="gRPC port 5999 is not a container port"):
         validate.validate_overlay(k8s_copy / "overlays" / "prod")
 
@@ -426,7 +445,7 @@ def test_rejects_a_deployment_without_containers(k8s_copy: Path) -> None:
         if d["kind"] == "Deployment":
             del d["spec"]["template"]["spec"]["containers"]
 
-    _edit(k8s_copy / "base" / "services" / "user.yaml", bad)
+    _edit(k8s_copy / "generated" / "services" / "user.yaml", bad)
     with pytest.raises(validate.Invalid, match="'containers' is a required property"):
         validate.validate_overlay(k8s_copy / "overlays" / "dev")
 
@@ -436,7 +455,7 @@ def test_rejects_a_misspelled_field(k8s_copy: Path) -> None:
         if d["kind"] == "Service":
             d["spec"]["selectr"] = d["spec"].pop("selector")
 
-    _edit(k8s_copy / "base" / "services" / "auth.yaml", bad)
+    _edit(k8s_copy / "generated" / "services" / "auth.yaml", bad)
     with pytest.raises(validate.Invalid, match="'selectr' was unexpected"):
         validate.validate_overlay(k8s_copy / "overlays" / "dev")
 
@@ -446,7 +465,7 @@ def test_rejects_a_bad_istio_resource(k8s_copy: Path) -> None:
         if d["kind"] == "VirtualService":
             d["spec"]["http"][0]["timeout"] = 5  # must be a duration string
 
-    _edit(k8s_copy / "components" / "istio" / "generated" / "order.yaml", bad)
+    _edit(k8s_copy.parent / "mesh" / "out" / "istio" / "order.yaml", bad)
     with pytest.raises(validate.Invalid, match=r"VirtualService/order: spec\.http\.0\.timeout"):
         validate.validate_overlay(k8s_copy / "overlays" / "prod")
 

@@ -81,6 +81,7 @@ def test_the_issuer_is_one_value_everywhere_and_changes_in_one_place(tmp_path: P
     # An operator changes the ConfigMap literal only: auth, the services and Istio follow.
     copy = tmp_path / "k8s"
     shutil.copytree(ROOT / "k8s", copy)
+    shutil.copytree(ROOT / "mesh" / "out", tmp_path / "mesh" / "out")
     base = copy / "base" / "kustomization.yaml"
     text, n = re.subn(
         r"literals: \[issuer=[^,]+, audience=[^\]]+\]",

@@ -89,3 +89,4 @@ REGISTRY_PORT = 8085
 REGISTRY_URL = 'http://127.0.0.1:8085'
 MONGO_URL = 'mongodb://127.0.0.1:27017/'
 SMTP_PORT = 1025
+SMTP_HTTP_PORT = 1080  # the mail catcher's API
