@@ -126,7 +126,7 @@ def _paths(svc: Service, access: str) -> list[str]:
 
 
 def workload_principal(name: str) -> str:
-    """The mTLS identity of service `name`'s pods (its ServiceAccount, k8s/base/services)."""
+    """The mTLS identity of service `name`'s pods (its ServiceAccount, k8s/generated/services)."""
     return f"cluster.local/ns/{NS}/sa/{name}"
 
 

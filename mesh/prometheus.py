@@ -13,8 +13,8 @@ growth, replica lag and fallbacks, outbox age, registry 5xx ratio, targets down.
 `promtool check rules` accepts the file (tests/unit/observability).
 
 kubernetes_scrape_config() is the cluster variant (same jobs and labels, targets from
-kubernetes_sd); deploy/render.py writes it into k8s/base/observability, as it writes the
-compose variant of scrape_config().
+kubernetes_sd); mesh/container.py writes it, and the compose variant of scrape_config(),
+beside the local config in mesh/out/prometheus.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class PrometheusOptions:
     # private instances elsewhere)
     service_ports: Mapping[str, int] = field(default_factory=dict)
     # target -> host where it is not `host`: a service name, "registry", "envoy", "nginx" or
-    # "prometheus". Containers reach each other by name (deploy/render.py).
+    # "prometheus". Containers reach each other by name (mesh/container.py).
     hosts: Mapping[str, str] = field(default_factory=dict)
 
 

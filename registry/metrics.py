@@ -21,7 +21,8 @@ METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "unmatched"  # 404/405 from the router: one series, whatever the path
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # services.runtime.metrics.LATENCY_BUCKETS, repeated: the registry image carries registry/
-# only, not services/ (deploy/docker/registry.Dockerfile). tests/unit/registry keeps them equal.
+# only, not services/ (deploy/docker/python.Dockerfile, target registry).
+# tests/unit/registry keeps them equal.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
