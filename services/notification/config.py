@@ -11,6 +11,7 @@ from services.runtime.config import ConfigError, check_port, load, setting
 from services.runtime.db import DatabaseConfig
 from services.runtime.kafka import KafkaConfig
 from services.runtime.server import ServerConfig
+from shop.topology import CONSUMES, LOCALHOST, RETRY_DELAYS_S, SERVICES, SMTP_PORT
 
 PREFIX = "NOTIFICATION"
 
@@ -22,12 +23,13 @@ class NotificationConfig:
     settings are the runtime's shared dataclasses, filled from the same prefix."""
 
     topics: tuple[str, ...] = setting(
-        ("shop.orders.v1", "shop.users.v1"),
+        CONSUMES["notification"],
         help="event topics consumed; <topic>.retry.N and <topic>.dlq are derived",
     )
     group_id: str = setting("notification", help="consumer group (retry stages add .retry.N)")
     retry_delays_s: tuple[float, ...] = setting(
-        (5.0, 30.0), help="delay of each retry stage; its length is the number of stages"
+        tuple(float(d) for d in RETRY_DELAYS_S),
+        help="delay of each retry stage; its length is the number of stages",
     )
     max_batch: int = setting(200, help="records per poll")
     max_in_flight: int = setting(
@@ -36,8 +38,8 @@ class NotificationConfig:
         "resends at most these",
     )
     session_timeout_ms: int = setting(10000, help="consumer group session timeout")
-    smtp_host: str = setting("127.0.0.1", help="SMTP server")
-    smtp_port: int = setting(1025, help="SMTP port")
+    smtp_host: str = setting(LOCALHOST, help="SMTP server")
+    smtp_port: int = setting(SMTP_PORT, help="SMTP port")
     smtp_sender: str = setting("Shopmesh <no-reply@shopmesh.local>", help="From header")
     smtp_pool: int = setting(16, help="SMTP connections kept open")
     smtp_timeout_s: float = setting(10.0, help="SMTP command timeout")
@@ -47,8 +49,8 @@ class NotificationConfig:
     stale_claim_s: float = setting(
         120.0, help="a sending claim older than this is taken over (its worker died)"
     )
-    user_addr: str = setting("127.0.0.1:50052", help="user service gRPC address")
-    order_addr: str = setting("127.0.0.1:50053", help="order service gRPC address")
+    user_addr: str = setting(SERVICES["user"].local_addr, help="user service gRPC address")
+    order_addr: str = setting(SERVICES["order"].local_addr, help="order service gRPC address")
     rpc_timeout_s: float = setting(3.0, help="deadline of GetUser / GetOrder")
     mark_linger_s: float = setting(
         0.002, help="an email's 'sent' mark waits this long for others to share its UPDATE"
@@ -84,7 +86,12 @@ class NotificationConfig:
             raise ConfigError(str(exc)) from None
         return dataclasses.replace(
             cfg,
-            server=ServerConfig.from_env(PREFIX, environ, name="notification", grpc_port=50054),
+            server=ServerConfig.from_env(
+                PREFIX,
+                environ,
+                name="notification",
+                grpc_port=SERVICES["notification"].port,
+            ),
             db=DatabaseConfig.from_env(f"{PREFIX}_DB", environ, name="notification"),
             kafka=dataclasses.replace(kafka, client_id=kafka.client_id or "notification"),
         )
