@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from services.auth.clients import GrpcUsers
 from services.auth.config import AuthServiceConfig
 from services.auth.domain import ThrottlePolicy
 from services.auth.handlers import AuthHandlers
@@ -13,7 +14,6 @@ from services.auth.keys import KeyRing, parse_kek
 from services.auth.repository import PgStore, sync_keys
 from services.auth.service import AuthService, TokenSettings, utcnow
 from services.auth.service_keys import ServiceKeys
-from services.auth.users import GrpcUsers
 from services.runtime.auth import ServiceIdentity
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics

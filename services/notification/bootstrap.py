@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.notification.clients import GrpcOrderBook, GrpcUserDirectory
 from services.notification.config import NotificationConfig
 from services.notification.consumer import NotificationMetrics, Pipeline, StageWorker, Topology
-from services.notification.directory import GrpcOrderBook, GrpcUserDirectory
 from services.notification.handlers import NotificationHandlers
 from services.notification.mailer import SmtpMailer
 from services.notification.replay import ReplayFilter, ReplayResult, replay_dead_letters

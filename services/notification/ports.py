@@ -1,7 +1,7 @@
 """Ports: what the notification use case needs from the outside world.
 
 Stdlib and domain only. Adapters: repository.py (PostgreSQL log), mailer.py (SMTP),
-directory.py (user and order services over gRPC), templates.py (Jinja2).
+clients.py (user and order services over gRPC), templates.py (Jinja2).
 """
 
 from __future__ import annotations

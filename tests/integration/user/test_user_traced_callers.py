@@ -8,7 +8,7 @@ import uuid
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from services.auth.users import GrpcUsers
+from services.auth.clients import GrpcUsers
 from services.runtime import tracing
 from services.runtime.auth import ServiceIdentity
 from shop.user.v1 import user_pb2 as pb

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib.const import Status
 from grpclib.server import Server
 
+from services.auth.clients import GrpcUsers
 from services.auth.domain import UserServiceUnavailableError
-from services.auth.users import GrpcUsers
 from services.runtime.auth import ServiceIdentity
 from services.runtime.errors import to_grpc_error
 from shop.user.v1 import user_pb2

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services.notification.directory import Lookups
+from services.notification.clients import Lookups
 from services.notification.domain import DependencyUnavailableError
 from services.notification.repository import GroupWriter
 
