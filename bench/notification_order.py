@@ -23,14 +23,14 @@ from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
-from shop.topology import TOPICS
+from shop.topology import SERVICES, TOPICS
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import as_platform
 from stack.model import state_dir
 
 MAX_ORDERS = 500  # places real orders in the stack's store: keep it bounded
-ORDER, PRODUCT, USER, AUTH = 50053, 50051, 50052, 50055
+ORDER, PRODUCT, USER, AUTH = (SERVICES[n].port for n in ("order", "product", "user", "auth"))
 
 
 def _stack_mail_subjects(since_ns: int, seen: dict[str, tuple[str, int]]) -> None:

@@ -5,7 +5,8 @@ outbox relay's events/s against raw producers, all in one run. Writes bench/resu
   off) talking to the stack's product and user services. PlaceOrder (user check, reserve,
   an insert, a version claim and an update) is reported beside GetOrder (one indexed
   read), the baseline.
-  Then, same run and same shopper JWT, PlaceOrder on the stack's order service (50053)
+  Then, same run and same shopper JWT, PlaceOrder on the stack's order service (port:
+  schemas/topology.yaml)
   direct, and through the gateway as the storefront calls it: gRPC-Web to NGINX
   (127.0.0.1:8080) -> Envoy (jwt_authn, RBAC) -> that service; each worker has its own
   loopback source address, so NGINX's per-IP limit applies per shopper. The gateway leg is
@@ -64,13 +65,14 @@ from shop.order.v1 import order_pb2 as pb  # noqa: E402
 from shop.order.v1.order_grpc import OrderServiceStub  # noqa: E402
 from shop.product.v1 import product_pb2  # noqa: E402
 from shop.product.v1.product_grpc import ProductServiceStub  # noqa: E402
+from shop.topology import SERVICES  # noqa: E402
 from shop.user.v1 import user_pb2  # noqa: E402
 from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
 from stack.callers import as_platform  # noqa: E402
 
 MONGO = "mongodb://127.0.0.1:27017/"
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
-STACK_ORDER = ("127.0.0.1", 50053)  # the stack's order service, behind Envoy
+STACK_ORDER = ("127.0.0.1", SERVICES["order"].port)  # the stack's order service, behind Envoy
 PLACE_ORDER_WEB = "/api/shop.order.v1.OrderService/PlaceOrder"
 KAFKA = KafkaConfig(client_id="order-bench")
 MAX_CALLS = 20_000  # per scenario, bounds the run on a fast machine
@@ -154,9 +156,9 @@ async def bench_rpc(seconds: float, concurrency: int, rounds: int) -> dict[str, 
     # GetOrder and PlaceOrder as the shopper who owns the orders, with their access token.
     channel = Channel("127.0.0.1", app.grpc_port)
     stub = OrderServiceStub(channel)
-    pch = as_platform(Channel("127.0.0.1", 50051))
-    uch = as_platform(Channel("127.0.0.1", 50052))
-    ach = Channel("127.0.0.1", 50055)
+    pch = as_platform(Channel("127.0.0.1", SERVICES["product"].port))
+    uch = as_platform(Channel("127.0.0.1", SERVICES["user"].port))
+    ach = Channel("127.0.0.1", SERVICES["auth"].port)
     out: dict[str, object] = {}
     try:
         tag = uuid.uuid4().hex[:8]

@@ -8,7 +8,8 @@ Per round, two windows measured by cpu_by_part.py, one after the other:
   polls, Kafka, Prometheus scrapes, and other engineers' work on this shared machine)
   is measured as CPU per second;
 - load: a child of this module (`--load`) places orders on the stack's order service
-  (127.0.0.1:50053, direct gRPC, one line each, a new idempotency key each)
+  (127.0.0.1, its port in schemas/topology.yaml, direct gRPC, one line each, a new
+  idempotency key each)
   at `--rate` for `--seconds`, open loop, as the shopper (their own access token, as the
   storefront calls it; `--as-platform`: as the demo admin), tails shop.orders.v1 for each
   order's OrderPlaced (PlaceOrder reply -> record read from the topic) and waits
@@ -48,9 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT, BenchFailed, machine, percentile, run_main
+from shop.topology import SERVICES
 
 CPU_BY_PART = ROOT.parent / "shared" / "tools" / "cpu_by_part.py"
-ORDER = ("127.0.0.1", 50053)
+ORDER = ("127.0.0.1", SERVICES["order"].port)
 FERRETDB_METRICS = "http://127.0.0.1:8089/debug/metrics"
 PG_DATABASES = ("ferretdb", "product", "user", "notification", "auth")
 TOPIC = "shop.orders.v1"
@@ -274,8 +276,8 @@ async def make_fixtures(orders: int) -> dict[str, Any]:
     from stack.callers import as_platform
 
     tag = uuid.uuid4().hex[:8]
-    pch = as_platform(Channel("127.0.0.1", 50051))
-    uch = as_platform(Channel("127.0.0.1", 50052))
+    pch = as_platform(Channel("127.0.0.1", SERVICES["product"].port))
+    uch = as_platform(Channel("127.0.0.1", SERVICES["user"].port))
     try:
         user = (
             await UserServiceStub(uch).RegisterUser(
@@ -321,7 +323,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         from shop.auth.v1 import auth_pb2
         from shop.auth.v1.auth_grpc import AuthServiceStub
 
-        auth = Channel("127.0.0.1", 50055)
+        auth = Channel("127.0.0.1", SERVICES["auth"].port)
         try:
             login = await AuthServiceStub(auth).Login(
                 auth_pb2.LoginRequest(email=fx["email"], password="bench-password-1")
@@ -465,7 +467,7 @@ def main() -> None:
             "seconds": args.seconds,
             "settle_s": args.settle,
             "rounds": args.rounds,
-            "target": "stack order service 127.0.0.1:50053, direct gRPC",
+            "target": f"stack order service 127.0.0.1:{ORDER[1]}, direct gRPC",
             "caller": "the demo admin" if args.as_platform else "the shopper (own token)",
         },
         "machine": machine(),

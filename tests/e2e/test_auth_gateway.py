@@ -42,6 +42,7 @@ from shop.order.v1 import order_grpc
 from shop.order.v1 import order_pb2 as opb
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as ppb
+from shop.topology import SERVICES
 from stack.callers import service_bearer
 from stack.model import state_dir
 from stack.testing import StackHandle
@@ -566,8 +567,8 @@ def test_password_never_appears_in_logs_or_responses(gw: httpx.Client, alice: di
 
 
 async def test_direct_calls_without_a_token_are_refused(alice: dict) -> None:
-    order_ch = Channel("127.0.0.1", 50053)
-    product_ch = Channel("127.0.0.1", 50051)
+    order_ch = Channel("127.0.0.1", SERVICES["order"].port)
+    product_ch = Channel("127.0.0.1", SERVICES["product"].port)
     try:
         orders = order_grpc.OrderServiceStub(order_ch)
         with pytest.raises(GRPCError) as exc:

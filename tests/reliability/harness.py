@@ -30,13 +30,14 @@ from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import admin_bearer, as_platform, service_identity
 
 SOAK = os.environ.get("SHOPMESH_SOAK") == "1"
 
-PORTS = {"product": 50051, "user": 50052, "order": 50053, "notification": 50054, "auth": 50055}
+PORTS = {n: SERVICES[n].port for n in ("product", "user", "order", "notification", "auth")}
 ADMIN = ("admin@shopmesh.local", "shopmesh-admin")  # demo admin (services/user/demo.py)
 PASSWORD = "reliability-" + uuid.uuid4().hex[:12]
 ADDRESS = common_pb2.Address(

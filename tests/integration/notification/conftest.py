@@ -348,7 +348,10 @@ async def place_real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, s
     """An order placed through the stack's order service; (order, the buyer's email)."""
     stack.require("order", "auth")
     # Setup as the platform: the demo admin creates the product and orders for the buyer.
-    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    chans = [
+        as_platform(Channel("127.0.0.1", p))
+        for p in (SERVICES["order"].port, SERVICES["product"].port, SERVICES["user"].port)
+    ]
     try:
         orders, products = OrderServiceStub(chans[0]), ProductServiceStub(chans[1])
         address = f"buyer-{uuid.uuid4().hex[:6]}@shop.test"

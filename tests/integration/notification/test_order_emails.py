@@ -14,6 +14,7 @@ from grpclib.client import Channel
 from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2
 from shop.order.v1.order_grpc import OrderServiceStub
+from shop.topology import SERVICES
 from stack.callers import as_admin
 from tests.integration.notification.conftest import Mail, eventually, place_real_order, sink_mail
 
@@ -32,7 +33,9 @@ def _mail_of(since_ns: int, order_id: str) -> list[Mail]:
 async def test_paid_and_cancelled_order_each_email_once_with_number_and_total(stack, since_ns):
     stack.require("order", "notification", "smtp-sink")
     order, address = await place_real_order(stack, quantity=3)  # 3 x USD 12.25
-    channel = as_admin(Channel("127.0.0.1", 50053))  # UpdateOrderStatus is an admin's
+    channel = as_admin(
+        Channel("127.0.0.1", SERVICES["order"].port)
+    )  # UpdateOrderStatus is an admin's
     try:
         orders = OrderServiceStub(channel)
         await orders.UpdateOrderStatus(

@@ -21,6 +21,7 @@ from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import as_platform
@@ -47,7 +48,10 @@ def kafka_cfg(up) -> KafkaConfig:
 @pytest.fixture(scope="module")
 async def stubs(up):
     # As the platform: the demo admin (may act for any user), internal methods as their caller.
-    channels = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    channels = [
+        as_platform(Channel("127.0.0.1", p))
+        for p in (SERVICES["order"].port, SERVICES["product"].port, SERVICES["user"].port)
+    ]
     yield (
         OrderServiceStub(channels[0]),
         ProductServiceStub(channels[1]),

@@ -16,6 +16,7 @@ from services.order.repository import MongoOrders, to_doc
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import as_platform
 from tests.integration.order.order_helpers import SHIPPING, buyer_and_product
@@ -34,7 +35,10 @@ def up(stack):
 @pytest.fixture
 async def channels(up):
     # As a trusted service: ListOrders of any user is allowed to the platform's tooling.
-    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    chans = [
+        as_platform(Channel("127.0.0.1", p))
+        for p in (SERVICES["order"].port, SERVICES["product"].port, SERVICES["user"].port)
+    ]
     yield chans
     for c in chans:
         c.close()

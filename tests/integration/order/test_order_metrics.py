@@ -24,6 +24,7 @@ from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from shop.order.v1 import order_pb2 as pb
 from shop.order.v1.order_grpc import OrderServiceStub
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from shop.user.v1.user_grpc import UserServiceStub
 from stack.callers import as_platform
 from tests.integration.order.order_helpers import (
@@ -64,7 +65,10 @@ def up(stack):
 
 
 async def test_order_service_exports_placements_and_its_relays_publishing(up):
-    chans = [as_platform(Channel("127.0.0.1", p)) for p in (50053, 50051, 50052)]
+    chans = [
+        as_platform(Channel("127.0.0.1", p))
+        for p in (SERVICES["order"].port, SERVICES["product"].port, SERVICES["user"].port)
+    ]
     orders, products, users = (
         OrderServiceStub(chans[0]),
         ProductServiceStub(chans[1]),

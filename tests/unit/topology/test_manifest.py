@@ -69,7 +69,7 @@ def _error(data: dict[str, Any]) -> str:
             r"services\.order\.calls\[4\]: 'order' is itself",
         ),
         (
-            lambda d: d["services"]["order"].update(port="50053"),
+            lambda d: d["services"]["order"].update(port=str(d["services"]["order"]["port"])),
             r"services\.order\.port: expected an integer, got a string",
         ),
         (
