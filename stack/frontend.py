@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from services.product import pictures
 from stack.model import REPO_ROOT, Component, Custom, Step, state_dir
 
 FRONTEND = REPO_ROOT / "frontend"
@@ -31,12 +32,18 @@ STAMPS = REPO_ROOT / ".build" / "stamps"
 INPUT_FILES = ("package.json", "package-lock.json", "index.html", "vite.config.ts", "tsconfig.json",
                "tsconfig.app.json", "tsconfig.node.json")  # fmt: skip
 INPUT_DIRS = (FRONTEND / "src", FRONTEND / "public", REPO_ROOT / "gen" / "ts")
+# What the product pictures are drawn from.
+PICTURE_INPUTS = (
+    REPO_ROOT / "services" / "product" / "pictures.py",
+    REPO_ROOT / "services" / "product" / "demo.py",
+)
 LOCK_FILES = (FRONTEND / "package.json", FRONTEND / "package-lock.json")
 
 
 def _inputs() -> Iterator[Path]:
     for name in INPUT_FILES:
         yield FRONTEND / name
+    yield from PICTURE_INPUTS
     for d in INPUT_DIRS:
         if d.is_dir():
             yield from sorted(p for p in d.rglob("*") if p.is_file())
@@ -99,6 +106,9 @@ def build() -> None:
     _run([str(bin_ / "tsc"), "-b"])
     staging = FRONTEND / "dist.next"
     _run([str(bin_ / "vite"), "build", "--outDir", str(staging), "--emptyOutDir"])
+    # The demo products' pictures, drawn by the project, beside the bundle (NGINX serves
+    # them under /images/products/ with cache headers).
+    pictures.write_all(staging / "images" / "products")
     old = FRONTEND / "dist.old"
     shutil.rmtree(old, ignore_errors=True)
     if DIST.exists():

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from sqlalchemy import text
+
+from services.product import pictures
 from services.product.config import ProductConfig
 from services.product.domain import CreateProduct, Money
 from services.product.main import MIGRATIONS
@@ -107,12 +110,17 @@ def demo_products() -> list[tuple[str, CreateProduct]]:
                         description=description,
                         category=category,
                         price=Money.from_decimal("USD", Decimal(price)),
-                        image_urls=(f"https://images.shopmesh.local/products/{pid}.jpg",),
+                        image_urls=(pictures.url(pid),),
                         stock=25 + (n * 37) % 176,
                     ),
                 )
             )
     return out
+
+
+# Where the demo pictures pointed before the project drew its own (a host that never
+# existed): a catalog loaded then gets the drawn pictures, an admin's own URL is kept.
+OLD_PICTURE_HOST = "https://images.shopmesh.local/products/"
 
 
 async def load(db: Database) -> int:
@@ -124,6 +132,13 @@ async def load(db: Database) -> int:
             if not await repo.exists(pid):
                 await repo.add(cmd, product_id=pid)
                 added += 1
+        await conn.execute(
+            text(
+                "UPDATE products SET image_urls = ARRAY[:new || id || '.svg'] "
+                "WHERE image_urls = ARRAY[:old || id || '.jpg']"
+            ),
+            {"new": pictures.URL_PREFIX, "old": OLD_PICTURE_HOST},
+        )
     return added
 
 

@@ -139,7 +139,7 @@ def _string(fd: FieldDescriptor, rules: Any) -> str:
         return rules.const
     if rules.email:
         base = "ada@example.com"
-    elif rules.uri:
+    elif rules.uri or rules.uri_ref:
         base = "https://example.com/a"
     elif rules.HasField("pattern"):
         for n in (1, 2, 3, 4, 8, lo, hi):

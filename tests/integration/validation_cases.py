@@ -152,8 +152,9 @@ def _candidates(rule: Rule, valid: Message) -> Iterator[Any]:
             yield from (v + " x", v.lower(), v.upper(), "bad value!", "12345", "")
         elif name == "email":
             yield "not-an-email"
-        elif name == "uri":
+        elif name in ("uri", "uri_ref"):
             yield "not a uri"
+            yield "https://x/%zz"  # a bad escape: no URI, whatever else the field allows
     elif kind in ("int32", "int64", "uint32", "uint64"):
         if name in ("gte", "gt"):
             yield limit - 1 if name == "gte" else limit

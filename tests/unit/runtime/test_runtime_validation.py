@@ -34,7 +34,13 @@ CASES = [
         "email",
         "email",
     ),
-    ("string.uri (repeated items)", create(image_urls=["not a uri"]), "image_urls[0]", "URI"),
+    # An https URL in the pattern's alphabet that is still no URI reference (bad escape).
+    (
+        "string.uri_ref (repeated items)",
+        create(image_urls=["https://x/%zz"]),
+        "image_urls[0]",
+        "URI",
+    ),
     ("int32.gte", create(stock=-1), "stock", "greater than or equal to 0"),
     ("int32.lte", product.ListProductsRequest(page_size=101), "page_size", "less than or equal"),
     (
