@@ -10,8 +10,8 @@
   an internal method as the first service its policy names among its callers, any other
   protected method as the demo admin.
 
-There is no all-powerful "service" identity any more: a test that needs one is asking for
-a privilege no part of the system has.
+There is no all-powerful "service" identity: a test that needs one is asking for a
+privilege no part of the system has.
 """
 
 from __future__ import annotations

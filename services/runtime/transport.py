@@ -19,8 +19,8 @@ for requests: one write per loop turn (HEADERS and DATA of a call leave together
 coding, per-call values (`traceparent`, `grpc-timeout`) never indexed, and the caller's own
 service token indexed. h2 sends every `authorization` header "never indexed" (a dictionary
 attack on basic credentials could otherwise probe the table), so a service token of ~330
-bytes was Huffman-coded on every call by the caller and decoded by the callee, ~100 us each
-in pure Python. The caller's own token is a signed value the caller chose, the same for
+bytes would be Huffman-coded on every call by the caller and decoded by the callee, ~100 us
+each in pure Python. The caller's own token is a signed value the caller chose, the same for
 minutes, on a connection only the caller writes: indexing it sends two bytes instead. Any
 other authorization value (a user's token forwarded) stays never indexed.
 
