@@ -1,10 +1,10 @@
 # syntax=docker/dockerfile:1.7
 # Every Python image of Shopmesh, one build target each (context: the repo root, trimmed by
 # .dockerignore). docker-compose.yml (generated from schemas/topology.yaml) passes the args:
-#   service    a service of the manifest:
+#   service    a service of the manifest: SERVICE=<name>, GRPC_PORT and METRICS_PORT its
+#              ports (`docker compose build <name>` passes them; by hand:
 #              docker build -f deploy/docker/python.Dockerfile --target service \
-#                --build-arg SERVICE=order --build-arg GRPC_PORT=50053 \
-#                --build-arg METRICS_PORT=9453 -t shopmesh/order .
+#                --build-arg SERVICE=<name> --build-arg GRPC_PORT=<port> ... .)
 #   registry   the schema registry (REST API and /metrics on REGISTRY_PORT, stored in
 #              PostgreSQL), with schemas/avro
 #   smtp-sink  the mail catcher (stack/smtp_sink.py: SMTP on SMTP_PORT, HTTP API on HTTP_PORT)
