@@ -25,12 +25,14 @@ from typing import Any
 
 from mesh.api import Api
 from mesh.services import SERVICES, metrics_port
+from topology import topology
 
 # gRPC codes that mean "the server failed", not "the caller asked for something wrong".
 SERVER_ERROR_CODES = "INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|UNKNOWN|DATA_LOSS|UNIMPLEMENTED"
 NGINX_STATUS_PORT = 8088  # local-only stub_status server of the gateway (nginx.conf.j2)
 NGINX_EXPORTER_PORT = 9113  # prometheus-nginx-exporter (Debian), stack component
-REGISTRY_PORT = 8085  # the registry serves /metrics beside its REST API (ARCHITECTURE §8)
+# The registry serves /metrics beside its REST API, on its manifest port.
+REGISTRY_PORT = topology().infra("registry").port("http")
 SERVICES_JOB = "services"
 REGISTRY_JOB = "registry"
 

@@ -28,7 +28,7 @@ def state_dir() -> Path:
 
 
 def port(env: str, default: int) -> int:
-    """A fixed local port (ARCHITECTURE §8), overridable by env so a private instance fits."""
+    """A fixed local port (schemas/topology.yaml), overridable by env so a private instance fits."""
     return int(os.environ.get(env, default))
 
 

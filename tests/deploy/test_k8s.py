@@ -136,7 +136,7 @@ def test_network_policy_edges_are_the_manifests(overlay: tuple[str, Docs]) -> No
 
 
 def test_user_envoy_registry_egress_is_exactly_the_designs(overlay: tuple[str, Docs]) -> None:
-    """ARCHITECTURE §2/§4/§5: user writes PostgreSQL (reads the replica) and publishes
+    """docs/architecture.md §2/§4/§5: user writes PostgreSQL (reads the replica) and publishes
     UserRegistered (Kafka + registry); Envoy forwards to the services' gRPC ports only; the
     registry keeps its subjects in the PostgreSQL primary. Nothing more."""
     _, docs = overlay
