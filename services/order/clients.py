@@ -1,4 +1,5 @@
-"""gRPC adapters of the Catalog and UserDirectory ports (generated grpclib stubs).
+"""gRPC adapters of the Catalog, UserDirectory, Rates and Quotes ports (generated grpclib
+stubs).
 
 Every call has a deadline (the callee's schema timeout, shortened to what is left of our
 own request's deadline is the server's job: grpclib cancels us past it). ReserveStock and
@@ -9,6 +10,7 @@ read and retried the same way. Statuses become the order domain's errors here an
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 from collections.abc import Sequence
@@ -28,13 +30,23 @@ from services.order.domain import (
     UnknownProductError,
     UserServiceUnavailableError,
 )
+from services.order.pricing import (
+    CurrencyUnavailableError,
+    ShippingQuote,
+    ShippingUnavailableError,
+)
 from services.runtime.auth import authenticate_channel
 from services.runtime.errors import FailedPrecondition
 from services.runtime.policy import method_policy
 from services.runtime.rpc import call_metadata
 from services.runtime.tracing import instrument_channel
+from shop.common.v1 import common_pb2
+from shop.currency.v1 import currency_pb2
+from shop.currency.v1.currency_grpc import CurrencyServiceStub
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.shipping.v1 import shipping_pb2
+from shop.shipping.v1.shipping_grpc import ShippingServiceStub
 from shop.user.v1 import user_pb2
 from shop.user.v1.user_grpc import UserServiceStub
 
@@ -181,3 +193,89 @@ class GrpcUsers:
         except (ConnectionError, OSError, StreamTerminatedError, TimeoutError) as exc:
             raise UserServiceUnavailableError(f"user service unreachable: {exc}") from None
         return True
+
+
+class GrpcRates:
+    """Rates port over CurrencyService.Convert (a read: retried on UNAVAILABLE)."""
+
+    def __init__(self, host: str, port: int, *, attempts: int = 2) -> None:
+        self.channel = authenticate_channel(instrument_channel(Channel(host, port)))
+        self.stub = CurrencyServiceStub(self.channel)
+        self.attempts = attempts
+        self.timeout = method_policy("/shop.currency.v1.CurrencyService/Convert").timeout_s
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.channel.close()
+
+    async def convert(
+        self, amounts: Sequence[Money], currency_code: str, rate_version: int = 0
+    ) -> tuple[list[Money], int]:
+        req = currency_pb2.ConvertRequest(
+            amounts=[_money_pb(m) for m in amounts],
+            to_currency_code=currency_code,
+            rate_version=rate_version,
+        )
+        try:
+            reply = await _retrying(
+                lambda: self.stub.Convert(req, timeout=self.timeout, metadata=call_metadata()),
+                self.attempts,
+                "Convert",
+            )
+        except GRPCError as exc:
+            if exc.status is Status.INVALID_ARGUMENT:
+                raise InvalidArgument("currency_code", exc.message or "no rate") from None
+            raise CurrencyUnavailableError(f"Convert: {exc.status.name}") from None
+        except (ConnectionError, OSError, StreamTerminatedError, TimeoutError) as exc:
+            raise CurrencyUnavailableError(f"currency service unreachable: {exc}") from None
+        return [_money(m) for m in reply.amounts], reply.rate_version
+
+
+class GrpcQuotes:
+    """Quotes port over ShippingService.GetQuote (a read: retried on UNAVAILABLE)."""
+
+    def __init__(self, host: str, port: int, *, attempts: int = 2) -> None:
+        self.channel = authenticate_channel(instrument_channel(Channel(host, port)))
+        self.stub = ShippingServiceStub(self.channel)
+        self.attempts = attempts
+        self.timeout = method_policy("/shop.shipping.v1.ShippingService/GetQuote").timeout_s
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.channel.close()
+
+    async def get_quote(self, quote_id: str) -> ShippingQuote | None:
+        req = shipping_pb2.GetQuoteRequest(id=quote_id)
+        try:
+            reply = await _retrying(
+                lambda: self.stub.GetQuote(req, timeout=self.timeout, metadata=call_metadata()),
+                self.attempts,
+                "GetQuote",
+            )
+        except GRPCError as exc:
+            if exc.status is Status.NOT_FOUND:
+                return None
+            raise ShippingUnavailableError(f"GetQuote: {exc.status.name}") from None
+        except (ConnectionError, OSError, StreamTerminatedError, TimeoutError) as exc:
+            raise ShippingUnavailableError(f"shipping service unreachable: {exc}") from None
+        q = reply.quote
+        return ShippingQuote(
+            id=q.id,
+            country_code=q.country_code,
+            lines=tuple(LineItem(ln.product_id, ln.quantity) for ln in q.lines),
+            price=_money(q.price),
+            rate_version=q.rate_version,
+            expires_at=q.expire_time.ToDatetime(tzinfo=dt.UTC),
+        )
+
+
+def _money(m: common_pb2.Money) -> Money:
+    return Money(m.currency_code, m.units, m.nanos)
+
+
+def _money_pb(m: Money) -> common_pb2.Money:
+    return common_pb2.Money(currency_code=m.currency_code, units=m.units, nanos=m.nanos)

@@ -7,6 +7,8 @@
 | ORDER_MONGO_URL, ORDER_MONGO_DATABASE | the local FerretDB, order |
 | ORDER_MONGO_MAX_POOL | 20 (commands in flight; x2 must stay under FerretDB's pool) |
 | ORDER_PRODUCT_ADDR, ORDER_USER_ADDR | product's, user's local port (the stack: Envoy, internal) |
+| ORDER_CURRENCY_ADDR, ORDER_SHIPPING_ADDR | currency's, shipping's local port (same) |
+| ORDER_DEFAULT_SHIPPING | 9.90 (catalog currency; charged without a usable quote) |
 | ORDER_RESERVE_ATTEMPTS | 3 (ReserveStock is idempotent: retried on UNAVAILABLE, Envoy down too) |
 | ORDER_KAFKA_BOOTSTRAP, ORDER_REGISTRY_URL | the local stack's Kafka and registry |
 | ORDER_RELAY_ENABLED, _BATCH, _LEASE_S (ORDER_RELAY_*) | true, 500, 30 |
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from services.runtime.config import ConfigError, load, setting
 from services.runtime.kafka import KafkaConfig
@@ -35,6 +38,13 @@ class Options:
     )
     product_addr: str = setting(SERVICES["product"].local_addr, help="product service host:port")
     user_addr: str = setting(SERVICES["user"].local_addr, help="user service host:port")
+    currency_addr: str = setting(SERVICES["currency"].local_addr, help="currency service host:port")
+    shipping_addr: str = setting(SERVICES["shipping"].local_addr, help="shipping service host:port")
+    default_shipping: str = setting(
+        "9.90",
+        help="shipping charged, in the catalog's currency (converted like the lines), when "
+        "an order names no quote or the shipping service cannot be asked",
+    )
     reserve_attempts: int = setting(3, help="ReserveStock tries on UNAVAILABLE")
     relay_enabled: bool = setting(True, help="run an outbox relay in this process")
     relay_batch: int = setting(500, help="claims sent per relay round (then all acks awaited)")
@@ -62,6 +72,9 @@ class OrderConfig:
     mongo_max_pool: int
     product_addr: tuple[str, int]
     user_addr: tuple[str, int]
+    currency_addr: tuple[str, int]
+    shipping_addr: tuple[str, int]
+    default_shipping: Decimal
     reserve_attempts: int
     relay_enabled: bool
     relay_batch: int
@@ -94,6 +107,9 @@ class OrderConfig:
             mongo_max_pool=max(1, o.mongo_max_pool),
             product_addr=_addr("ORDER_PRODUCT_ADDR", o.product_addr),
             user_addr=_addr("ORDER_USER_ADDR", o.user_addr),
+            currency_addr=_addr("ORDER_CURRENCY_ADDR", o.currency_addr),
+            shipping_addr=_addr("ORDER_SHIPPING_ADDR", o.shipping_addr),
+            default_shipping=_amount("ORDER_DEFAULT_SHIPPING", o.default_shipping),
             reserve_attempts=max(1, o.reserve_attempts),
             relay_enabled=o.relay_enabled,
             relay_batch=o.relay_batch,
@@ -112,3 +128,13 @@ def _addr(var: str, value: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{var}={value!r}: expected host:port")
     return host, int(port)
+
+
+def _amount(var: str, value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{var}={value!r}: expected a decimal amount, e.g. 9.90") from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("1e-9")):
+        raise ConfigError(f"{var}={value!r}: expected >= 0 with at most 9 decimals")
+    return amount

@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from services.runtime.errors import (
     Conflict,
@@ -29,7 +30,11 @@ MAX_QUANTITY = 100
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 NANOS = 1_000_000_000
+
+if TYPE_CHECKING:
+    from services.order.pricing import Pricing
 
 
 # ---------------------------------------------------------------- value objects
@@ -54,6 +59,11 @@ class Money:
 
     def times(self, quantity: int) -> Money:
         return Money.from_nanos(self.currency_code, self.total_nanos * quantity)
+
+    def plus(self, other: Money) -> Money:
+        if other.currency_code != self.currency_code:
+            raise ValueError(f"cannot add {other.currency_code} to {self.currency_code}")
+        return Money.from_nanos(self.currency_code, self.total_nanos + other.total_nanos)
 
 
 @dataclass(frozen=True)
@@ -86,16 +96,22 @@ class LineItem:
 
 @dataclass(frozen=True)
 class OrderLine:
-    """A reserved line at the catalog price it was sold at."""
+    """A reserved line at the catalog price it was sold at, and that price in the order's
+    currency (None: an order stored before orders had a currency)."""
 
     product_id: str
     product_name: str
     quantity: int
     unit_price: Money
+    converted_unit_price: Money | None = None
 
     @property
     def line_total(self) -> Money:
         return self.unit_price.times(self.quantity)
+
+    @property
+    def converted_line_total(self) -> Money:
+        return (self.converted_unit_price or self.unit_price).times(self.quantity)
 
 
 class OrderStatus(enum.Enum):
@@ -127,6 +143,8 @@ class PlaceOrder:
     # The caller is this user, with a token the platform issued them: the user exists
     # (users are never deleted), so placement skips the directory's check.
     by_the_user: bool = False
+    currency_code: str = ""  # empty: the catalog's
+    shipping_quote_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +285,10 @@ def validate_place_order(cmd: PlaceOrder) -> tuple[LineItem, ...]:
             bad.append(FieldViolation(f"lines[{i}].product_id", "must be 1-64 [A-Za-z0-9_-]"))
         if not 1 <= line.quantity <= MAX_QUANTITY:
             bad.append(FieldViolation(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}"))
+    if cmd.currency_code and not _CURRENCY.match(cmd.currency_code):
+        bad.append(FieldViolation("currency_code", "must be an ISO 4217 code, e.g. EUR"))
+    if cmd.shipping_quote_id is not None and not _ID.match(cmd.shipping_quote_id):
+        bad.append(FieldViolation("shipping_quote_id", "must be 1-64 characters [A-Za-z0-9_-]"))
     a = cmd.shipping_address
     if a is None:
         bad.append(FieldViolation("shipping_address", "is required"))
@@ -287,10 +309,15 @@ def validate_place_order(cmd: PlaceOrder) -> tuple[LineItem, ...]:
 def request_fingerprint(cmd: PlaceOrder) -> str:
     """Hash of what the request asks for, so a reused key with a different request is
     refused instead of silently returning an unrelated order."""
-    body = {
+    body: dict[str, object] = {
         "lines": sorted((li.product_id, li.quantity) for li in cmd.lines),
         "address": None if cmd.shipping_address is None else vars(cmd.shipping_address),
     }
+    # Only when set: requests without them hash as they always did (replays keep working).
+    if cmd.currency_code:
+        body["currency"] = cmd.currency_code
+    if cmd.shipping_quote_id is not None:
+        body["quote"] = cmd.shipping_quote_id
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -321,6 +348,15 @@ class Order:
     lines: tuple[OrderLine, ...] = ()
     total: Money | None = None
     cancel_reason: str = ""
+    # What the shopper asked for (kept from the request) ...
+    requested_currency: str = ""
+    requested_quote_id: str | None = None
+    # ... and what the order charges, set at confirmation ("" / 0 / None on orders stored
+    # before orders had a currency: they charged `total` in the catalog's currency).
+    currency_code: str = ""
+    rate_version: int = 0
+    shipping_quote_id: str = ""
+    shipping_cost: Money | None = None
     # Set in the same write that cancels or fails an order whose stock may be reserved;
     # cleared once ReleaseStock succeeded. The sweeper retries what a crash left behind.
     release_pending: bool = False
@@ -342,6 +378,8 @@ class Order:
             shipping_address=cmd.shipping_address,
             created_at=now,
             updated_at=now,
+            requested_currency=cmd.currency_code,
+            requested_quote_id=cmd.shipping_quote_id,
         )
 
     @property
@@ -349,13 +387,50 @@ class Order:
         """FAILED placements are tombstones, never shown through the API."""
         return self.status is not OrderStatus.FAILED
 
-    def confirm(self, reserved: list[OrderLine], now: dt.datetime, trace: Trace | None) -> None:
-        """PENDING -> CONFIRMED at the reserved catalog prices; emits OrderPlaced."""
+    @property
+    def charge_currency(self) -> str:
+        """The currency the order charges in (its total's, for orders stored before)."""
+        return self.currency_code or (self.total.currency_code if self.total else "")
+
+    @property
+    def converted_total(self) -> Money | None:
+        if self.total is None:
+            return None
+        return Money.from_nanos(
+            self.charge_currency,
+            sum(line.converted_line_total.total_nanos for line in self.lines),
+        )
+
+    @property
+    def grand_total(self) -> Money | None:
+        converted = self.converted_total
+        if converted is None or self.shipping_cost is None:
+            return converted
+        return converted.plus(self.shipping_cost)
+
+    def confirm(
+        self,
+        reserved: list[OrderLine],
+        now: dt.datetime,
+        trace: Trace | None,
+        pricing: Pricing | None = None,
+    ) -> None:
+        """PENDING -> CONFIRMED at the reserved catalog prices, charged as `pricing` says
+        (None: in the catalog's currency, no shipping); emits OrderPlaced."""
         if self.status is not OrderStatus.PENDING:
             raise InvalidTransitionError(self.status, OrderStatus.CONFIRMED)
         currencies = {r.unit_price.currency_code for r in reserved}
         if len(currencies) != 1:
             raise MixedCurrencyError()
+        if pricing is not None:
+            reserved = [
+                replace(line, converted_unit_price=price)
+                for line, price in zip(reserved, pricing.unit_prices, strict=True)
+            ]
+            self.currency_code = pricing.currency_code
+            self.rate_version = pricing.rate_version
+            self.shipping_quote_id = pricing.shipping_quote_id
+            self.shipping_cost = pricing.shipping_cost
         self.lines = tuple(reserved)
         (currency,) = currencies
         self.total = Money.from_nanos(

@@ -63,10 +63,18 @@ def to_proto(o: d.Order) -> pb.Order:
                 quantity=line.quantity,
                 unit_price=_money(line.unit_price),
                 line_total=_money(line.line_total),
+                converted_unit_price=_money(line.converted_unit_price or line.unit_price),
+                converted_line_total=_money(line.converted_line_total),
             )
             for line in o.lines
         ],
         total=_money(o.total),
+        currency_code=o.charge_currency,
+        rate_version=o.rate_version,
+        converted_total=_money(o.converted_total),
+        shipping_quote_id=o.shipping_quote_id,
+        shipping_cost=_money(o.shipping_cost),
+        grand_total=_money(o.grand_total),
         shipping_address=to_message(common_pb2.Address, o.shipping_address),
         create_time=_ts(o.created_at),
         update_time=_ts(o.updated_at),
@@ -84,6 +92,8 @@ def to_command(r: pb.PlaceOrderRequest, by_the_user: bool = False) -> d.PlaceOrd
         shipping_address=address,
         trace=current_trace(),
         by_the_user=by_the_user,
+        currency_code=r.currency_code,
+        shipping_quote_id=r.shipping_quote_id if r.HasField("shipping_quote_id") else None,
     )
 
 

@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 import logging
 
-from services.order.clients import GrpcCatalog, GrpcUsers
+from services.order.clients import GrpcCatalog, GrpcQuotes, GrpcRates, GrpcUsers
 from services.order.config import OrderConfig
 from services.order.handlers import OrderHandlers
 from services.order.metrics import OrderMetrics
 from services.order.outbox import LazyProducer, OutboxRelay
+from services.order.pricing import Pricer
 from services.order.repository import MongoOrders
 from services.order.service import OrderService
 from services.runtime.kafka import AvroSerde, EventProducer
@@ -27,15 +28,19 @@ async def main() -> int:
     repo = MongoOrders(cfg.mongo_url, cfg.mongo_database, max_pool=cfg.mongo_max_pool)
     catalog = GrpcCatalog(*cfg.product_addr, attempts=cfg.reserve_attempts)
     users = GrpcUsers(*cfg.user_addr)
+    rates = GrpcRates(*cfg.currency_addr)
+    quotes = GrpcQuotes(*cfg.shipping_addr)
+    pricer = Pricer(rates, quotes, cfg.default_shipping)
     service = OrderService(
         repo,
         users,
         catalog,
         observer=order_metrics,
+        pricer=pricer,
         pending_timeout=dt.timedelta(seconds=cfg.pending_timeout_s),
         tombstone_ttl=dt.timedelta(seconds=cfg.tombstone_ttl_s),
     )
-    resources: list = [repo, catalog, users]
+    resources: list = [repo, catalog, users, rates, quotes]
     tasks = []
     if cfg.relay_enabled:
         serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.order.domain import LineItem, Order, OrderLine, OrderStatus
+from services.order.domain import LineItem, Money, Order, OrderLine, OrderStatus
+from services.order.pricing import ShippingQuote
 
 
 class UserDirectory(Protocol):
@@ -29,6 +30,22 @@ class Catalog(Protocol):
 
     async def release_stock(self, order_id: str) -> bool:
         """Give back what the order reserved (idempotent). Raises CatalogUnavailableError."""
+        ...
+
+
+class Rates(Protocol):
+    async def convert(
+        self, amounts: Sequence[Money], currency_code: str, rate_version: int = 0
+    ) -> tuple[list[Money], int]:
+        """`amounts` in `currency_code` with that rate version (0: the one in effect), and
+        the version used. Raises InvalidArgument("currency_code") for a currency without a
+        rate, CurrencyUnavailableError when the currency service cannot answer."""
+        ...
+
+
+class Quotes(Protocol):
+    async def get_quote(self, quote_id: str) -> ShippingQuote | None:
+        """The quote, expired or not; None when unknown. Raises ShippingUnavailableError."""
         ...
 
 

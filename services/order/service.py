@@ -6,7 +6,8 @@ Stdlib, domain and ports only. The saga, and why it cannot end half made:
    racing requests with one key all find the same order id and continue the same saga
    (insert first: only a request whose insert lost looks the key up).
 2. ReserveStock is idempotent by order id, so every racer may call it; they all get the
-   same reservation at catalog prices.
+   same reservation at catalog prices. The shipping quote the order names is checked just
+   before, the prices are converted into the shopper's currency just after (pricing.py).
 3. Leaving PENDING is a versioned single-document write: exactly one racer confirms (and
    appends OrderPlaced in that same write); the others reload and return that order.
 4. A failure marks the order FAILED (versioned, so never after a racer confirmed), then
@@ -53,6 +54,7 @@ from services.order.ports import (
     PlacementObserver,
     UserDirectory,
 )
+from services.order.pricing import Pricer
 from services.runtime.errors import Conflict, DomainError
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def failure_reason(exc: BaseException) -> str:
         "MixedCurrencyError": "mixed_currency",
         "CatalogUnavailableError": "catalog_unavailable",
         "UserServiceUnavailableError": "user_unavailable",
+        "UnknownQuoteError": "quote_unknown",
+        "QuoteMismatchError": "quote_mismatch",
+        "QuoteExpiredError": "quote_expired",
     }.get(name, "invalid_argument" if isinstance(exc, InvalidArgument) else "error")
 
 
@@ -116,6 +121,7 @@ class OrderService:
         *,
         clock: Callable[[], dt.datetime] = utcnow,
         observer: PlacementObserver | None = None,
+        pricer: Pricer | None = None,
         pending_timeout: dt.timedelta = dt.timedelta(seconds=60),
         tombstone_ttl: dt.timedelta = dt.timedelta(minutes=10),
     ) -> None:
@@ -124,6 +130,8 @@ class OrderService:
         self.catalog = catalog
         self.clock = clock
         self.observer = observer or NoObserver()
+        # None: orders charge their catalog total only (no currency, no shipping).
+        self.pricer = pricer
         # Longer than PlaceOrder's deadline (10 s in the schema) with margin: a PENDING order
         # this old has no live request behind it.
         self.pending_timeout = pending_timeout
@@ -190,8 +198,13 @@ class OrderService:
 
     async def _complete(self, order: Order, trace: Trace | None) -> Order:
         try:
+            quote = await self.pricer.quote(order, self.clock()) if self.pricer else None
             reserved = await self.catalog.reserve_stock(order.id, order.items)
-            order.confirm(reserved, self.clock(), trace)
+            pricing = None
+            if self.pricer and reserved:
+                prices = [line.unit_price for line in reserved]
+                pricing = await self.pricer.price(order, prices, quote)
+            order.confirm(reserved, self.clock(), trace, pricing)
         except Exception as exc:
             # (Cancellation is not caught: a request past its deadline leaves the order
             # PENDING, so the client's retry with the same key resumes it.)

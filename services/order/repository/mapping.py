@@ -42,6 +42,13 @@ def _line(line: OrderLine) -> dict[str, Any]:
     }
 
 
+def _stored_line(line: OrderLine) -> dict[str, Any]:
+    doc = _line(line)
+    if line.converted_unit_price is not None:
+        doc["converted_unit_price"] = _money(line.converted_unit_price)
+    return doc
+
+
 def event_to_doc(event: Event) -> dict[str, Any]:
     """An outbox entry: the Avro record's fields (as shop.events.v1 names them) plus the
     record name and trace context the relay puts in headers."""
@@ -87,7 +94,7 @@ def _state(order: Order) -> dict[str, Any]:
     a = order.shipping_address
     body = {
         "request_hash": order.request_hash,
-        "lines": [_line(line) for line in order.lines],
+        "lines": [_stored_line(line) for line in order.lines],
         "total": _money(order.total),
         "shipping_address": {
             "recipient_name": a.recipient_name,
@@ -100,6 +107,15 @@ def _state(order: Order) -> dict[str, Any]:
         },
         "cancel_reason": order.cancel_reason,
     }
+    if order.requested_currency or order.requested_quote_id is not None or order.currency_code:
+        body["pricing"] = {
+            "requested_currency": order.requested_currency,
+            "requested_quote_id": order.requested_quote_id,
+            "currency_code": order.currency_code,
+            "rate_version": order.rate_version,
+            "shipping_quote_id": order.shipping_quote_id,
+            "shipping_cost": _money(order.shipping_cost),
+        }
     return {
         "user_id": order.user_id,
         "idempotency_key": order.idempotency_key,
@@ -120,6 +136,7 @@ def to_doc(order: Order) -> dict[str, Any]:
 def from_doc(doc: dict[str, Any]) -> Order:
     """Documents written before `body` hold its fields at the top level."""
     body = json.loads(doc["body"]) if "body" in doc else doc
+    pricing = body.get("pricing") or {}
     return Order(
         id=doc["_id"],
         user_id=doc["user_id"],
@@ -136,11 +153,18 @@ def from_doc(doc: dict[str, Any]) -> Order:
                 line["product_name"],
                 int(line["quantity"]),
                 _to_money(line["unit_price"]),  # type: ignore[arg-type]
+                _to_money(line.get("converted_unit_price")),
             )
             for line in body.get("lines", ())
         ),
         total=_to_money(body.get("total")),
         cancel_reason=body.get("cancel_reason", ""),
+        requested_currency=pricing.get("requested_currency", ""),
+        requested_quote_id=pricing.get("requested_quote_id"),
+        currency_code=pricing.get("currency_code", ""),
+        rate_version=int(pricing.get("rate_version", 0)),
+        shipping_quote_id=pricing.get("shipping_quote_id", ""),
+        shipping_cost=_to_money(pricing.get("shipping_cost")),
         release_pending=bool(doc.get("release_pending")),
         version=int(doc.get("version", 0)),
     )

@@ -1,0 +1,69 @@
+"""Shipping use cases: make a quote, read one. Stdlib, domain and ports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from services.shipping.domain import (
+    BASE_CURRENCY,
+    CreateQuote,
+    Quote,
+    QuoteNotFoundError,
+    Rules,
+    merge_lines,
+    new_quote_id,
+    validate,
+)
+from services.shipping.ports import Converter, QuoteUnitOfWork
+
+
+def utcnow() -> dt.datetime:
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class ShippingService:
+    def __init__(
+        self,
+        uow: Callable[[], QuoteUnitOfWork],
+        rules: Rules,
+        converter: Converter,
+        ttl: dt.timedelta,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.uow = uow
+        self.rules = rules
+        self.converter = converter
+        self.ttl = ttl
+        self.clock = clock
+
+    async def create_quote(self, cmd: CreateQuote) -> Quote:
+        validate(cmd)
+        lines = merge_lines(cmd.lines)
+        zone, price = self.rules.price(cmd.country_code, sum(ln.quantity for ln in lines))
+        version = 0
+        currency = cmd.currency_code or BASE_CURRENCY
+        if currency != BASE_CURRENCY:
+            price, version = await self.converter.convert(price, currency)
+        now = self.clock()
+        quote = Quote(
+            id=new_quote_id(),
+            country_code=cmd.country_code,
+            lines=lines,
+            price=price,
+            rate_version=version,
+            zone=zone.name,
+            created_at=now,
+            expires_at=now + self.ttl,
+        )
+        async with self.uow().write() as repo:
+            await repo.add(quote)
+        return quote
+
+    async def get_quote(self, quote_id: str) -> Quote:
+        async with self.uow().read() as repo:
+            quote = await repo.get(quote_id)
+        if quote is None:
+            raise QuoteNotFoundError(quote_id)
+        return quote
