@@ -193,8 +193,9 @@ def _create_topics(admin: AdminClient, topics: list[dict]) -> None:
         )
         for t in topics
     ]
-    for fut in admin.create_topics(new).values():
-        fut.result(30)
+    # A loaded broker (other test runs on the shared one) may take a while to answer.
+    for fut in admin.create_topics(new, request_timeout=90).values():
+        fut.result(120)
 
 
 def _delete_topics(admin: AdminClient, names: list[str]) -> None:
