@@ -7,12 +7,14 @@ import { createShopTransport } from "./api/transport";
 import { ApiProvider } from "./api/use-client";
 import { CartProvider } from "./cart/CartContext";
 import { CartStore } from "./cart/cart";
+import { ShopCart } from "./cart/shop-cart";
 import "./styles.css";
 
 // Built once at start and passed down (no import-time singletons): tests build their own.
 const session = new AuthSession(window.sessionStorage);
 const transport = createShopTransport(session);
-const cart = new CartStore(window.localStorage);
+// The server's cart while signed in; the browser's (merged in on sign-in) while not.
+const cart = new ShopCart(new CartStore(window.localStorage), session, transport);
 // A reload keeps the refresh token only: get a fresh access token before the first page.
 if (session.signedIn) void session.refresh();
 

@@ -1,5 +1,9 @@
 import { useState } from "react";
 
+/** Intrinsic size of each use: set on the <img> so the browser reserves the box before the
+ * picture arrives and the layout does not jump (the demo pictures are 480 x 360 SVGs). */
+const SIZES = { card: [480, 360], large: [480, 360], thumb: [64, 64] } as const;
+
 /** A product picture, or a neutral placeholder (no network fetch) when there is none. */
 export function ProductImage({ url, name, size = "card" }: { url?: string; name: string; size?: "card" | "large" | "thumb" }) {
   const [failed, setFailed] = useState(false);
@@ -10,5 +14,17 @@ export function ProductImage({ url, name, size = "card" }: { url?: string; name:
       </div>
     );
   }
-  return <img className={`product-image ${size}`} src={url} alt="" loading="lazy" onError={() => setFailed(true)} />;
+  const [width, height] = SIZES[size];
+  return (
+    <img
+      className={`product-image ${size}`}
+      src={url}
+      alt=""
+      width={width}
+      height={height}
+      loading="lazy"
+      decoding="async"
+      onError={() => setFailed(true)}
+    />
+  );
 }

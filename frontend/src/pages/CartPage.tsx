@@ -22,6 +22,11 @@ export function CartPage() {
   return (
     <section aria-labelledby="cart-heading" className="cart">
       <h1 id="cart-heading">Your cart</h1>
+      {store.error && (
+        <p className="state state-error" role="alert">
+          {store.error}
+        </p>
+      )}
       <ul className="cart-lines" aria-label="Items in your cart">
         {cart.map((line) => (
           <li key={line.productId} className="cart-line">
