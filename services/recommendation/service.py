@@ -1,0 +1,45 @@
+"""Recommendation use cases: count a placed order, suggest products. Stdlib, domain, ports."""
+
+from __future__ import annotations
+
+import logging
+
+from services.recommendation.domain import (
+    DEFAULT_LIMIT,
+    CatalogUnavailableError,
+    OrderPlaced,
+    ProductNotFoundError,
+    Recommendations,
+    Source,
+    Suggestion,
+)
+from services.recommendation.ports import Catalog, CoPurchaseUnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+async def order_placed(event: OrderPlaced, uow: CoPurchaseUnitOfWork) -> bool:
+    """Count the order's co-purchases once; False for a redelivered (already counted) event."""
+    async with uow.write() as repo:
+        return await repo.record(event)
+
+
+async def recommend(
+    product_id: str, limit: int, uow: CoPurchaseUnitOfWork, catalog: Catalog
+) -> Recommendations:
+    limit = limit or DEFAULT_LIMIT
+    async with uow.read() as repo:
+        bought = await repo.also_bought(product_id, limit)
+    if bought:
+        return Recommendations(tuple(bought), Source.ALSO_BOUGHT)
+    try:  # cold start: the product's category
+        category = await catalog.category_of(product_id)
+        if category is None:
+            raise ProductNotFoundError(product_id)
+        ids = await catalog.in_category(category, limit + 1)
+    except CatalogUnavailableError:
+        # A product page without suggestions beats a failed product page.
+        log.warning("catalog unavailable: no cold-start suggestions")
+        return Recommendations((), Source.SAME_CATEGORY)
+    others = [Suggestion(pid) for pid in ids if pid != product_id][:limit]
+    return Recommendations(tuple(others), Source.SAME_CATEGORY)
