@@ -10,7 +10,7 @@ from services.runtime import transport
 from services.runtime.transport import RuntimeServer
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
-from tests.integration.runtime.test_runtime_server import MemoryProducts
+from tests.integration.runtime.test_runtime_server import memory_products
 
 
 def frames(chunk: bytes) -> list[Frame]:
@@ -35,7 +35,7 @@ async def test_unary_reply_leaves_in_one_write(monkeypatch) -> None:
             super()._flush()
 
     monkeypatch.setattr(transport, "_CoalescingTransport", Recording)
-    server = RuntimeServer([MemoryProducts()])
+    server = RuntimeServer([memory_products()])
     await server.start("127.0.0.1", 0)
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     channel = Channel("127.0.0.1", port)
