@@ -1,34 +1,6 @@
-"""The outbox relay: publishes the events of order writes to Kafka (shop.orders.v1, key =
-order id, Avro via the registry) and then deletes their claims (repository/claims.py: every
-write to an order first stores a claim with its events; the claims collection is the outbox).
-
-Never runs in the request path; several relays may run (in the order process or alone:
-`python -m services.order.outbox`). Two ways in:
-
-- in process: the repository hands every claim it wrote to the relay of its process
-  (`attach=True`) and wakes it. Those claims are known to have landed, so they are sent at
-  once: no read, no idle poll. Events of one order go out in version order, keyed by the
-  order id (one partition, idempotent producer).
-- fallback, every `poll_s`: claims this process does not hold (written by another instance,
-  by a process that died, or before it started), at least `grace_s` old. A relay takes their
-  orders by inserting `{_id: order_id, owner, until}` into `outbox_claims` (one insert for
-  the batch; one relay wins an order, a lease lets a dead relay's orders go), reads the
-  orders they belong to (one query per bucket, the tenth of a second the claims were
-  written in) and publishes the claims whose write landed (claims.verdict), in version
-  order per order; claims of writes that never landed are deleted unpublished.
-
-Sends are not awaited one by one: a batch is sent, then all acknowledgements awaited.
-Acknowledged claims are deleted together (one command per bucket they were written in; in
-the service, batched over `delete_after_s`). A crash between the ack and the delete
-republishes them: at least once, with the event id stored in the claim (the `event_id`
-header and field), so consumers dedupe. A batch whose send fails (broker lost mid-flush)
-stays and is sent again; acknowledged events of it may be sent twice, never lost.
-
-Kafka being down never stops the order service: `LazyProducer` starts the producer from the
-relay loop, retrying with backoff, and reports it as the optional `kafka` health dependency
-(NOT_SERVING until connected, and while publishes fail). Orders are still placed; their
-claims wait (in memory up to `memory_cap`, always in the store). The backlog gauges are
-refreshed on their own timer whether or not Kafka answers, so a stuck outbox shows its age.
+"""The outbox relay: the claims the repository hands over in process are sent at once, a
+fallback round (fallback.py) takes the rest, acknowledged claims are deleted in batches,
+and the backlog gauges keep their own timer.
 """
 
 from __future__ import annotations
@@ -39,83 +11,19 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from services.order.metrics import OrderMetrics
+from services.order.outbox.fallback import FallbackRound, _in_version_order
+from services.order.outbox.producer import BATCH, MEMORY_CAP, TOPIC, LazyProducer
 from services.order.repository import MongoOrders, Verdict, Written, unpack_entry, verdict
 from services.runtime.kafka import EventProducer, TraceContext
-from shop.topology import ORDERS_TOPIC
 
 log = logging.getLogger(__name__)
 
-TOPIC = ORDERS_TOPIC
-BATCH = 500  # claims per send round
-MEMORY_CAP = 50_000  # claims held in memory while Kafka is down; the rest wait in the store
 
-
-def to_record(entry: dict[str, Any]) -> Any:
-    """The generated Avro type (shop.events.v1) for an outbox entry."""
-    from shop.events import v1
-
-    cls = getattr(v1, entry["type"].rpartition(".")[2])
-    return cls.parse_obj(entry["data"])
-
-
-class LazyProducer:
-    """The relay's producer as a runtime Resource that does not connect at open(): `get()`
-    starts it on first use (the relay retries), so the process starts without Kafka."""
-
-    def __init__(self, make: Callable[[], EventProducer]) -> None:
-        self.make = make
-        self.producer: EventProducer | None = None
-        self.publishing = False  # connected and the last publish went through
-
-    async def open(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-
-    def health_checks(self) -> dict[str, tuple[Any, bool]]:
-        async def kafka() -> bool:
-            return self.producer is not None and self.publishing
-
-        return {"kafka": (kafka, False)}  # optional: orders are placed without it
-
-    async def get(self) -> EventProducer:
-        if self.producer is None:
-            candidate = self.make()
-            try:
-                await candidate.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await candidate.stop()  # aiokafka leaves its client open on a failed start
-                raise
-            self.producer = candidate
-            self.publishing = True
-        return self.producer
-
-    async def reset(self) -> None:
-        """Drop the producer after failed sends: the next `get()` starts a new one.
-        aiokafka's idempotent producer does not recover from a batch that failed (a broker
-        restart): every later send fails with OutOfOrderSequenceNumber (measured: 0 of
-        5,000 sends in the 30 s after the broker came back). A new producer id starts its
-        sequences afresh; what it sends again may be a duplicate, with the same event id."""
-        producer, self.producer = self.producer, None
-        self.publishing = False
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
-
-
-def _in_version_order(claims: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable by version: each order's claims in the order its writes happened."""
-    return sorted(claims, key=lambda c: int(c["version"]) if not c.get("legacy") else -1)
-
-
-class OutboxRelay:
+class OutboxRelay(FallbackRound):
     def __init__(
         self,
         repo: MongoOrders,
@@ -295,73 +203,6 @@ class OutboxRelay:
         self.held.difference_update(c["_id"] for c in done)
         return deleted
 
-    # ------------------------------------------------------------ fallback
-
-    async def _send_stored(self) -> tuple[int, bool]:
-        """One fallback round over claims in the store this relay does not hold, whole
-        buckets at a time (one indexed query each): (events acknowledged, whether any claim
-        was settled: then another round may find more right away)."""
-        await self._producer()  # before reading: a down Kafka takes nothing
-        now = dt.datetime.now(dt.UTC)
-
-        def fresh(c: dict[str, Any]) -> bool:
-            return c["_id"] not in self.held and now - c["at"] >= self.grace
-
-        probe = await self.repo.pending_claims(len(self.held) + self.batch)
-        buckets: list[int] = []
-        found: list[dict[str, Any]] = []
-        for b in sorted({int(c["bucket"]) for c in probe if fresh(c)}):
-            buckets.append(b)
-            found += [c for c in await self.repo.claims_in([b]) if fresh(c)]
-            if len(found) >= self.batch:
-                break
-        if not found:
-            return 0, False
-        order_ids = list(dict.fromkeys(c["order_id"] for c in found))[: self.batch]
-        token, won = await self._take_orders(order_ids, now)
-        try:
-            if not won:
-                return 0, False
-            # Read again now that the orders are ours: a relay that had them before us
-            # deleted what it sent (it keeps them until then), so nothing goes out twice.
-            taken = set(won)
-            by_order: dict[str, list[dict[str, Any]]] = {}
-            for c in await self.repo.claims_in(buckets):
-                if c["order_id"] in taken and fresh(c):
-                    by_order.setdefault(c["order_id"], []).append(c)
-            orders = await self.repo.orders_of(c for cs in by_order.values() for c in cs)
-            publish: list[dict[str, Any]] = []
-            dropped = 0
-            for order_id, claims in by_order.items():
-                for c in _in_version_order(claims):
-                    v = verdict(c, orders.get(order_id), now, self.repo.lock_lease)
-                    if v is Verdict.WAIT:
-                        break  # its write may land yet: it and later versions wait
-                    if v is Verdict.PUBLISH:
-                        publish.append(c)
-                    else:
-                        self._finish([c])
-                        dropped += 1
-            sent, again = await self._publish(publish) if publish else (0, [])
-            await self.delete_done()
-            return sent, len(publish) - len(again) + dropped > 0
-        finally:
-            await self.order_claims.delete_many({"owner": token})
-
-    async def _take_orders(self, order_ids: list[str], now: dt.datetime) -> tuple[str, list[str]]:
-        """Insert this pass's `outbox_claims`: the orders no other relay is publishing."""
-        from pymongo.errors import BulkWriteError
-
-        await self.order_claims.delete_many({"until": {"$lt": now}})  # dead relays' leases
-        token = uuid.uuid4().hex
-        docs = [{"_id": i, "owner": token, "until": now + self.lease} for i in order_ids]
-        try:
-            await self.order_claims.insert_many(docs, ordered=False)
-            return token, order_ids
-        except BulkWriteError as exc:
-            lost = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
-            return token, [i for i in order_ids if i not in lost]
-
     # ------------------------------------------------------------ passes
 
     async def run_once(self) -> int:
@@ -490,37 +331,3 @@ class OutboxRelay:
             if not self.queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), wait)
-
-
-async def _main() -> int:
-    """A standalone relay process (scale relays apart from the API)."""
-    from services.order.config import OrderConfig
-    from services.runtime.kafka import AvroSerde
-    from services.runtime.logs import setup_logging
-
-    cfg = OrderConfig.from_env()
-    setup_logging("order-relay", cfg.server.log_level)
-    repo = MongoOrders(cfg.mongo_url, cfg.mongo_database, max_pool=cfg.mongo_max_pool)
-    await repo.open()
-    serde = AvroSerde(cfg.kafka.registry_url, auto_register=cfg.kafka.auto_register)
-    producer = LazyProducer(lambda: EventProducer(cfg.kafka, serde))
-    relay = OutboxRelay(
-        repo,
-        producer,
-        batch=cfg.relay_batch,
-        lease=dt.timedelta(seconds=cfg.relay_lease_s),
-        grace_s=cfg.relay_grace_s,
-        delete_after_s=cfg.relay_delete_after_s,
-    )
-    try:
-        await relay.run(cfg.relay_poll_s)
-    finally:
-        await producer.close()
-        await repo.close()
-    return 0
-
-
-if __name__ == "__main__":
-    from services.runtime.server import run
-
-    run(_main)
