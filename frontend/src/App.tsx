@@ -5,6 +5,7 @@ import { Link, NavLink, Outlet, Route, Routes, useLocation, useNavigate } from "
 import { useClient, useSession } from "./api/use-client";
 import { useCart } from "./cart/CartContext";
 import { cartCount } from "./cart/cart";
+import { CurrencySwitch } from "./currency/CurrencySwitch";
 import { AdminPage } from "./pages/AdminPage";
 import { CartPage } from "./pages/CartPage";
 import { CatalogPage } from "./pages/CatalogPage";
@@ -124,6 +125,7 @@ function Layout() {
             )}
           </ul>
         </nav>
+        <CurrencySwitch />
         {info?.email && <p className="who">Signed in as {info.email}</p>}
       </header>
       <main id="main" ref={mainRef} tabIndex={-1}>

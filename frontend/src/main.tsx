@@ -7,6 +7,7 @@ import { createShopTransport } from "./api/transport";
 import { ApiProvider } from "./api/use-client";
 import { CartProvider } from "./cart/CartContext";
 import { CartStore } from "./cart/cart";
+import { CurrencyProvider } from "./currency/CurrencyContext";
 import { ShopCart } from "./cart/shop-cart";
 import "./styles.css";
 
@@ -21,11 +22,13 @@ if (session.signedIn) void session.refresh();
 createRoot(document.getElementById("root") as HTMLElement).render(
   <StrictMode>
     <ApiProvider transport={transport} session={session}>
-      <CartProvider store={cart}>
-        <BrowserRouter>
-          <App />
-        </BrowserRouter>
-      </CartProvider>
+      <CurrencyProvider storage={window.localStorage}>
+        <CartProvider store={cart}>
+          <BrowserRouter>
+            <App />
+          </BrowserRouter>
+        </CartProvider>
+      </CurrencyProvider>
     </ApiProvider>
   </StrictMode>,
 );

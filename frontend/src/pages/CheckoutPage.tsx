@@ -16,6 +16,9 @@ import { cartTotal, type Cart } from "../cart/cart";
 import { CheckoutGuard } from "../checkout/guard";
 import { Price } from "../components/Price";
 import { RequireLogin } from "../components/RequireLogin";
+import { type QuoteState, useShippingQuote } from "../checkout/useShippingQuote";
+import { BASE_CURRENCY, useCurrency } from "../currency/CurrencyContext";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Empty, ErrorNotice } from "../components/Status";
 
 type AddressFields = Omit<Address, "$typeName" | "$unknown">;
@@ -40,8 +43,8 @@ const FIELDS: { key: keyof AddressFields; label: string; required: boolean; auto
   { key: "countryCode", label: "Country code (2 letters, e.g. US)", required: true, autoComplete: "country" },
 ];
 
-export function cartFingerprint(cart: Cart, address: AddressFields): string {
-  return JSON.stringify([cart.map((l) => [l.productId, l.quantity]), address]);
+export function cartFingerprint(cart: Cart, address: AddressFields, currency = "", quoteId = ""): string {
+  return JSON.stringify([cart.map((l) => [l.productId, l.quantity]), address, currency, quoteId]);
 }
 
 export function CheckoutPage() {
@@ -64,7 +67,14 @@ function CheckoutForm() {
   const [address, setAddress] = useState<AddressFields>(EMPTY_ADDRESS);
   const [pending, setPending] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const fingerprint = useMemo(() => cartFingerprint(cart, address), [cart, address]);
+  const currency = useCurrency()?.currency ?? BASE_CURRENCY;
+  const lines = cart.map((l) => ({ productId: l.productId, quantity: l.quantity }));
+  const quote = useShippingQuote(lines, address.countryCode, currency);
+  const quoteId = quote.status === "ready" ? quote.quote.id : undefined;
+  const fingerprint = useMemo(
+    () => cartFingerprint(cart, address, currency, quoteId),
+    [cart, address, currency, quoteId],
+  );
 
   if (cart.length === 0) {
     return (
@@ -91,6 +101,8 @@ function CheckoutForm() {
             userId: info.userId,
             lines: cart.map((l) => ({ productId: l.productId, quantity: l.quantity })),
             shippingAddress: create(AddressSchema, { ...address, countryCode: address.countryCode.trim().toUpperCase() }),
+            currencyCode: currency,
+            shippingQuoteId: quoteId,
           })
           .then((r) => {
             if (!r.order) throw new Error("no order in response");
@@ -133,6 +145,7 @@ function CheckoutForm() {
         <p>
           {cart.length} product(s), estimated total <Price value={cartTotal(cart)} className="price big-price" />
         </p>
+        <ShippingLine state={quote} />
         {error !== null && <ErrorNotice error={error} />}
         <button type="submit" className="button big" disabled={pending} aria-disabled={pending}>
           {pending ? "Placing your order…" : "Place order"}
@@ -147,4 +160,24 @@ function CheckoutForm() {
 
 function snake(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** The quote at checkout, or why there is none (the order is placed either way). */
+function ShippingLine({ state }: { state: QuoteState }) {
+  return (
+    <p className="shipping-quote" aria-live="polite">
+      {state.status === "idle" && "Enter the destination country for a shipping quote."}
+      {state.status === "loading" && "Getting a shipping quote…"}
+      {state.status === "ready" && (
+        <>
+          Shipping to {state.quote.countryCode}: <Price value={state.quote.price} fixed className="price quote-price" />
+          {state.quote.expireTime && (
+            <span className="hint"> (quote valid until {timestampDate(state.quote.expireTime).toLocaleTimeString()})</span>
+          )}
+        </>
+      )}
+      {state.status === "unavailable" &&
+        "Shipping quote unavailable right now: the standard shipping rate applies to this order."}
+    </p>
+  );
 }

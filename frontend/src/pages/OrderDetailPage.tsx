@@ -90,21 +90,31 @@ function OrderDetail() {
               </td>
               <td data-label="Quantity">{l.quantity}</td>
               <td data-label="Unit price">
-                <Price value={l.unitPrice} />
+                <Price value={l.convertedUnitPrice ?? l.unitPrice} fixed />
               </td>
               <td data-label="Total">
-                <Price value={l.lineTotal} />
+                <Price value={l.convertedLineTotal ?? l.lineTotal} fixed />
               </td>
             </tr>
           ))}
         </tbody>
         <tfoot>
+          {order.shippingCost && (
+            <tr>
+              <th scope="row" colSpan={3}>
+                Shipping{order.shippingQuoteId ? " (quoted)" : " (standard rate)"}
+              </th>
+              <td>
+                <Price value={order.shippingCost} fixed />
+              </td>
+            </tr>
+          )}
           <tr>
             <th scope="row" colSpan={3}>
               Order total
             </th>
             <td>
-              <Price value={order.total} className="price big-price" />
+              <Price value={order.grandTotal ?? order.total} fixed className="price big-price order-total" />
             </td>
           </tr>
         </tfoot>

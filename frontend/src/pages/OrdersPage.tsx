@@ -63,7 +63,7 @@ function OrderList() {
                   <span className={`badge status-${o.status}`}>{STATUS_LABEL[o.status]}</span>
                 </td>
                 <td data-label="Total">
-                  <Price value={o.total} />
+                  <Price value={o.grandTotal ?? o.total} fixed />
                 </td>
               </tr>
             ))}

@@ -7,6 +7,7 @@ import { useCart } from "../cart/CartContext";
 import { MAX_QUANTITY } from "../cart/cart";
 import { Price } from "../components/Price";
 import { ProductImage } from "../components/ProductImage";
+import { Recommendations } from "../components/Recommendations";
 import { ErrorNotice, Loading } from "../components/Status";
 
 export function ProductPage() {
@@ -73,6 +74,7 @@ export function ProductPage() {
           </p>
         </div>
       </div>
+      <Recommendations productId={product.id} />
     </article>
   );
 }
