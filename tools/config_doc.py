@@ -29,11 +29,17 @@ SERVICES = {
     "notification": "services.notification.config:NotificationConfig",
     "auth": "services.auth.config:AuthServiceConfig",
     "cart": "services.cart.config:CartConfig",
+    "currency": "services.currency.config:CurrencyConfig",
+    "shipping": "services.shipping.config:ShippingConfig",
+    "recommendation": "services.recommendation.config:RecommendationConfig",
     "registry": "registry.config:RegistryConfig",
 }
 
 # services whose serve() reads <NAME>_IDENTITY_KEY (services/runtime/auth: their own identity)
-IDENTITIES = ("product", "user", "order", "notification", "auth", "cart")
+IDENTITIES = (
+    "product", "user", "order", "notification", "auth", "cart", "currency", "shipping",
+    "recommendation",
+)  # fmt: skip
 
 Row = tuple[str, str, str]  # variable, default, description
 
