@@ -2,7 +2,9 @@
 
 - mapping.py: document <-> domain mapping and the outbox entry of an event;
 - claims.py: version claims, the write protocol (and outbox) of order documents;
-- store.py: MongoOrders, the OrderRepository adapter and the runtime Resource.
+- store.py: MongoOrders, the OrderRepository adapter and the runtime Resource;
+- relay_reads.py: its reads and deletes for the outbox relay (a base class of MongoOrders);
+- commands.py: what every store command shares (span, UNAVAILABLE mapping, Written).
 """
 
 from services.order.repository.claims import CLAIMS, Verdict, bucket_of, claim_id, verdict

@@ -1,6 +1,6 @@
 """Version claims: how a write to an order is serialized on FerretDB v1, and the outbox entry
 it carries. Pure (documents in, decisions out): the store (store.py) and the relay
-(services/order/outbox.py) do the I/O.
+(services/order/outbox/) do the I/O.
 
 A write that takes an order from version v to v+1 first inserts the claim document
 `{_id: "<order id>:<v+1>", token, version: v+1, events: [...], bucket, at}` into the
