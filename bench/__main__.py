@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "auth": ("bench.auth_bench", [], 300),
     "internal_call_ab": ("bench.internal_call_ab", ["--rounds", "6"], 300),
     "internal_authz": ("bench.internal_authz", ["--rounds", "6", "--seconds", "3"], 300),
+    "pricing_ab": ("bench.pricing_ab", ["--rounds", "4", "--orders", "40"], 600),
     "frontend_transport": (
         "bench.frontend_transport",
         ["--rounds", "5", "--seconds", "10", "--slice-calls", "50"],
