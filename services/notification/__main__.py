@@ -12,8 +12,8 @@ import sys
 from datetime import UTC, datetime
 
 from services.notification.config import NotificationConfig
-from services.notification.consumer import Topology
 from services.notification.replay import ReplayFilter, replay_dead_letters
+from services.notification.routing import Topology
 from services.runtime.kafka import AvroSerde, EventProducer
 
 

@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.notification.clients import GrpcOrderBook, GrpcUserDirectory
 from services.notification.config import NotificationConfig
-from services.notification.consumer import NotificationMetrics, Pipeline, StageWorker, Topology
+from services.notification.consumer import Pipeline, StageWorker
 from services.notification.handlers import NotificationHandlers
 from services.notification.mailer import SmtpMailer
 from services.notification.replay import ReplayFilter, ReplayResult, replay_dead_letters
 from services.notification.repository import PgNotificationLog
+from services.notification.routing import NotificationMetrics, Topology
 from services.notification.service import Notifier
 from services.notification.templates import JinjaRenderer
 from services.runtime.db import Database, HealthCheckFn

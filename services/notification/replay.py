@@ -18,7 +18,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.notification.consumer import (
+from services.notification.routing import (
     H_DLQ_SOURCE_TOPIC,
     H_DLQ_TIMESTAMP,
     OUR_HEADERS,

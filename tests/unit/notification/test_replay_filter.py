@@ -9,7 +9,6 @@ from confluent_kafka.schema_registry.common._httpx_compat import httpx as regist
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from services.notification.__main__ import _time
-from services.notification.consumer import H_DLQ_TIMESTAMP, classify_decode_error
 from services.notification.domain import (
     DependencyUnavailableError,
     TransientError,
@@ -17,6 +16,7 @@ from services.notification.domain import (
     UnknownSchemaError,
 )
 from services.notification.replay import ReplayFilter
+from services.notification.routing import H_DLQ_TIMESTAMP, classify_decode_error
 from services.runtime.kafka import HEADER_EVENT_ID
 
 T = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
