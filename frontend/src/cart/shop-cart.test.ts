@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
 import { type CartItem, CartSchema, CartService } from "@gen/shop/cart/v1/cart_pb.js";
 import { MoneySchema } from "@gen/shop/common/v1/common_pb.js";
 import { ProductSchema, ProductService } from "@gen/shop/product/v1/product_pb.js";
@@ -28,6 +28,7 @@ function fakeServer() {
       getCart: () => (calls.push("get"), reply()),
       addItem: (r) => {
         calls.push(`add ${r.productId} ${r.quantity}`);
+        if (r.productId === "p-full") throw new ConnectError("the cart holds 50 products", Code.FailedPrecondition);
         const line = items.find((i) => i.productId === r.productId);
         if (line) line.quantity += r.quantity;
         else items.push({ productId: r.productId, quantity: r.quantity });
@@ -107,5 +108,21 @@ describe("ShopCart", () => {
     expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-7", 3]]);
     session.clear();
     expect(cart.getSnapshot()).toEqual([]);
+  });
+
+  it("shows a change at once, and the server's cart again when the change is refused", async () => {
+    const server = fakeServer();
+    server.setItems([{ productId: "p-1", quantity: 1 }]);
+    const session = new AuthSession(sessionStorage);
+    session.setTokens(tokenPair(fakeJwt({ sub: "u-1" }), "refresh-token-0000000001"), "ann@example.com");
+    const cart = new ShopCart(new CartStore(localStorage), session, server.transport);
+    await settle();
+    const pending = cart.add(product("p-2"), 2);
+    // Before any answer: the header's count already includes it.
+    expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2]]);
+    await pending;
+    await cart.add(product("p-full"));
+    expect(cart.error).not.toBe("");
+    expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2]]);
   });
 });

@@ -4,6 +4,9 @@
  * browser's lines are merged into the server cart (MergeCart: a product in both keeps the
  * larger quantity, so a repeated merge is harmless) and the browser copy is cleared.
  *
+ * A change shows at once (the header's count too) and is then replaced by the cart the
+ * server answers; a refused change shows the server's cart again, with the reason.
+ *
  * The server keeps product ids and quantities only; the lines shown carry the catalog's
  * current name, picture and price (GetProduct, remembered per product for this page view).
  * After an order is placed the cart service takes the ordered lines out when it sees the
@@ -15,7 +18,7 @@ import { CartService } from "@gen/shop/cart/v1/cart_pb.js";
 import { type Product, ProductService } from "@gen/shop/product/v1/product_pb.js";
 import { describeError } from "../api/errors";
 import type { AuthSession } from "../api/session";
-import { type Cart, type CartLine, type CartStore, MAX_QUANTITY } from "./cart";
+import { addItem, type Cart, type CartLine, type CartStore, MAX_QUANTITY, removeItem, setQuantity } from "./cart";
 
 /** What the pages need of a cart (CartStore, the browser-only cart, is one too). */
 export interface CartApi {
@@ -83,6 +86,7 @@ export class ShopCart implements CartApi {
   add = (product: Product, quantity = 1) => {
     if (!this.userId) return this.local.add(product, quantity);
     this.products.set(product.id, product);
+    this.preview((c) => addItem(c, product, quantity));
     return this.change(() => this.carts.addItem({ userId: this.userId, productId: product.id, quantity }));
   };
 
@@ -90,11 +94,13 @@ export class ShopCart implements CartApi {
     if (!this.userId) return this.local.setQuantity(productId, quantity);
     if (!Number.isFinite(quantity)) return;
     const q = Math.max(0, Math.min(MAX_QUANTITY, Math.floor(quantity)));
+    this.preview((c) => setQuantity(c, productId, q));
     return this.change(() => this.carts.setItemQuantity({ userId: this.userId, productId, quantity: q }));
   };
 
   remove = (productId: string) => {
     if (!this.userId) return this.local.remove(productId);
+    this.preview((c) => removeItem(c, productId));
     return this.change(() => this.carts.removeItem({ userId: this.userId, productId }));
   };
 
@@ -103,6 +109,14 @@ export class ShopCart implements CartApi {
     this.lines = [];
     this.notify();
   };
+
+  /** The change as it will most likely be stored, shown before the server answers. */
+  private preview(change: (cart: Cart) => Cart): void {
+    const next = change(this.lines);
+    if (next === this.lines) return;
+    this.lines = next;
+    this.notify();
+  }
 
   private notify(): void {
     for (const l of this.listeners) l();
@@ -141,6 +155,9 @@ export class ShopCart implements CartApi {
       } catch (err) {
         this.lastError = describeError(err).message;
         this.notify();
+        // Show what the server holds instead of the refused change.
+        const truth = await this.carts.getCart({ userId }).catch(() => undefined);
+        if (truth?.cart && userId === this.userId) await this.show(truth.cart);
       }
     });
     this.queue = next;
