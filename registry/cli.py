@@ -26,7 +26,8 @@ from registry.catalog import SubjectSchema, load_dir, load_git
 from registry.compatibility import Level
 from registry.config import RegistryConfig
 from registry.errors import RegistryError
-from registry.service import Registry, parse_level
+from registry.service import Registry
+from registry.settings import parse_level
 
 
 def _serve(cfg: RegistryConfig, memory: bool) -> int:

@@ -12,18 +12,14 @@ from typing import Any
 
 from registry import avro_schema
 from registry.avro_schema import ParsedSchema, Reference
-from registry.compatibility import DEFAULT_LEVEL, Level, PreviousSchema, check
+from registry.compatibility import Level, PreviousSchema, check
 from registry.errors import (
     IncompatibleSchema,
-    InvalidCompatibilityLevel,
-    InvalidMode,
     InvalidSchema,
     InvalidVersion,
     OperationNotPermitted,
     ReferenceExists,
     SchemaNotFound,
-    SubjectConfigNotFound,
-    SubjectModeNotFound,
     SubjectNotFound,
     SubjectNotSoftDeleted,
     SubjectSoftDeleted,
@@ -32,9 +28,8 @@ from registry.errors import (
     VersionSoftDeleted,
 )
 from registry.ports import SchemaRow, Store, StoreTx, VersionRow
+from registry.settings import RegistrySettings
 
-MODES = ("READWRITE", "READONLY", "IMPORT")
-DEFAULT_MODE = "READWRITE"
 MAX_VERSION = 2**31 - 1
 
 
@@ -51,15 +46,6 @@ def parse_version(raw: str | int) -> int | None:
     if not 1 <= version <= MAX_VERSION:
         raise InvalidVersion(str(raw))
     return version
-
-
-def parse_level(raw: object) -> Level:
-    if not isinstance(raw, str):
-        raise InvalidCompatibilityLevel(raw)
-    try:
-        return Level(raw.upper())
-    except ValueError:
-        raise InvalidCompatibilityLevel(raw) from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -82,7 +68,7 @@ def schema_payload(row: SchemaRow) -> dict[str, Any]:
     return out
 
 
-class Registry:
+class Registry(RegistrySettings):
     """The use cases; one instance per process, sharing the store's connection pool."""
 
     def __init__(self, store: Store) -> None:
@@ -127,25 +113,6 @@ class Registry:
         for ref in refs:
             ref_texts += await self._reference_text(tx, ref, set())
         return _parse_cached(row.text, refs, tuple(ref_texts), False, row.schema_type)
-
-    # ---- settings ------------------------------------------------------------------
-    async def _level(self, tx: StoreTx, subject: str) -> Level:
-        raw = await tx.get_setting("compatibility", subject) or await tx.get_setting(
-            "compatibility", None
-        )
-        return Level(raw) if raw else DEFAULT_LEVEL
-
-    async def _mode(self, tx: StoreTx, subject: str | None) -> str:
-        raw = None
-        if subject is not None:
-            raw = await tx.get_setting("mode", subject)
-        return raw or await tx.get_setting("mode", None) or DEFAULT_MODE
-
-    async def _require_writable(self, tx: StoreTx, subject: str | None) -> str:
-        mode = await self._mode(tx, subject)
-        if mode == "READONLY":
-            raise OperationNotPermitted(f"Subject {subject} is in read-only mode")
-        return mode
 
     # ---- subjects and versions -----------------------------------------------------
     async def register(
@@ -432,67 +399,3 @@ class Registry:
         if verbose:
             out["messages"] = messages
         return out
-
-    # ---- config and mode -----------------------------------------------------------
-    async def get_config(
-        self, subject: str | None, *, default_to_global: bool = False
-    ) -> dict[str, str]:
-        async with self.store.read() as tx:
-            value = await tx.get_setting("compatibility", subject)
-            if value is None and subject is not None:
-                if not default_to_global:
-                    raise SubjectConfigNotFound(subject)
-                value = await tx.get_setting("compatibility", None)
-        return {"compatibilityLevel": value or DEFAULT_LEVEL.value}
-
-    async def set_config(self, subject: str | None, body: dict[str, Any]) -> dict[str, str]:
-        level = parse_level(body.get("compatibility", body.get("compatibilityLevel")))
-        async with self.store.write(subject) as tx:
-            await self._require_writable(tx, subject)
-            await tx.set_setting("compatibility", subject, level.value)
-        return {"compatibility": level.value}
-
-    async def delete_config(self, subject: str | None) -> dict[str, str]:
-        async with self.store.write(subject) as tx:
-            await self._require_writable(tx, subject)
-            old = await tx.get_setting("compatibility", subject)
-            if old is None and subject is not None:
-                raise SubjectConfigNotFound(subject)
-            await tx.set_setting("compatibility", subject, None)
-        return {"compatibilityLevel": old or DEFAULT_LEVEL.value}
-
-    async def get_mode(
-        self, subject: str | None, *, default_to_global: bool = False
-    ) -> dict[str, str]:
-        async with self.store.read() as tx:
-            if subject is None:
-                return {"mode": await self._mode(tx, None)}
-            value = await tx.get_setting("mode", subject)
-            if value is None:
-                if not default_to_global:
-                    raise SubjectModeNotFound(subject)
-                value = await self._mode(tx, None)
-        return {"mode": value}
-
-    async def set_mode(
-        self, subject: str | None, body: dict[str, Any], *, force: bool = False
-    ) -> dict[str, str]:
-        mode = body.get("mode")
-        if not isinstance(mode, str) or mode.upper() not in MODES:
-            raise InvalidMode(mode)
-        mode = mode.upper()
-        async with self.store.write(subject) as tx:
-            if mode == "IMPORT" and not force:
-                has = (await tx.versions(subject)) if subject else await tx.subjects()
-                if has:
-                    raise OperationNotPermitted("Cannot import since found existing subjects")
-            await tx.set_setting("mode", subject, mode)
-        return {"mode": mode}
-
-    async def delete_mode(self, subject: str) -> dict[str, str]:
-        async with self.store.write(subject) as tx:
-            old = await tx.get_setting("mode", subject)
-            if old is None:
-                raise SubjectModeNotFound(subject)
-            await tx.set_setting("mode", subject, None)
-        return {"mode": old}
