@@ -23,7 +23,7 @@ const BASE = process.env.E2E_BASE_URL ?? "http://127.0.0.1:8080";
 const SMTP = process.env.E2E_SMTP_URL ?? "http://127.0.0.1:1080";
 const CHROMIUM = process.env.SHOPMESH_CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = join(HERE, "screenshots");
-const ALL = ["product", "user", "auth", "order", "notification", "cart", "smtp-sink", "prometheus"];
+const ALL = ["product", "user", "auth", "order", "notification", "cart", "currency", "shipping", "recommendation", "smtp-sink", "prometheus"];
 const UP = new Set(process.env.E2E_SERVICES ? process.env.E2E_SERVICES.split(",").filter(Boolean) : ALL);
 const ONLY = process.env.E2E_ONLY ? new Set(process.env.E2E_ONLY.split(",")) : null;
 const DESKTOP = { width: 1280, height: 800 };
@@ -272,6 +272,31 @@ const scenarios = [
     },
   },
   {
+    name: "currency",
+    needs: ["product", "currency"],
+    after: ["cart"],
+    about: "the header's currency switch shows every price in euros (converted by the currency service) and survives a reload",
+    async run({ page }) {
+      await goto(page, "/");
+      const grid = page.getByRole("list", { name: "Products" });
+      await expectVisible(page, grid, "catalog");
+      await page.getByLabel("Currency").selectOption("EUR");
+      await page.waitForFunction(
+        () => {
+          const ps = [...document.querySelectorAll("[aria-label=Products] .price")].map((e) => e.textContent ?? "");
+          return ps.length > 0 && ps.every((t) => t.includes("€"));
+        },
+        null,
+        { timeout: T },
+      );
+      await shot(page, "catalog-eur");
+      await goto(page, "/");
+      await expectVisible(page, grid, "catalog after reload");
+      check((await page.getByLabel("Currency").inputValue()) === "EUR", "the chosen currency was lost on reload");
+      await grid.locator(".price", { hasText: "€" }).first().waitFor({ timeout: T });
+    },
+  },
+  {
     name: "signup",
     needs: ["user", "auth"],
     about: "a new shopper signs up and is logged in",
@@ -280,6 +305,25 @@ const scenarios = [
       await shot(page, "signup");
       await signUp(page, state.shopper);
       await page.getByText(`Signed in as ${state.shopper.email}`).waitFor({ timeout: T });
+    },
+  },
+  {
+    name: "recommendations",
+    needs: ["product", "recommendation"],
+    after: ["cart"],
+    about: "a product page suggests other products (also bought, or the same category), linked and priced",
+    async run({ page }) {
+      await goto(page, state.productPath);
+      const section = page.getByRole("region", { name: /Customers also bought|More like this/ });
+      await expectVisible(page, section, "recommendations");
+      const links = section.getByRole("link");
+      check((await links.count()) > 0, "no recommended product");
+      const hrefs = await links.evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+      check(!hrefs.includes(state.productPath), "a product recommends itself");
+      await shot(page, "recommendations");
+      await links.first().click();
+      await page.getByRole("heading", { level: 1 }).waitFor({ timeout: T });
+      check(new URL(page.url()).pathname === hrefs[0], "the recommendation link did not open its product");
     },
   },
   {
@@ -445,6 +489,21 @@ const scenarios = [
     },
   },
   {
+    name: "quote",
+    needs: ["product", "user", "auth", "shipping", "currency"],
+    after: ["cart", "logout-login", "currency"],
+    about: "checkout shows a shipping quote for the destination country in the chosen currency",
+    async run({ page }) {
+      await goto(page, "/checkout");
+      const line = page.locator(".shipping-quote");
+      await page.getByText(/Shipping to US: €/).waitFor({ timeout: T });
+      await page.getByLabel(/Country code/).fill("DE");
+      await page.getByText(/Shipping to DE: €/).waitFor({ timeout: T });
+      check(/valid until/.test(await line.innerText()), "the quote does not say until when it is valid");
+      await shot(page, "checkout-quote");
+    },
+  },
+  {
     name: "checkout",
     needs: ["product", "user", "auth", "order"],
     after: ["cart", "logout-login"],
@@ -489,6 +548,22 @@ const scenarios = [
       );
       await shot(page, "order-detail");
       await shot(page, "order-detail-phone", PHONE);
+    },
+  },
+  {
+    name: "order-currency",
+    needs: ["product", "user", "auth", "order", "currency", "shipping"],
+    after: ["order-confirmed", "quote"],
+    about: "the placed order keeps the euros and the quoted shipping it was placed with",
+    async run({ page }) {
+      await goto(page, `/orders/${encodeURIComponent(state.orderId)}`);
+      const total = page.locator(".order-total");
+      await total.waitFor({ timeout: T });
+      check((await total.innerText()).includes("€"), `order total not in euros: ${await total.innerText()}`);
+      await page.getByRole("rowheader", { name: "Shipping (quoted)" }).waitFor({ timeout: T });
+      await page.getByLabel("Currency").selectOption("USD"); // an order's amounts do not follow the switch
+      await page.waitForTimeout(300);
+      check((await total.innerText()).includes("€"), "the order's total was converted again");
     },
   },
   {
