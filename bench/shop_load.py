@@ -5,9 +5,13 @@ Each simulated user loops over weighted actions (Online Boutique's locustfile we
 home = ListCategories + ListProducts (1), set currency = what the storefront's currency switch
 calls: ListCurrencies, a page of one category (ListProducts) and Convert of its 20 prices into
 a random non-USD currency (2, Online Boutique's setCurrency), browse product =
-GetProduct (10), add to cart = GetProduct, client-side cart (2), view cart = GetProduct per
-cart line (3), checkout = PlaceOrder with the user's JWT (1; skipped with a message if
-auth/order are not up).
+GetProduct (10), add to cart = GetProduct + the cart service's AddItem (2), view cart =
+GetCart + GetProduct per line, as the storefront shows it (3), checkout = PlaceOrder of the
+lines this user added, with the account's JWT (1; the OrderPlaced event then takes them
+out of the server cart). Cart calls need an account: without one (auth/user not up) add
+and view fall back to GetProduct only, and checkout is skipped with a message. Simulated
+users share the --accounts accounts and so their carts (one cart row each: its lock
+queues their writes); each step starts with the accounts' carts emptied.
 A user thinks between actions (uniform 0.5-1.5x --think-ms, 100 ms by default: a brisk
 shopper, far quicker than Locust's 1-10 s, so a few hundred users load the 2 cores) and
 gets its own loopback source address (127.1.0.0/16, one per user up to 65,000) so NGINX's
@@ -75,7 +79,7 @@ class Shop:
         self.accounts = accounts  # (token, user_id); empty = no checkout
         self.budget = {p["id"]: max(0, int(p.get("stock", 0)) - 20) for p in products}
         self.lat: list[float] = []
-        self.lat_by: dict[str, list[float]] = {"read": [], "checkout": []}
+        self.lat_by: dict[str, list[float]] = {"read": [], "checkout": [], "cart": []}
         self.errors = 0
         self.first_error = ""
         self.orders = 0
@@ -106,6 +110,7 @@ class Shop:
         names, weights = zip(*ACTIONS, strict=True)
         cart: list[str] = []
         token, uid = self.accounts[n % len(self.accounts)] if self.accounts else ("", "")
+        auth = {"authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(connector=conn) as s:
             while time.perf_counter() < stop_at and self.requests + self.errors < MAX_REQUESTS:
                 if self.think_s:
@@ -132,9 +137,25 @@ class Shop:
                 elif action in ("browse", "add_to_cart"):
                     await self.req(s, "GET", f"/api/v1/products/{pid}")
                     if action == "add_to_cart" and len(cart) < 5:
+                        if token:
+                            added = await self.req(
+                                s, "POST", f"/api/v1/carts/{uid}/items", kind="cart",
+                                json={"product_id": pid, "quantity": 1}, headers=auth,
+                            )  # fmt: skip
+                            if added is None:
+                                continue
                         cart.append(pid)
                 elif action == "view_cart":
-                    for item in cart or [pid]:
+                    items = cart or [pid]
+                    if token:
+                        got = await self.req(
+                            s, "GET", f"/api/v1/carts/{uid}", kind="cart", headers=auth
+                        )
+                        if got is None:
+                            continue
+                        lines = json.loads(got).get("cart", {}).get("items", [])
+                        items = [ln["product_id"] for ln in lines][:5]
+                    for item in items:
                         await self.req(s, "GET", f"/api/v1/products/{item}")
                 elif action == "checkout" and token and cart:
                     lines = [p for p in dict.fromkeys(cart) if self.budget[p] > 0]
@@ -185,6 +206,13 @@ async def step(
     products: list[dict[str, Any]], accounts: Any, users: int, seconds: float, think_s: float
 ) -> dict:
     shop = Shop(products, accounts, think_s)
+    async with aiohttp.ClientSession() as s:  # a fresh cart per account (not measured)
+        for token, uid in accounts:
+            async with s.delete(
+                f"{GATEWAY}/api/v1/carts/{uid}", headers={"authorization": f"Bearer {token}"}
+            ) as r:
+                if r.status != 200:
+                    raise BenchFailed(f"EmptyCart: HTTP {r.status} {(await r.read())[:200]!r}")
     t0 = time.perf_counter()
     await asyncio.gather(*(shop.user(n, t0 + seconds) for n in range(users)))
     wall = time.perf_counter() - t0
@@ -203,6 +231,9 @@ async def step(
         # requests, so its latency alone decides the mix's p99.
         "read_p50_ms": round(percentile(by["read"], 50) * 1000, 2) if by["read"] else None,
         "read_p99_ms": round(percentile(by["read"], 99) * 1000, 2) if by["read"] else None,
+        "cart_calls": len(by["cart"]),
+        "cart_p50_ms": round(percentile(by["cart"], 50) * 1000, 2) if by["cart"] else None,
+        "cart_p99_ms": round(percentile(by["cart"], 99) * 1000, 2) if by["cart"] else None,
         "checkouts": len(by["checkout"]),
         "checkout_p50_ms": (
             round(percentile(by["checkout"], 50) * 1000, 2) if by["checkout"] else None
