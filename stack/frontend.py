@@ -35,7 +35,7 @@ INPUT_DIRS = (FRONTEND / "src", FRONTEND / "public", REPO_ROOT / "gen" / "ts")
 # What the product pictures are drawn from.
 PICTURE_INPUTS = (
     REPO_ROOT / "services" / "product" / "pictures.py",
-    REPO_ROOT / "services" / "product" / "demo.py",
+    REPO_ROOT / "services" / "product" / "demo_catalog.py",
 )
 LOCK_FILES = (FRONTEND / "package.json", FRONTEND / "package-lock.json")
 

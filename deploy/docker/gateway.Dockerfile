@@ -5,6 +5,7 @@
 
 ARG NODE_IMAGE=node:22.12.0-bookworm-slim
 ARG NGINX_IMAGE=nginxinc/nginx-unprivileged:1.27.3-alpine
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 # ---- build: the frontend imports the generated Connect-ES clients from ../gen/ts.
 FROM ${NODE_IMAGE} AS build
@@ -19,10 +20,17 @@ COPY gen/ts /src/gen/ts
 COPY frontend/ ./
 RUN npm run build
 
+# ---- pictures: the demo products' SVGs, drawn by the project (stdlib only, no downloads).
+FROM ${PYTHON_IMAGE} AS pictures
+WORKDIR /src
+COPY services/product/__init__.py services/product/demo_catalog.py services/product/pictures.py services/product/
+RUN python -m services.product.pictures /pictures
+
 # ---- runtime: static files and one server block; no node, no sources.
 FROM ${NGINX_IMAGE} AS gateway
 COPY deploy/nginx/gateway.conf /etc/nginx/conf.d/default.conf
 COPY --from=build /src/frontend/dist /usr/share/nginx/html
+COPY --from=pictures /pictures /usr/share/nginx/html/images/products
 USER 101:101
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

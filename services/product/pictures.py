@@ -3,7 +3,8 @@ downloads, no binary assets in git), the same bytes on every run.
 
 Each picture is a 4:3 card: a two-colour gradient picked from the product id, the
 category's glyph and the product's name. The storefront build writes them next to the
-bundle (`python -m services.product.pictures <dir>`, run by stack/frontend.py), NGINX
+bundle (`python -m services.product.pictures <dir>`, run by stack/frontend.py and the
+gateway image's build; stdlib only), NGINX
 serves them under /images/products/<id>.svg with cache headers (mesh/nginx.py), and the
 demo catalog's image URLs point there (services/product/demo.py).
 """
@@ -14,6 +15,8 @@ import hashlib
 import sys
 from html import escape
 from pathlib import Path
+
+from services.product.demo_catalog import demo_items
 
 URL_PREFIX = "/images/products/"
 WIDTH, HEIGHT = 480, 360
@@ -63,13 +66,12 @@ def svg(product_id: str, name: str, category: str) -> str:
 
 def write_all(directory: Path) -> int:
     """Write every demo product's picture into `directory`; returns how many."""
-    from services.product.demo import demo_products
-
     directory.mkdir(parents=True, exist_ok=True)
-    products = demo_products()
-    for pid, cmd in products:
-        (directory / f"{pid}.svg").write_text(svg(pid, cmd.name, cmd.category))
-    return len(products)
+    count = 0
+    for pid, name, _, category, _, _ in demo_items():
+        (directory / f"{pid}.svg").write_text(svg(pid, name, category))
+        count += 1
+    return count
 
 
 if __name__ == "__main__":
