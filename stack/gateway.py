@@ -15,8 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
+from stack.install import pip_step
 from stack.model import REPO_ROOT, Apt, Component, Http, port, state_dir
-from stack.runner import pip_step
 from topology import topology
 
 MESH_OUT = REPO_ROOT / "mesh" / "out"

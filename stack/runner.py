@@ -4,58 +4,19 @@ report, stop. Knows nothing about any particular component (see components.py)."
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack.install import apt_install
 from stack.model import Apt, Component, Step, state_dir
-from stack.procs import ProcessTable, tail
+from stack.procs import ProcessTable
+from stack.shell import StackError, run_cmd, say
 
-
-class StackError(Exception):
-    """A component failed; carries a human message, never shown as a traceback."""
-
-    def __init__(self, component: str, message: str, log: Path | None = None, hint: str = ""):
-        super().__init__(message)
-        self.component = component
-        self.message = message
-        self.log = log
-        self.hint = hint
-
-    def render(self) -> str:
-        parts = [f"FAILED {self.component}: {self.message}"]
-        if self.log is not None:
-            parts.append(f"--- last lines of {self.log} ---\n{tail(self.log)}\n---")
-        if self.hint:
-            parts.append(f"hint: {self.hint}")
-        return "\n".join(parts)
-
-
-_print_lock = threading.Lock()
-
-
-def say(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
-
-
-def run_cmd(argv: Sequence[str], what: str, log: Path | None = None, **kw) -> None:
-    """Run an install/setup command; on failure raise StackError with its output."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kw)
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as fh:
-            fh.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
-        raise StackError(what, f"`{' '.join(argv)}` exited {proc.returncode}:\n" + "\n".join(out))
+__all__ = ["Stack", "StackError", "run_cmd", "say"]
 
 
 @dataclass
@@ -360,63 +321,3 @@ def _hint(comp: Component) -> str:
     return (
         f"see `python -m stack logs {comp.name}`; a stale data dir can be wiped under {state_dir()}"
     )
-
-
-def apt_install(packages: list[str], log: Path) -> None:
-    if os.geteuid() != 0:
-        raise StackError("apt", f"need root to apt-get install {' '.join(packages)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # Debian's maintainer scripts would start their own nginx/prometheus/postgres on our
-    # ports; a policy-rc.d that answers 101 keeps them from starting anything.
-    policy = Path("/usr/sbin/policy-rc.d")
-    created = False
-    if not policy.exists():
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-        created = True
-    try:
-        # Skip the slow `apt-get update` when the package lists already know the packages.
-        probe = subprocess.run(
-            ["apt-cache", "policy", *packages], capture_output=True, text=True, check=False
-        )
-        if "Candidate: (none)" in probe.stdout or probe.stdout.count("Candidate:") < len(packages):
-            run_cmd(["apt-get", "update"], "apt", log, env=env)
-        run_cmd(
-            ["apt-get", "install", "-y", "--no-install-recommends", *packages], "apt", log, env=env
-        )
-    finally:
-        if created:
-            policy.unlink(missing_ok=True)
-
-
-def pip_step(distribution: str, module: str) -> Step:
-    """Install a Python distribution at the version pinned in pyproject.toml if `module`
-    cannot be imported (a fresh clone where `pip install -e .` has not run yet)."""
-    import importlib.util
-    import re
-    import tomllib
-
-    from stack.model import REPO_ROOT
-
-    def present() -> bool:
-        try:
-            return importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            return False
-
-    def install() -> None:
-        deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-        pins = [d for d in deps if re.split(r"[\[=<>~ ]", d, maxsplit=1)[0] == distribution]
-        spec = pins[0] if pins else distribution
-        run_cmd([sys.executable, "-m", "pip", "install", "-q", spec], distribution)
-        importlib.invalidate_caches()
-
-    return Step(f"pip {distribution}", present, install)
-
-
-def which(binary: str) -> str | None:
-    return shutil.which(binary)
-
-
-def python() -> str:
-    return sys.executable
