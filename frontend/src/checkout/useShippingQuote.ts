@@ -6,7 +6,7 @@
  */
 import { ShippingService, type Quote } from "@gen/shop/shipping/v1/shipping_pb.js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { useClient } from "../api/use-client";
 
 export type QuoteState =
@@ -16,13 +16,31 @@ export type QuoteState =
 const DEBOUNCE_MS = 300;
 const RENEW_BEFORE_MS = 30_000;
 
+/**
+ * The quote state, and `settled()`: the state once no quote is on its way (what "Place
+ * order" waits for, so an order names the quote the page is about to show).
+ */
 export function useShippingQuote(
   lines: { productId: string; quantity: number }[],
   countryCode: string,
   currencyCode: string,
-): QuoteState {
+): QuoteState & { settled: () => Promise<QuoteState> } {
   const shipping = useClient(ShippingService);
   const [state, setState] = useState<QuoteState>({ status: "idle" });
+  const current = useRef(state);
+  const waiters = useRef<((s: QuoteState) => void)[]>([]);
+  current.current = state;
+  useEffect(() => {
+    if (state.status === "loading") return;
+    for (const resolve of waiters.current.splice(0)) resolve(state);
+  }, [state]);
+  const settled = useCallback(
+    () =>
+      current.current.status === "loading"
+        ? new Promise<QuoteState>((resolve) => waiters.current.push(resolve))
+        : Promise.resolve(current.current),
+    [],
+  );
   const [renewals, setRenewals] = useState(0);
   const key = JSON.stringify(lines.map((l) => [l.productId, l.quantity]));
   const country = countryCode.trim().toUpperCase();
@@ -58,5 +76,5 @@ export function useShippingQuote(
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [shipping, key, country, currencyCode, renewals]);
 
-  return state;
+  return { ...state, settled } as QuoteState & { settled: () => Promise<QuoteState> };
 }

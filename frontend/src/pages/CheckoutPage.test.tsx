@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@gen/shop/common/v1/common_pb.js";
 import { OrderSchema, OrderService, OrderStatus, type PlaceOrderRequest } from "@gen/shop/order/v1/order_pb.js";
 import { ProductSchema } from "@gen/shop/product/v1/product_pb.js";
+import { type CreateQuoteRequest, QuoteSchema, ShippingService } from "@gen/shop/shipping/v1/shipping_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { act, fireEvent, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
@@ -92,5 +93,48 @@ describe("checkout", () => {
     setup(() => undefined, { path: "/checkout" });
     expect(screen.getByText("Please log in to check out.")).toBeInTheDocument();
     expect(within(screen.getByRole("main")).getByRole("link", { name: "Log in" })).toHaveAttribute("href", "/login?next=%2Fcheckout");
+  });
+  it("shows the shipping quote for the country and places the order with it", async () => {
+    const calls: PlaceOrderRequest[] = [];
+    const quotes: CreateQuoteRequest[] = [];
+    const order = create(OrderSchema, { id: "o-9", userId: "u-1", status: OrderStatus.CONFIRMED });
+    const { cart } = setup(
+      (router) => {
+        router.service(OrderService, {
+          async placeOrder(req) {
+            calls.push(req);
+            return { order };
+          },
+          async getOrder() {
+            return { order };
+          },
+        });
+        router.service(ShippingService, {
+          async createQuote(req) {
+            quotes.push(req);
+            return {
+              quote: create(QuoteSchema, {
+                id: `q-${req.countryCode}`,
+                countryCode: req.countryCode,
+                price: create(MoneySchema, { currencyCode: "USD", units: 5n, nanos: 990_000_000 }),
+              }),
+            };
+          },
+        });
+      },
+      { path: "/checkout", signedIn: true },
+    );
+    act(() => cart.add(mug, 2));
+    fillAddress();
+    await screen.findByText(/Shipping to US:/);
+    expect(screen.getByText("$5.99")).toBeInTheDocument();
+    fireEvent.change(screen.getByLabelText(/Country code/), { target: { value: "DE" } });
+    // Placed at once: the order waits for the quote on its way and names it.
+    fireEvent.click(screen.getByRole("button", { name: "Place order" }));
+    await screen.findByRole("heading", { name: "Order o-9" });
+    expect(calls).toHaveLength(1);
+    expect(calls[0].shippingQuoteId).toBe("q-DE");
+    expect(calls[0].currencyCode).toBe("USD");
+    expect(quotes.at(-1)?.lines.map((l) => [l.productId, l.quantity])).toEqual([["p-mug", 2]]);
   });
 });

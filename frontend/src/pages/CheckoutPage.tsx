@@ -7,7 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import { AddressSchema, type Address } from "@gen/shop/common/v1/common_pb.js";
 import { OrderService, type Order } from "@gen/shop/order/v1/order_pb.js";
-import { type FormEvent, useMemo, useRef, useState } from "react";
+import { type FormEvent, useRef, useState } from "react";
 import { Link, useNavigate } from "react-router";
 import { describeError, humanField } from "../api/errors";
 import { useClient, useSession } from "../api/use-client";
@@ -70,11 +70,7 @@ function CheckoutForm() {
   const currency = useCurrency()?.currency ?? BASE_CURRENCY;
   const lines = cart.map((l) => ({ productId: l.productId, quantity: l.quantity }));
   const quote = useShippingQuote(lines, address.countryCode, currency);
-  const quoteId = quote.status === "ready" ? quote.quote.id : undefined;
-  const fingerprint = useMemo(
-    () => cartFingerprint(cart, address, currency, quoteId),
-    [cart, address, currency, quoteId],
-  );
+
 
   if (cart.length === 0) {
     return (
@@ -94,6 +90,10 @@ function CheckoutForm() {
     setPending(true);
     setError(null);
     try {
+      // A quote on its way is waited for (the shipping call's own deadline bounds it).
+      const settledQuote = await quote.settled();
+      const quoteId = settledQuote.status === "ready" ? settledQuote.quote.id : undefined;
+      const fingerprint = cartFingerprint(cart, address, currency, quoteId);
       const order = await guard.submit(fingerprint, (idempotencyKey) =>
         orders
           .placeOrder({
