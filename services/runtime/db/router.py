@@ -1,6 +1,6 @@
-"""The read/write router: `Database` (engines, raw read pools, the replica's observed state)
-and `UnitOfWork` (one per request). The package docstring (services/runtime/db) says how
-reads are routed and how read-your-writes works."""
+"""The read/write router: `Database` (engines, raw read pools, the replica's observed state);
+the per-request `UnitOfWork` it hands out is uow.py's. The package docstring
+(services/runtime/db) says how reads are routed and how read-your-writes works."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.runtime import context, tracing
+from services.runtime import tracing
 from services.runtime.context import format_lsn, parse_lsn
 from services.runtime.db.config import DatabaseConfig
 from services.runtime.db.engines import alive, make_engine, make_read_pool
 from services.runtime.db.rawpool import ReadPool
+from services.runtime.db.uow import UnitOfWork, _OneStatementRead
 from services.runtime.metrics import Metrics
 
 # One logger for the whole package: operators (and tests) filter on this name.
@@ -335,88 +336,3 @@ class Database:
         async with self.read_connection(need, single_statement=True) as conn:
             rows = (await conn.exec_driver_sql(query, tuple(args))).all()
         return rows, seen
-
-
-class _OneStatementRead:
-    """The connection of a single-statement replica read. If the pooled connection turns out
-    to be lost, the statement (a read: safe to repeat) is re-run once on the primary in a
-    READ ONLY transaction, and the replica is marked down until the next health check."""
-
-    def __init__(self, db: Database, conn: AsyncConnection) -> None:
-        self._db = db
-        self._conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def execute(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
-        return await self._run("execute", statement, parameters, **kw)
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = None, **kw: Any) -> Any:
-        return await self._run("exec_driver_sql", statement, parameters, **kw)
-
-    async def _run(self, method: str, statement: Any, parameters: Any, **kw: Any) -> Any:
-        try:
-            return await getattr(self._conn, method)(statement, parameters, **kw)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            self._db._set_replica_ok(False, f"lost connection: {type(exc.orig).__name__}")
-        await self._conn.close()
-        self._db._count("primary", "replica_error")
-        self._conn = await self._db.primary.connect()
-        await self._conn.execution_options(postgresql_readonly=True)
-        async with self._conn.begin():
-            return await getattr(self._conn, method)(statement, parameters, **kw)
-
-    async def close(self) -> None:
-        await self._conn.close()
-
-
-class UnitOfWork:
-    """One per request, never shared. `last_lsn` is the commit LSN of its newest write."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.last_lsn = 0
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """Primary transaction: commit on clean exit, rollback on any exception."""
-        with tracing.db_span("db.write", "primary"):
-            async with self.db.primary.connect() as conn:
-                async with conn.begin():
-                    yield conn
-                # After the commit: the flushed WAL position is at or past our commit record
-                # (it was flushed before COMMIT returned) and is what the replica can receive,
-                # so a replica that replayed it sees this transaction.
-                flushed = text("SELECT pg_current_wal_flush_lsn()::text")
-                lsn = (await conn.execute(flushed)).scalar_one()
-                await conn.rollback()
-        self.last_lsn = max(self.last_lsn, parse_lsn(lsn))
-        ctx = context.current()
-        if ctx is not None:
-            ctx.saw_lsn(self.last_lsn)
-
-    def need_lsn(self, after: int | str | None = None) -> int:
-        """The LSN a read of this unit of work must see: the max of `after`, its own last
-        commit and the caller's `x-shop-lsn` (request context)."""
-        need = self.last_lsn
-        if after:
-            need = max(need, parse_lsn(after) if isinstance(after, str) else after)
-        ctx = context.current()
-        if ctx is not None and ctx.min_lsn > need:
-            need = ctx.min_lsn
-        return need
-
-    def read(self, after: int | str | None = None, *, single_statement: bool = False) -> Any:
-        """Read transaction on the replica once it replayed `after` (and this unit of work's
-        and the caller's LSN), else on the primary. `single_statement=True`: the block runs
-        exactly one statement, so on the replica it runs without a transaction."""
-        return self.db.read_connection(self.need_lsn(after), single_statement)
-
-    async def fetch(self, query: str, *args: Any, after: int = 0) -> tuple[list[Any], int]:
-        """One read-only statement (asyncpg `$n` parameters), routed as read() routes, on a
-        raw asyncpg connection: the hot-path read. Returns (rows, an LSN the rows include);
-        rows index by position and by column name."""
-        return await self.db.fetch(query, args, self.need_lsn(after))
