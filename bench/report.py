@@ -34,7 +34,7 @@ def _machine(r: dict[str, Any]) -> str:
 
 
 def hot_rpc(r: dict[str, Any], name: str = "hot_rpc") -> list[str]:
-    from bench.hot_rpc import findings, table
+    from bench.hot_rpc_report import findings, table
 
     if name != "hot_rpc":  # a kept copy: its profile files were overwritten by later runs
         r = {k: v for k, v in r.items() if k != "profiles"}
