@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.hot_rpc import findings, profile_groups
+from bench.hot_rpc_report import findings, profile_groups
 
 
 def _cell(rpc: str, c: int, config: str, ratio: float, cpu_us: float) -> dict[str, Any]:
