@@ -129,35 +129,19 @@ def catalog() -> list[pb.Product]:
     ]
 
 
-class MemoryCatalog:
-    """GetProduct and ListProducts(20) from memory."""
+def memory_catalog() -> Any:
+    """GetProduct and ListProducts(20) from memory: a stub built from the service
+    descriptor (mesh/stubs.py); other methods UNIMPLEMENTED."""
+    from mesh.stubs import Stub
 
-    def __init__(self) -> None:
-        products = catalog()
-        self.one = pb.GetProductResponse(product=products[0])
-        self.page = pb.ListProductsResponse(products=products, next_page_token="20")
-
-    async def get(self, stream: Any) -> None:
-        await stream.recv_message()
-        await stream.send_message(self.one)
-
-    async def list(self, stream: Any) -> None:
-        await stream.recv_message()
-        await stream.send_message(self.page)
-
-    def __mapping__(self) -> dict[str, Any]:
-        from grpclib.const import Cardinality, Handler
-
-        svc = "/shop.product.v1.ProductService"
-        unary = Cardinality.UNARY_UNARY
-        return {
-            f"{svc}/GetProduct": Handler(
-                self.get, unary, pb.GetProductRequest, pb.GetProductResponse
-            ),
-            f"{svc}/ListProducts": Handler(
-                self.list, unary, pb.ListProductsRequest, pb.ListProductsResponse
-            ),
-        }
+    products = catalog()
+    return Stub(
+        pb.DESCRIPTOR.services_by_name["ProductService"],
+        {
+            "GetProduct": pb.GetProductResponse(product=products[0]),
+            "ListProducts": pb.ListProductsResponse(products=products, next_page_token="20"),
+        },
+    )
 
 
 async def serve_catalog(port: int) -> None:
@@ -165,7 +149,7 @@ async def serve_catalog(port: int) -> None:
     from grpclib.server import Server
     from grpclib.utils import graceful_exit
 
-    server = Server([MemoryCatalog(), Health()])
+    server = Server([memory_catalog(), Health()])
     with graceful_exit([server]):
         await server.start("127.0.0.1", port)
         await server.wait_closed()

@@ -84,26 +84,14 @@ class BenchError(RuntimeError):
     pass
 
 
-class MemoryProduct:
+def memory_product(reply: bytes) -> Any:
     """GetProduct from memory (the real service's reply bytes): with the database out of
-    the way, what the proxies cost is visible instead of drowned in the service's time."""
+    the way, what the proxies cost is visible instead of drowned in the service's time. A
+    stub built from the service descriptor (mesh/stubs.py); other methods UNIMPLEMENTED."""
+    from mesh.stubs import Stub
 
-    def __init__(self, reply: bytes) -> None:
-        self.reply = pb.GetProductResponse.FromString(reply)
-
-    async def get(self, stream: Any) -> None:
-        await stream.recv_message()
-        await stream.send_message(self.reply)
-
-    def __mapping__(self) -> dict[str, Any]:
-        from grpclib.const import Cardinality, Handler
-
-        path = "/shop.product.v1.ProductService/GetProduct"
-        return {
-            path: Handler(
-                self.get, Cardinality.UNARY_UNARY, pb.GetProductRequest, pb.GetProductResponse
-            )
-        }
+    service = pb.DESCRIPTOR.services_by_name["ProductService"]
+    return Stub(service, {"GetProduct": pb.GetProductResponse.FromString(reply)})
 
 
 async def serve_memory(port: int, reply_file: Path) -> None:
@@ -111,7 +99,7 @@ async def serve_memory(port: int, reply_file: Path) -> None:
     from grpclib.server import Server
     from grpclib.utils import graceful_exit
 
-    server = Server([MemoryProduct(reply_file.read_bytes()), Health()])  # noqa: ASYNC240
+    server = Server([memory_product(reply_file.read_bytes()), Health()])  # noqa: ASYNC240
     with graceful_exit([server]):
         await server.start("127.0.0.1", port)
         await server.wait_closed()

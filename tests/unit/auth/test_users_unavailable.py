@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
-import grpclib.const
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib.const import Status
 from grpclib.server import Server
 
+from mesh.stubs import Stub
 from services.auth.clients import GrpcUsers
 from services.auth.domain import UserServiceUnavailableError
 from services.runtime.auth import ServiceIdentity
@@ -21,23 +20,17 @@ from services.runtime.errors import to_grpc_error
 from shop.user.v1 import user_pb2
 
 
-class SlowUsers:
+async def slow_check(
+    request: user_pb2.CheckCredentialsRequest,
+) -> user_pb2.CheckCredentialsResponse:
     """Answers CheckCredentials long after any sane deadline."""
+    await asyncio.sleep(5)
+    return user_pb2.CheckCredentialsResponse(valid=False)
 
-    async def check(self, stream: Any) -> None:
-        await stream.recv_message()
-        await asyncio.sleep(5)
-        await stream.send_message(user_pb2.CheckCredentialsResponse(valid=False))
 
-    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
-        return {
-            "/shop.user.v1.UserService/CheckCredentials": grpclib.const.Handler(
-                self.check,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                user_pb2.CheckCredentialsRequest,
-                user_pb2.CheckCredentialsResponse,
-            )
-        }
+def slow_users() -> Stub:
+    service = user_pb2.DESCRIPTOR.services_by_name["UserService"]
+    return Stub(service, {"CheckCredentials": slow_check})
 
 
 def identity() -> ServiceIdentity:
@@ -61,7 +54,7 @@ async def unavailable(users: GrpcUsers) -> None:
 
 
 async def test_a_user_service_past_the_deadline_is_unavailable() -> None:
-    server = Server([SlowUsers()])
+    server = Server([slow_users()])
     await server.start("127.0.0.1", 0)
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
