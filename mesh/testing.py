@@ -256,51 +256,50 @@ PRODUCT_SVC = "/shop.product.v1.ProductService"
 
 
 class CountingProduct:
-    """A stand-in ProductService: GetProduct (idempotent), CreateProduct (not idempotent)
-    and ReserveStock (internal) count their calls, fail with UNAVAILABLE while
-    `fail[method]` > 0 and answer after `delay[method]` seconds. Serve it with grpclib's
+    """A stand-in ProductService (a Stub from its descriptor, mesh/stubs.py): GetProduct
+    (idempotent), CreateProduct (not idempotent) and ReserveStock (internal) count their
+    calls, fail with UNAVAILABLE while `fail[method]` > 0 and answer after `delay[method]`
+    seconds; the other methods are UNIMPLEMENTED. Serve it with grpclib's
     Server([CountingProduct(), Health()])."""
 
     def __init__(self) -> None:
         from collections import Counter
 
-        self.calls: Counter[str] = Counter()
+        import shop.product.v1.product_pb2 as pb
+        from mesh.stubs import Stub
+
         self.fail: Counter[str] = Counter()
         self.delay: dict[str, float] = {}
+        product = pb.Product(id="p-1", name="Test")
+        replies = {
+            "GetProduct": pb.GetProductResponse(product=product),
+            "CreateProduct": pb.CreateProductResponse(product=product),
+            "ReserveStock": pb.ReserveStockResponse(),
+        }
+        self.stub = Stub(
+            pb.DESCRIPTOR.services_by_name["ProductService"],
+            {name: self._answer(name, reply) for name, reply in replies.items()},
+        )
+        self.calls = self.stub.calls
+
+    def _answer(self, name: str, reply: object):  # type: ignore[no-untyped-def]
+        async def answer(_request: object) -> object:
+            import asyncio
+
+            from grpclib.const import Status
+            from grpclib.exceptions import GRPCError
+
+            if self.delay.get(name):
+                await asyncio.sleep(self.delay[name])
+            if self.fail[name] > 0:
+                self.fail[name] -= 1
+                raise GRPCError(Status.UNAVAILABLE, "induced failure")
+            return reply
+
+        return answer
 
     def __mapping__(self) -> dict:
-        from grpclib.const import Cardinality, Handler, Status
-        from grpclib.exceptions import GRPCError
-
-        import shop.product.v1.product_pb2 as pb
-
-        def unary(name: str, req: type, reply: object) -> Handler:
-            async def handler(stream) -> None:
-                import asyncio
-
-                await stream.recv_message()
-                self.calls[name] += 1
-                if self.delay.get(name):
-                    await asyncio.sleep(self.delay[name])
-                if self.fail[name] > 0:
-                    self.fail[name] -= 1
-                    raise GRPCError(Status.UNAVAILABLE, "induced failure")
-                await stream.send_message(reply)
-
-            return Handler(handler, Cardinality.UNARY_UNARY, req, type(reply))
-
-        product = pb.Product(id="p-1", name="Test")
-        return {
-            f"{PRODUCT_SVC}/GetProduct": unary(
-                "GetProduct", pb.GetProductRequest, pb.GetProductResponse(product=product)
-            ),
-            f"{PRODUCT_SVC}/CreateProduct": unary(
-                "CreateProduct", pb.CreateProductRequest, pb.CreateProductResponse(product=product)
-            ),
-            f"{PRODUCT_SVC}/ReserveStock": unary(
-                "ReserveStock", pb.ReserveStockRequest, pb.ReserveStockResponse()
-            ),
-        }
+        return self.stub.__mapping__()
 
 
 async def _serve_counting_product(port: int) -> None:
