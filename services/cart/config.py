@@ -36,6 +36,11 @@ class CartConfig:
     retry_max_s: float = setting(
         5.0, help="a record that failed (database down) is retried in place, backing off to this"
     )
+    events_kept_days: int = setting(
+        14,
+        help="applied OrderPlaced ids are kept this long (more than the topic's 7 days of "
+        "retention), then pruned hourly",
+    )
     migrate_on_start: bool = setting(True, help="run Alembic migrations before serving")
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     db: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
@@ -48,8 +53,10 @@ class CartConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CartConfig:
         cfg = load(cls, PREFIX, environ)
-        if cfg.max_batch < 1 or cfg.retry_max_s <= 0:
-            raise ConfigError(f"{PREFIX}_MAX_BATCH >= 1 and {PREFIX}_RETRY_MAX_S > 0")
+        if cfg.max_batch < 1 or cfg.retry_max_s <= 0 or cfg.events_kept_days < 1:
+            raise ConfigError(
+                f"{PREFIX}_MAX_BATCH >= 1, {PREFIX}_RETRY_MAX_S > 0, {PREFIX}_EVENTS_KEPT_DAYS >= 1"
+            )
         try:
             kafka = KafkaConfig.from_env(PREFIX, environ)
         except ValueError as exc:

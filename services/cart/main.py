@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import sys
 from pathlib import Path
 
 from services.cart.config import CartConfig
 from services.cart.consumer import CartEventMetrics, OrderPlacedConsumer
 from services.cart.handlers import CartHandlers
-from services.cart.repository import SqlCartUnitOfWork
+from services.cart.repository import SqlCartUnitOfWork, prune_events
 from services.runtime.db import Database, HealthCheckFn
 from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer
 from services.runtime.metrics import Metrics
@@ -17,6 +19,9 @@ from services.runtime.migrations import migrate
 from services.runtime.server import per_process, run, serve
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PRUNE_EVERY_S = 3600
+
+log = logging.getLogger(__name__)
 
 
 class CartApp:
@@ -70,6 +75,17 @@ class CartApp:
     def health_checks(self) -> dict[str, tuple[HealthCheckFn, bool]]:
         return self.db.health_checks()
 
+    async def prune(self) -> None:
+        """The serve() task (one process): forget old applied event ids, hourly."""
+        while True:
+            try:
+                pruned = await prune_events(self.db.unit_of_work(), self.cfg.events_kept_days)
+                if pruned:
+                    log.info("pruned applied event ids", extra={"fields": {"count": pruned}})
+            except Exception:
+                log.exception("pruning applied event ids failed; next try in an hour")
+            await asyncio.sleep(PRUNE_EVERY_S)
+
     async def consume(self) -> None:
         """The serve() task: the consumer until cancelled. Every worker runs it (each opened
         its consumer, and a group member that never polls holds its partitions)."""
@@ -86,7 +102,7 @@ async def main() -> int:
         await db.close()
         return 0
     app = CartApp(cfg, metrics)
-    tasks = [per_process(app.consume)]
+    tasks = [per_process(app.consume), app.prune]
     return await serve(cfg.server, [app.handlers()], [app], tasks, metrics=metrics)
 
 

@@ -40,6 +40,7 @@ SAVE_CART = (
     "UPDATE carts SET items = $2::jsonb, updated_at = now() WHERE user_id = $1 RETURNING updated_at"
 )
 FIRST_TIME = "INSERT INTO cart_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1"
+PRUNE_EVENTS = "DELETE FROM cart_events WHERE handled_at < now() - make_interval(days => $1)"
 
 
 def encode_items(items: tuple[CartItem, ...]) -> str:
@@ -75,6 +76,14 @@ class SqlCartRepository:
 
     async def first_time(self, event_id: str) -> bool:
         return await self._one(FIRST_TIME, event_id) is not None
+
+
+async def prune_events(uow: UnitOfWork, kept_days: int) -> int:
+    """Forget applied event ids older than `kept_days` (longer than the topic keeps records,
+    so no redelivery can still bring one); returns how many."""
+    async with uow.write() as conn:
+        result = await conn.exec_driver_sql(PRUNE_EVENTS, (kept_days,))
+    return int(result.rowcount or 0)
 
 
 class SqlCartReader:

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from grpclib import GRPCError, Status
 
+from services.cart.repository import prune_events
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from shop.cart.v1 import cart_pb2 as pb
 from shop.events import v1 as events
@@ -244,3 +245,20 @@ async def test_a_poison_record_goes_to_the_dlq_and_the_partition_moves_on(
     headers = dict(dead.headers)
     assert dead.value == b"\x00not avro"
     assert headers["x-dlq-group"].startswith(b"ct-") and headers["x-dlq-reason"] == b"poison"
+
+
+async def test_old_applied_event_ids_are_pruned_and_recent_ones_kept(cart_app):
+    db = cart_app.cart.db
+    old, recent = f"old-{uuid.uuid4()}", f"recent-{uuid.uuid4()}"
+    async with db.primary.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO cart_events (event_id, handled_at) VALUES "
+            "($1, now() - interval '15 days'), ($2, now() - interval '13 days')",
+            (old, recent),
+        )
+    assert await prune_events(db.unit_of_work(), 14) >= 1
+    async with db.primary.connect() as conn:
+        rows = await conn.exec_driver_sql(
+            "SELECT event_id FROM cart_events WHERE event_id IN ($1, $2)", (old, recent)
+        )
+        assert [r[0] for r in rows] == [recent]
