@@ -28,60 +28,52 @@ every run replaces `latest`.
         [--rounds 4] [--seconds 2] [--concurrency 16] [--upstreams memory,product_service]
 
 Needs the stack's PostgreSQL (python -m stack up --only postgres-replica).
+
+Calls and points: bench/mesh_overhead_points.py; summaries, table and README section:
+bench/mesh_overhead_report.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from grpclib.client import Channel
 
 from bench.common import (
     RESULTS,
     BenchFailed,
-    closed_loop,
-    fmt_range,
     machine,
-    median_range,
     pin_preexec,
     pin_self,
     start_product_service,
     wait_grpc_serving,
 )
-from bench.mesh_sides import Gateway, cpu_ns, describe, start_gateway, tree
+from bench.mesh_overhead_points import (
+    PATHS,
+    PRODUCT_ID,
+    PROXY_CPU,
+    SERVICE_CPU,
+    BenchError,
+    run_upstream,
+)
+from bench.mesh_overhead_report import NAME, summarize, table
+from bench.mesh_sides import describe
 from mesh import nginx
-from mesh.testing import GRPC_WEB_HEADERS, free_port, grpc_web_parse, grpc_web_request
+from mesh.testing import free_port
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
-NAME = "mesh_overhead"
-PRODUCT_ID = "p-0001"
 NGINX_BIN = "/usr/sbin/nginx"
-PATHS = ("envoy_grpc", "nginx_grpcweb", "nginx_rest", "nginx_connect", "nginx_connect_json")
-SERVICE_CPU, PROXY_CPU = 1, 0
-CONNECT_PROTO = {"content-type": "application/proto", "connect-protocol-version": "1"}
-CONNECT_JSON = {"content-type": "application/json", "connect-protocol-version": "1"}
-# Per point: what each side's figures are, and which are compared new vs base.
-FIGURES = ("calls_per_s", "p50_ms", "p99_ms", "envoy_us", "nginx_us", "gateway_us",
-           "upstream_us", "client_us", "core0_busy", "core1_busy")  # fmt: skip
-AB_FIGURES = ("calls_per_s", "envoy_us", "nginx_us", "gateway_us", "upstream_us")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 def memory_product(reply: bytes) -> Any:
@@ -124,290 +116,6 @@ def start_nginx(workdir: Path, listen: int, edge: int) -> subprocess.Popen[bytes
         preexec_fn=pin_preexec(0),
         stderr=subprocess.DEVNULL,
     )
-
-
-# ------------------------------------------------------------------ one call per path
-
-Call = Callable[[], Awaitable[None]]
-
-
-def grpc_call(port: int) -> tuple[Call, Callable[[], None]]:
-    channel = Channel("127.0.0.1", port)
-    stub = product_grpc.ProductServiceStub(channel)
-    req = pb.GetProductRequest(id=PRODUCT_ID)
-
-    async def call() -> None:
-        _check((await stub.GetProduct(req, timeout=5)).product.id)
-
-    return call, channel.close
-
-
-def _check(got: str) -> None:
-    if got != PRODUCT_ID:
-        raise BenchError(f"got product {got!r}, want {PRODUCT_ID}")
-
-
-def http_calls(session: aiohttp.ClientSession, base: str) -> dict[str, Call]:
-    req = pb.GetProductRequest(id=PRODUCT_ID).SerializeToString()
-    web_body = grpc_web_request(req)
-    rpc_url = f"{base}/api/shop.product.v1.ProductService/GetProduct"
-    rest_url = f"{base}/api/v1/products/{PRODUCT_ID}"
-    json_body = json.dumps({"id": PRODUCT_ID}).encode()
-
-    async def grpc_web() -> None:
-        async with session.post(rpc_url, data=web_body, headers=GRPC_WEB_HEADERS) as resp:
-            data = await resp.read()
-            if resp.status != 200:
-                raise BenchError(f"gRPC-Web HTTP {resp.status}")
-            messages, trailers = grpc_web_parse(data, dict(resp.headers))
-            if trailers.get("grpc-status") != "0":
-                raise BenchError(f"gRPC-Web status {trailers}")
-            _check(pb.GetProductResponse.FromString(messages[0]).product.id)
-
-    async def rest() -> None:
-        async with session.get(rest_url) as resp:
-            if resp.status != 200:
-                raise BenchError(f"REST HTTP {resp.status}: {await resp.text()}")
-            _check((await resp.json())["product"]["id"])
-
-    async def connect() -> None:
-        async with session.post(rpc_url, data=req, headers=CONNECT_PROTO) as resp:
-            data = await resp.read()
-            if resp.status != 200 or resp.content_type != "application/proto":
-                raise BenchError(f"Connect HTTP {resp.status} {resp.content_type}: {data[:200]!r}")
-            _check(pb.GetProductResponse.FromString(data).product.id)
-
-    async def connect_json() -> None:
-        async with session.post(rpc_url, data=json_body, headers=CONNECT_JSON) as resp:
-            if resp.status != 200:
-                raise BenchError(f"Connect JSON HTTP {resp.status}: {await resp.text()}")
-            _check((await resp.json())["product"]["id"])
-
-    return {
-        "nginx_grpcweb": grpc_web,
-        "nginx_rest": rest,
-        "nginx_connect": connect,
-        "nginx_connect_json": connect_json,
-    }
-
-
-# ------------------------------------------------------------------ one measured point
-
-Probe = Callable[[], dict[str, int]]
-
-
-def core_ticks() -> dict[int, tuple[int, int]]:
-    """Per core: (busy, total) jiffies from /proc/stat (busy = all but idle and iowait)."""
-    out = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *vals = line.split()
-        if name.startswith("cpu") and name != "cpu":
-            v = [int(x) for x in vals]
-            out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))
-    return out
-
-
-async def point(call: Call, probe: Probe, args: argparse.Namespace, what: str) -> dict[str, Any]:
-    """Warm up, then a closed loop whose CPU window is exactly the measured calls."""
-    await closed_loop(lambda _w, _i: call(), args.concurrency, args.warmup, warmup=0, what=what)
-    before, client0, cores0 = probe(), time.process_time_ns(), core_ticks()
-    res = await closed_loop(
-        lambda _w, _i: call(), args.concurrency, args.seconds, warmup=0, what=what
-    )
-    after, client1, cores1 = probe(), time.process_time_ns(), core_ticks()
-    out: dict[str, Any] = {
-        "calls": res.calls,
-        "calls_per_s": res.per_s,
-        "p50_ms": res.p50_ms,
-        "p99_ms": res.p99_ms,
-        "client_us": round((client1 - client0) / 1000 / res.calls, 1),
-    }
-    for part in before:
-        out[f"{part}_us"] = round((after[part] - before[part]) / 1000 / res.calls, 1)
-    if "envoy_us" in out:
-        out["gateway_us"] = round(out["envoy_us"] + out.get("nginx_us", 0.0), 1)
-    for core, (busy, total) in cores1.items():  # how busy each core was (all processes)
-        b0, t0 = cores0.get(core, (busy, total))
-        out[f"core{core}_busy"] = round((busy - b0) / max(1, total - t0), 2)
-    return out
-
-
-def _probe(parts: dict[str, Callable[[], int]]) -> Probe:
-    return lambda: {k: f() for k, f in parts.items()}
-
-
-async def run_upstream(
-    upstream: str,
-    port: int,
-    upstream_pid: int,
-    sides: list[tuple[str, str, int]],
-    work: Path,
-    args: argparse.Namespace,
-) -> list[dict[str, Any]]:
-    """Every side in front of the upstream on `port`; interleaved rounds over the paths."""
-    gateways: list[Gateway] = []
-    closers: list[Callable[[], None]] = []
-    rounds: list[dict[str, Any]] = []
-    cpu = None if args.no_pin else PROXY_CPU
-    upstream_cpu = lambda: sum(cpu_ns(p) for p in tree(upstream_pid))  # noqa: E731
-    try:
-        for name, source, conc in sides:
-            gateways.append(
-                start_gateway(name, source, work / upstream, [("127.0.0.1", port)], cpu, conc)
-            )
-        direct, close = grpc_call(port)
-        closers.append(close)
-        calls: dict[str, dict[str, Call]] = {}
-        async with Sessions(len(gateways), args.concurrency) as sessions:
-            for gw, session in zip(gateways, sessions, strict=True):
-                via_envoy, close = grpc_call(gw.edge_port)
-                closers.append(close)
-                await _wait_nginx(session, gw)
-                calls[gw.name] = {"envoy_grpc": via_envoy, **http_calls(session, gw.base_url)}
-            direct_probe = _probe({"upstream": upstream_cpu})
-            for r in range(args.rounds):
-                for path in args.paths:
-                    row: dict[str, Any] = {"round": r, "path": path, "upstream": upstream}
-                    row["direct"] = await point(direct, direct_probe, args, f"{upstream} direct")
-                    k = r % len(gateways)
-                    for gw in gateways[k:] + gateways[:k]:  # rotated: drift hits every side
-                        parts = {"envoy": lambda g=gw: g.cpu()["envoy"], "upstream": upstream_cpu}
-                        if path.startswith("nginx"):
-                            parts["nginx"] = lambda g=gw: g.cpu()["nginx"]
-                        row[gw.name] = await point(
-                            calls[gw.name][path], _probe(parts), args, f"{gw.name} {path}"
-                        )
-                    print(json.dumps(row), flush=True)
-                    rounds.append(row)
-    finally:
-        for close in closers:
-            close()
-        for gw in gateways:
-            gw.stop()
-    return rounds
-
-
-class Sessions:
-    """N aiohttp sessions, one per side, each with its own connection pool of `limit`."""
-
-    def __init__(self, n: int, limit: int) -> None:
-        self.n, self.limit = n, limit
-        self.sessions: list[aiohttp.ClientSession] = []
-
-    async def __aenter__(self) -> list[aiohttp.ClientSession]:
-        for _ in range(self.n):
-            conn = aiohttp.TCPConnector(limit=self.limit)
-            self.sessions.append(aiohttp.ClientSession(connector=conn))
-        return self.sessions
-
-    async def __aexit__(self, *exc: object) -> None:
-        for s in self.sessions:
-            await s.close()
-
-
-async def _wait_nginx(session: aiohttp.ClientSession, gw: Gateway) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if gw.nginx.poll() is not None:
-            raise BenchError(f"{gw.name}: nginx exited ({gw.nginx.returncode})")
-        try:
-            async with session.get(f"{gw.base_url}/api/openapi.json") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise BenchError(f"{gw.name}: nginx did not answer")
-
-
-# ------------------------------------------------------------------ summaries
-
-
-def _ratio(a: float | None, b: float | None) -> float:
-    return a / b if a and b else float("nan")
-
-
-DIRECT_FIGURES = ("calls_per_s", "p50_ms", "upstream_us", "client_us", "core0_busy", "core1_busy")
-
-
-def summarize(rounds: list[dict[str, Any]], side_names: list[str]) -> dict[str, Any]:
-    """Per upstream and path: each side's figures and ratio vs direct, and (with two or more
-    sides) every other side against the first, as medians (min-max) of per-round values."""
-    out: dict[str, Any] = {}
-    key = lambda r: (r["upstream"], r["path"])  # noqa: E731
-    for (upstream, path), group in itertools.groupby(sorted(rounds, key=key), key=key):
-        rows = list(group)
-        cell: dict[str, Any] = {
-            "rounds": len(rows),
-            "direct": {f: median_range(r["direct"][f] for r in rows) for f in DIRECT_FIGURES},
-        }
-        for s in side_names:
-            cell[s] = {f: median_range(r[s].get(f, float("nan")) for r in rows) for f in FIGURES}
-            cell[s]["ratio_vs_direct"] = median_range(
-                _ratio(r[s]["calls_per_s"], r["direct"]["calls_per_s"]) for r in rows
-            )
-        base = side_names[0]
-        for s in side_names[1:]:
-            cell[f"{s}_vs_{base}"] = {
-                f: median_range(_ratio(r[s].get(f), r[base].get(f)) for r in rows)
-                for f in AB_FIGURES
-            }
-        out.setdefault(upstream, {})[path] = cell
-    return out
-
-
-def _busy(c: dict[str, Any]) -> str:
-    if "core0_busy" not in c:
-        return ""
-    return f"{c['core0_busy']['median']:.2f} / {c['core1_busy']['median']:.2f}"
-
-
-def table(run: dict[str, Any]) -> str:
-    """Markdown: per upstream, path and side the ratio vs direct and the CPU per call, and the
-    A/B ratios when the run had two sides."""
-    sides = list(run["sides"])
-    lines = [
-        "| upstream | path | side | calls/s | x of direct | Envoy µs/call | NGINX µs/call "
-        "| upstream µs/call | client µs/call | core 0 / 1 busy |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    ab = []
-    for upstream, paths in run["summary"].items():
-        for path, cell in paths.items():
-            d = cell["direct"]
-            lines.append(
-                f"| {upstream} | {path} | direct | {fmt_range(d['calls_per_s'], 0)} | 1 | | | "
-                f"{fmt_range(d['upstream_us'], 0)} | {fmt_range(d['client_us'], 0)} | "
-                f"{_busy(d)} |"
-            )
-            for s in sides:
-                c = cell[s]
-                nginx_us = fmt_range(c["nginx_us"], 0) if c["nginx_us"]["n"] else ""
-                lines.append(
-                    f"| {upstream} | {path} | {s} | {fmt_range(c['calls_per_s'], 0)} | "
-                    f"{fmt_range(c['ratio_vs_direct'])} | {fmt_range(c['envoy_us'], 0)} | "
-                    f"{nginx_us} | {fmt_range(c['upstream_us'], 0)} | "
-                    f"{fmt_range(c['client_us'], 0)} | {_busy(c)} |"
-                )
-            for s in sides[1:]:
-                r = cell[f"{s}_vs_{sides[0]}"]
-                ab.append(
-                    f"| {upstream} | {path} | {s} | {fmt_range(r['calls_per_s'])} | "
-                    f"{fmt_range(r['envoy_us'])} | "
-                    f"{fmt_range(r['nginx_us']) if r['nginx_us']['n'] else ''} | "
-                    f"{fmt_range(r['gateway_us'])} | {fmt_range(r['upstream_us'])} |"
-                )
-    if ab:
-        lines += [
-            "",
-            f"Each side / {sides[0]} (per-round ratios; CPU below 1 = cheaper):",
-            "",
-            "| upstream | path | side | calls/s | Envoy CPU/call | NGINX CPU/call | "
-            "Envoy+NGINX CPU/call | upstream CPU/call |",
-            "|---|---|---|---:|---:|---:|---:|---:|",
-            *ab,
-        ]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the run
@@ -553,50 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save:
         print(f"wrote {save(run, args.change, args.note)}")
     return 0
-
-
-def headline(r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Summary rows for bench/README.md: the latest run's last side, real service behind."""
-    run = r.get("latest") or {}
-    sides = list(run.get("sides", {}))
-    paths = run.get("summary", {}).get("product_service", {})
-    if not sides:
-        return []
-    side = sides[-1]
-    rows = []
-    for path, cell in paths.items():
-        c = cell[side]
-        rows.append((
-            f"GetProduct via {path} ({side}: {run['sides'][side]['source']})",
-            f"x{fmt_range(c['ratio_vs_direct'])} of direct",
-            f"Envoy {fmt_range(c['envoy_us'], 0)} + NGINX "
-            f"{fmt_range(c['nginx_us'], 0) if c['nginx_us']['n'] else '-'} µs CPU/call",
-        ))  # fmt: skip
-    return rows
-
-
-def report(r: dict[str, Any]) -> list[str]:
-    """bench/README.md section: the latest run and every kept A/B."""
-    out = [f"## {NAME}: the gateway's cost per GetProduct, and A/Bs of its generated config", ""]
-    out += [r.get("what", ""), "", r.get("setup", ""), ""]
-    runs = [("latest run", r["latest"])] if r.get("latest") else []
-    runs += [(f"change `{k}`", v) for k, v in r.get("changes", {}).items()]
-    for title, run in runs:
-        sides = ", ".join(
-            f"{n} = {s['source']} (Envoy --concurrency {s['envoy_concurrency']})"
-            for n, s in run["sides"].items()
-        )
-        st = run["settings"]
-        out += [
-            f"**{title}** ({run['when']}; {sides}; {st['rounds']} rounds x "
-            f"{st['seconds_per_point']} s, C={st['concurrency']}; "
-            f"load at end {run['load_average_at_end'][0]})",
-            "",
-        ]
-        if run.get("note"):
-            out += [run["note"], ""]
-        out += [table(run), ""]
-    return out
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         elif name == "relay_ab":
             out += relay_ab(results[name])
         elif name == "mesh_overhead" and "latest" in results[name]:
-            from bench.mesh_overhead import report
+            from bench.mesh_overhead_report import report
 
             out += report(results[name])
         else:

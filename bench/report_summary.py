@@ -67,7 +67,7 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"x{_med(row.get('ratio_new_vs_base'))} of the runtime before")
                 )  # fmt: skip
     if "latest" in results.get("mesh_overhead", {}):  # the A/B layout (bench/mesh_overhead.py)
-        from bench.mesh_overhead import headline
+        from bench.mesh_overhead_report import headline
 
         rows += [("mesh_overhead", *row) for row in headline(results["mesh_overhead"])]
     for p in results.get("mesh_overhead", {}).get("points", []):
