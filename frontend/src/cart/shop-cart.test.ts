@@ -21,12 +21,17 @@ const product = (id: string) =>
 /** A cart service kept in memory, as the server behaves (merge keeps the larger quantity). */
 function fakeServer() {
   const calls: string[] = [];
+  const state = { down: false };
   let items: { productId: string; quantity: number }[] = [];
   const reply = () => ({ cart: create(CartSchema, { userId: "u-1", items: items as CartItem[] }) });
   const transport = createRouterTransport(({ service }) => {
+    const up = () => {
+      if (state.down) throw new ConnectError("no healthy upstream", Code.Unavailable);
+    };
     service(CartService, {
-      getCart: () => (calls.push("get"), reply()),
+      getCart: () => (up(), calls.push("get"), reply()),
       addItem: (r) => {
+        up();
         calls.push(`add ${r.productId} ${r.quantity}`);
         if (r.productId === "p-full") throw new ConnectError("the cart holds 50 products", Code.FailedPrecondition);
         const line = items.find((i) => i.productId === r.productId);
@@ -41,6 +46,7 @@ function fakeServer() {
       },
       removeItem: (r) => (calls.push(`remove ${r.productId}`), (items = items.filter((i) => i.productId !== r.productId)), reply()),
       mergeCart: (r) => {
+        up();
         calls.push(`merge ${r.items.map((i) => `${i.productId}x${i.quantity}`).join(",")}`);
         for (const i of r.items) {
           const line = items.find((l) => l.productId === i.productId);
@@ -53,7 +59,7 @@ function fakeServer() {
     });
     service(ProductService, { getProduct: (r) => ({ product: product(r.id) }) });
   });
-  return { calls, transport, setItems: (v: typeof items) => (items = v) };
+  return { calls, transport, state, setItems: (v: typeof items) => (items = v), items: () => items };
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 20));
@@ -124,5 +130,31 @@ describe("ShopCart", () => {
     await cart.add(product("p-full"));
     expect(cart.error).not.toBe("");
     expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2]]);
+  });
+
+  it("keeps the cart in the browser while the cart service is down, and merges it back after", async () => {
+    const server = fakeServer();
+    server.setItems([{ productId: "p-1", quantity: 1 }]);
+    const session = new AuthSession(sessionStorage);
+    session.setTokens(tokenPair(fakeJwt({ sub: "u-1" }), "refresh-token-0000000001"), "ann@example.com");
+    const local = new CartStore(localStorage);
+    const cart = new ShopCart(local, session, server.transport, 30);
+    await settle();
+    server.state.down = true;
+    await cart.add(product("p-2"), 2); // refused: unreachable -> the browser keeps the cart
+    expect(cart.error).toMatch(/not answering/);
+    expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2]]);
+    cart.add(product("p-3"));
+    expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2], ["p-3", 1]]);
+    server.state.down = false;
+    await new Promise((r) => setTimeout(r, 120));
+    expect(server.items()).toEqual([
+      { productId: "p-1", quantity: 1 },
+      { productId: "p-2", quantity: 2 },
+      { productId: "p-3", quantity: 1 },
+    ]);
+    expect(local.getSnapshot()).toEqual([]);
+    expect(cart.error).toBe("");
+    expect(cart.getSnapshot().map((l) => [l.productId, l.quantity])).toEqual([["p-1", 1], ["p-2", 2], ["p-3", 1]]);
   });
 });

@@ -7,12 +7,16 @@
  * A change shows at once (the header's count too) and is then replaced by the cart the
  * server answers; a refused change shows the server's cart again, with the reason.
  *
+ * A cart service that cannot be reached never blocks shopping or checkout: the cart is then
+ * kept in the browser (with what was shown of the server's), and merged into the server's
+ * cart as soon as it answers again (tried every `retryMs`).
+ *
  * The server keeps product ids and quantities only; the lines shown carry the catalog's
  * current name, picture and price (GetProduct, remembered per product for this page view).
  * After an order is placed the cart service takes the ordered lines out when it sees the
  * OrderPlaced event: `clear()` empties what this page shows meanwhile, without a call.
  */
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import type { Cart as ServerCart } from "@gen/shop/cart/v1/cart_pb.js";
 import { CartService } from "@gen/shop/cart/v1/cart_pb.js";
 import { type Product, ProductService } from "@gen/shop/product/v1/product_pb.js";
@@ -47,6 +51,12 @@ function lineOf(product: Product | undefined, productId: string, quantity: numbe
   };
 }
 
+/** The cart service is down or unreachable (as opposed to refusing a change). */
+function unreachable(err: unknown): boolean {
+  const code = ConnectError.from(err).code;
+  return code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Unknown;
+}
+
 export class ShopCart implements CartApi {
   private lines: Cart = [];
   private listeners = new Set<() => void>();
@@ -57,16 +67,20 @@ export class ShopCart implements CartApi {
   private lastError = "";
   // Changes are sent one after the other, so their answers arrive in the order made.
   private queue: Promise<unknown> = Promise.resolve();
+  // Signed in, but the cart service is down: the browser's cart stands in for it.
+  private offline = false;
+  private retry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly local: CartStore,
     private readonly session: AuthSession,
     transport: Transport,
+    private readonly retryMs = 10_000,
   ) {
     this.carts = createClient(CartService, transport);
     this.catalog = createClient(ProductService, transport);
     local.subscribe(() => {
-      if (!this.userId) this.notify();
+      if (!this.server) this.notify();
     });
     session.subscribe(() => this.sessionChanged());
     this.sessionChanged();
@@ -76,7 +90,12 @@ export class ShopCart implements CartApi {
     return this.lastError;
   }
 
-  getSnapshot = (): Cart => (this.userId ? this.lines : this.local.getSnapshot());
+  /** Whether the server's cart is the one shown and changed. */
+  private get server(): boolean {
+    return this.userId !== "" && !this.offline;
+  }
+
+  getSnapshot = (): Cart => (this.server ? this.lines : this.local.getSnapshot());
 
   subscribe = (listener: () => void): (() => void) => {
     this.listeners.add(listener);
@@ -84,14 +103,14 @@ export class ShopCart implements CartApi {
   };
 
   add = (product: Product, quantity = 1) => {
-    if (!this.userId) return this.local.add(product, quantity);
+    if (!this.server) return this.local.add(product, quantity);
     this.products.set(product.id, product);
     this.preview((c) => addItem(c, product, quantity));
     return this.change(() => this.carts.addItem({ userId: this.userId, productId: product.id, quantity }));
   };
 
   setQuantity = (productId: string, quantity: number) => {
-    if (!this.userId) return this.local.setQuantity(productId, quantity);
+    if (!this.server) return this.local.setQuantity(productId, quantity);
     if (!Number.isFinite(quantity)) return;
     const q = Math.max(0, Math.min(MAX_QUANTITY, Math.floor(quantity)));
     this.preview((c) => setQuantity(c, productId, q));
@@ -99,13 +118,13 @@ export class ShopCart implements CartApi {
   };
 
   remove = (productId: string) => {
-    if (!this.userId) return this.local.remove(productId);
+    if (!this.server) return this.local.remove(productId);
     this.preview((c) => removeItem(c, productId));
     return this.change(() => this.carts.removeItem({ userId: this.userId, productId }));
   };
 
   clear = () => {
-    if (!this.userId) return this.local.clear();
+    if (!this.server) return this.local.clear();
     this.lines = [];
     this.notify();
   };
@@ -128,22 +147,53 @@ export class ShopCart implements CartApi {
     this.userId = userId;
     this.lines = [];
     this.lastError = "";
+    this.offline = false;
+    clearTimeout(this.retry);
     this.notify();
     if (userId) void this.signedIn(userId);
   }
 
   /** Fold the browser's cart into the server's, or just read the server's. */
-  private async signedIn(userId: string): Promise<void> {
-    const browser = this.local.getSnapshot();
-    await this.change(async () => {
-      if (browser.length === 0) return this.carts.getCart({ userId });
-      const reply = await this.carts.mergeCart({
-        userId,
-        items: browser.map((l) => ({ productId: l.productId, quantity: l.quantity })),
-      });
-      this.local.clear();
-      return reply;
-    }, userId);
+  private signedIn(userId: string): Promise<void> {
+    const next = this.queue.then(async () => {
+      if (userId !== this.userId) return;
+      const browser = this.local.getSnapshot();
+      try {
+        const reply =
+          browser.length === 0
+            ? await this.carts.getCart({ userId })
+            : await this.carts.mergeCart({
+                userId,
+                items: browser.map((l) => ({ productId: l.productId, quantity: l.quantity })),
+              });
+        if (userId !== this.userId) return;
+        if (browser.length) this.local.clear();
+        this.offline = false;
+        this.lastError = "";
+        if (reply.cart) await this.show(reply.cart);
+        else this.notify();
+      } catch (err) {
+        if (userId !== this.userId) return;
+        if (unreachable(err)) return this.goOffline(userId);
+        this.lastError = describeError(err).message;
+        this.notify();
+      }
+    });
+    this.queue = next;
+    return next;
+  }
+
+  /** Keep the cart in the browser (starting from what was shown) and try the server later. */
+  private goOffline(userId: string): void {
+    if (!this.offline && this.lines.length) {
+      const shown = this.lines;
+      this.local.update(() => shown);
+    }
+    this.offline = true;
+    this.lastError = "The cart service is not answering: your cart is kept in this browser for now.";
+    this.notify();
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => void this.signedIn(userId), this.retryMs);
   }
 
   private change(call: () => Promise<{ cart?: ServerCart }>, userId = this.userId): Promise<void> {
@@ -153,6 +203,8 @@ export class ShopCart implements CartApi {
         this.lastError = "";
         if (reply.cart && userId === this.userId) await this.show(reply.cart);
       } catch (err) {
+        if (userId !== this.userId) return;
+        if (unreachable(err)) return this.goOffline(userId);
         this.lastError = describeError(err).message;
         this.notify();
         // Show what the server holds instead of the refused change.

@@ -11,6 +11,11 @@ export function CartPage() {
     return (
       <section aria-labelledby="cart-heading">
         <h1 id="cart-heading">Your cart</h1>
+        {store.error && (
+          <p className="state state-error" role="alert">
+            {store.error}
+          </p>
+        )}
         <Empty title="Your cart is empty.">
           <p>
             <Link to="/">Browse the catalog</Link> to find something you like.
