@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "internal_call_ab": ("bench.internal_call_ab", ["--rounds", "6"], 300),
     "internal_authz": ("bench.internal_authz", ["--rounds", "6", "--seconds", "3"], 300),
     "pricing_ab": ("bench.pricing_ab", ["--rounds", "4", "--orders", "40"], 600),
+    "currency_ab": ("bench.currency_ab", ["--rounds", "4", "--seconds", "3"], 300),
     "frontend_transport": (
         "bench.frontend_transport",
         ["--rounds", "5", "--seconds", "10", "--slice-calls", "50"],

@@ -54,9 +54,7 @@ class CurrencyHandlers(CurrencyServiceBase):
     @unary
     async def Convert(self, request: pb.ConvertRequest) -> pb.ConvertResponse:
         amounts = tuple(to_money(f"amounts[{i}]", a) for i, a in enumerate(request.amounts))
-        result = await self.service.convert(
-            amounts, request.to_currency_code, request.rate_version
-        )
+        result = await self.service.convert(amounts, request.to_currency_code, request.rate_version)
         return pb.ConvertResponse(
             amounts=[money_proto(a) for a in result.amounts], rate_version=result.rate_version
         )
@@ -71,4 +69,3 @@ class CurrencyHandlers(CurrencyServiceBase):
             at = request.effective_time.ToDatetime(tzinfo=dt.UTC)
         version = await self.service.publish(PublishRates(rates, at))
         return pb.PublishRatesResponse(version=version_proto(version))
-

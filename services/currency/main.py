@@ -21,7 +21,10 @@ def wire(
     config: CurrencyConfig, metrics: Metrics, service: str = "currency"
 ) -> tuple[CurrencyHandlers, list[Resource]]:
     db = Database(config.db, metrics, service=service)
-    handlers = CurrencyHandlers(CurrencyService(lambda: SqlRateUnitOfWork(db.unit_of_work())))
+    core = CurrencyService(
+        lambda: SqlRateUnitOfWork(db.unit_of_work()), current_ttl_s=config.current_ttl_s
+    )
+    handlers = CurrencyHandlers(core)
     return handlers, [db]
 
 

@@ -3,7 +3,9 @@ exact conversion with its rounding rule, versioned publication, bad input naming
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -87,8 +89,14 @@ async def test_a_published_version_takes_effect_and_old_versions_still_convert(c
         rate_request(later_rates, dt.datetime(2100, 1, 1, tzinfo=dt.UTC))
     )
     assert before < now.version.version < later.version.version
-    current = (await currency_stub.ListCurrencies(pb.ListCurrenciesRequest())).current
-    assert current.version == now.version.version  # 2100 is not here yet
+    # In effect within CURRENCY_CURRENT_TTL_S (1 s) of its effective time; 2100 is not here.
+    deadline = time.monotonic() + 3
+    while True:
+        current = (await currency_stub.ListCurrencies(pb.ListCurrenciesRequest())).current
+        if current.version == now.version.version or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert current.version == now.version.version
     req = pb.ConvertRequest(amounts=[money("USD", 10)], to_currency_code="EUR")
     assert (await currency_stub.Convert(req)).rate_version == now.version.version
     req.rate_version = later.version.version

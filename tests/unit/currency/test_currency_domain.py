@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from contextlib import asynccontextmanager
 from decimal import Decimal
 
 import pytest
@@ -14,6 +16,7 @@ from services.currency.domain import (
     convert_all,
     validate_rates,
 )
+from services.currency.service import CurrencyService
 from services.runtime.errors import InvalidArgument
 
 TABLE = RateVersion(
@@ -71,3 +74,41 @@ def test_a_bad_publication_names_the_field(rates, field):
 
 def test_the_base_currency_is_always_one():
     assert validate_rates((("EUR", Decimal("0.9")),))["USD"] == 1
+
+
+class FakeRates:
+    def __init__(self) -> None:
+        self.current = 1
+        self.asked = 0
+
+    async def current_version(self) -> int:
+        self.asked += 1
+        return self.current
+
+    async def get(self, version: int) -> RateVersion:
+        return dataclasses.replace(TABLE, version=version)
+
+
+class FakeUow:
+    def __init__(self, repo: FakeRates) -> None:
+        self.repo = repo
+
+    @asynccontextmanager
+    async def read(self):
+        yield self.repo
+
+
+async def test_the_version_in_effect_is_asked_at_most_once_per_ttl():
+    repo, now = FakeRates(), [0.0]
+    svc = CurrencyService(lambda: FakeUow(repo), current_ttl_s=1.0, clock=lambda: now[0])
+    assert (await svc.table()).version == 1
+    repo.current = 2  # published meanwhile
+    now[0] = 0.9
+    assert (await svc.table()).version == 1 and repo.asked == 1
+    now[0] = 1.0
+    assert (await svc.table()).version == 2 and repo.asked == 2
+    assert (await svc.table(1)).version == 1 and repo.asked == 2  # a named version: cached
+    no_cache = CurrencyService(lambda: FakeUow(repo), current_ttl_s=0.0, clock=lambda: 5.0)
+    await no_cache.table()
+    await no_cache.table()
+    assert repo.asked == 4
