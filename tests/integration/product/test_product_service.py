@@ -1,66 +1,28 @@
-"""Product service over real gRPC, against the real PostgreSQL primary and replica."""
+"""Product service over real gRPC, against the real PostgreSQL primary and replica.
+
+The catalog (reads, pages, search, writes, validation) is here; stock reservations:
+test_product_stock.py; health and errors: test_product_health.py; helpers: product_helpers.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import random
 import uuid
 
-import asyncpg
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from grpclib.health.v1.health_grpc import HealthStub
-from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from sqlalchemy import text
 
 from services.product.demo import CATALOG, demo_products
-from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2 as pb
 from stack import postgres
 from tests.integration import demo_loader
 from tests.integration.db_statements import WRITE, StatementLog
+from tests.integration.product.product_helpers import code_of, new_product, primary_lsn, usd
 
 pytestmark = pytest.mark.stack
-
-
-def usd(units: int, nanos: int = 0) -> common_pb2.Money:
-    return common_pb2.Money(currency_code="USD", units=units, nanos=nanos)
-
-
-async def new_product(stub, stock: int = 10, category: str | None = None, **kw) -> pb.Product:
-    tag = uuid.uuid4().hex[:10]
-    reply = await stub.CreateProduct(
-        pb.CreateProductRequest(
-            sku=f"T-{tag}",
-            name=kw.pop("name", f"Test product {tag}"),
-            description=kw.pop("description", "integration test product"),
-            category=category or "test",
-            price=kw.pop("price", usd(12, 500_000_000)),
-            image_urls=["https://images.shopmesh.local/t.jpg"],
-            stock=stock,
-        )
-    )
-    return reply.product
-
-
-async def primary_lsn() -> str:
-    """The primary's WAL position now: as x-shop-lsn, a read sees everything committed."""
-    conn = await asyncpg.connect(postgres.dsn("product"))
-    try:
-        return await conn.fetchval("SELECT pg_current_wal_lsn()::text")
-    finally:
-        await conn.close()
-
-
-async def code_of(coro) -> Status:
-    with pytest.raises(GRPCError) as err:
-        await coro
-    return err.value.status
-
-
-# ------------------------------------------------------------------ catalog
 
 
 async def test_create_then_get_reads_own_write_via_lsn_trailer(product_stub):
@@ -276,248 +238,3 @@ async def test_writes_never_go_to_the_replica(product_app, product_stub, scratch
     for call in ("create", "update", "reserve"):
         assert sql.of(f"{call}-{tag}", "replica") == [], call
         assert any(WRITE.search(s) for s in sql.of(f"{call}-{tag}", "primary")), call
-
-
-# ------------------------------------------------------------------ stock
-
-
-async def test_fifty_concurrent_reservations_for_ten_units_exactly_ten_succeed(product_stub):
-    product = await new_product(product_stub, stock=10)
-
-    async def reserve(i: int) -> Status:
-        try:
-            await product_stub.ReserveStock(
-                pb.ReserveStockRequest(
-                    order_id=f"o-{uuid.uuid4().hex}",
-                    lines=[pb.StockLine(product_id=product.id, quantity=1)],
-                )
-            )
-            return Status.OK
-        except GRPCError as exc:
-            return exc.status
-
-    results = await asyncio.gather(*(reserve(i) for i in range(50)))
-    assert results.count(Status.OK) == 10
-    assert results.count(Status.FAILED_PRECONDITION) == 40
-    got = await product_stub.GetProduct(
-        pb.GetProductRequest(id=product.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
-    )
-    assert got.product.stock == 0
-
-
-async def test_concurrent_multi_line_reservations_in_any_line_order_never_deadlock(product_stub):
-    """Forty orders for the same three products, each listing them in its own order: every
-    reservation locks them in product-id order, so none is aborted as a deadlock."""
-    products = [await new_product(product_stub, stock=100) for _ in range(3)]
-    rng = random.Random(7)
-
-    async def reserve(i: int) -> Status:
-        lines = [pb.StockLine(product_id=p.id, quantity=1) for p in products]
-        rng.shuffle(lines)
-        try:
-            await product_stub.ReserveStock(
-                pb.ReserveStockRequest(order_id=f"o-{uuid.uuid4().hex}", lines=lines)
-            )
-            return Status.OK
-        except GRPCError as exc:
-            return exc.status
-
-    results = await asyncio.gather(*(reserve(i) for i in range(40)))
-    assert results == [Status.OK] * 40
-    for p in products:
-        got = await product_stub.GetProduct(
-            pb.GetProductRequest(id=p.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
-        )
-        assert got.product.stock == 60
-
-
-async def test_reserve_is_atomic_across_lines_and_returns_catalog_prices(product_stub):
-    a = await new_product(product_stub, stock=5, price=usd(3, 250_000_000))
-    b = await new_product(product_stub, stock=1)
-    order = f"o-{uuid.uuid4().hex}"
-    too_much = pb.ReserveStockRequest(
-        order_id=order,
-        lines=[
-            pb.StockLine(product_id=a.id, quantity=2),
-            pb.StockLine(product_id=b.id, quantity=2),
-        ],
-    )
-    assert await code_of(product_stub.ReserveStock(too_much)) is Status.FAILED_PRECONDITION
-    after = await product_stub.GetProduct(
-        pb.GetProductRequest(id=a.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
-    )
-    assert after.product.stock == 5  # the first line was rolled back with the second
-    ok = pb.ReserveStockRequest(
-        order_id=order,
-        lines=[
-            pb.StockLine(product_id=a.id, quantity=2),
-            pb.StockLine(product_id=b.id, quantity=1),
-        ],
-    )
-    reply = await product_stub.ReserveStock(ok)
-    prices = {ln.product_id: (ln.unit_price.units, ln.unit_price.nanos) for ln in reply.lines}
-    assert prices[a.id] == (3, 250_000_000)
-    assert not reply.replayed
-
-
-async def test_repeated_reserve_for_same_order_changes_nothing(product_stub):
-    product = await new_product(product_stub, stock=10)
-    req = pb.ReserveStockRequest(
-        order_id=f"o-{uuid.uuid4().hex}", lines=[pb.StockLine(product_id=product.id, quantity=3)]
-    )
-    first = await product_stub.ReserveStock(req)
-    again = await asyncio.gather(*(product_stub.ReserveStock(req) for _ in range(5)))
-    assert not first.replayed and all(r.replayed for r in again)
-    assert all(list(r.lines) == list(first.lines) for r in again)
-    got = await product_stub.GetProduct(
-        pb.GetProductRequest(id=product.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
-    )
-    assert got.product.stock == 7
-
-
-async def test_release_gives_stock_back_once_and_blocks_late_reserve(product_stub):
-    product = await new_product(product_stub, stock=4)
-    order = f"o-{uuid.uuid4().hex}"
-    req = pb.ReserveStockRequest(
-        order_id=order, lines=[pb.StockLine(product_id=product.id, quantity=4)]
-    )
-    await product_stub.ReserveStock(req)
-    rel = pb.ReleaseStockRequest(order_id=order)
-    assert (await product_stub.ReleaseStock(rel)).released is True
-    assert (await product_stub.ReleaseStock(rel)).released is False
-    got = await product_stub.GetProduct(
-        pb.GetProductRequest(id=product.id), metadata={"x-shop-lsn": "FFFFFFFF/0"}
-    )
-    assert got.product.stock == 4
-    assert await code_of(product_stub.ReserveStock(req)) is Status.FAILED_PRECONDITION
-    # release before reserve (saga gave up early): the late reserve takes nothing
-    early = f"o-{uuid.uuid4().hex}"
-    assert (
-        await product_stub.ReleaseStock(pb.ReleaseStockRequest(order_id=early))
-    ).released is False
-    late = pb.ReserveStockRequest(
-        order_id=early, lines=[pb.StockLine(product_id=product.id, quantity=1)]
-    )
-    assert await code_of(product_stub.ReserveStock(late)) is Status.FAILED_PRECONDITION
-
-
-async def test_reserve_unknown_product_is_not_found(product_stub):
-    req = pb.ReserveStockRequest(
-        order_id=f"o-{uuid.uuid4().hex}", lines=[pb.StockLine(product_id="p-missing", quantity=1)]
-    )
-    assert await code_of(product_stub.ReserveStock(req)) is Status.NOT_FOUND
-
-
-async def test_health_serving_with_real_db(product_app, product_stub):
-    from grpclib.client import Channel
-
-    channel = Channel("127.0.0.1", product_app.grpc_port)
-    try:
-        health = HealthStub(channel)
-        reply = await health.Check(HealthCheckRequest(service="shop.product.v1.ProductService"))
-        assert reply.status == HealthCheckResponse.SERVING
-        reply = await health.Check(HealthCheckRequest(service="postgres/product:replica"))
-        assert reply.status == HealthCheckResponse.SERVING
-    finally:
-        channel.close()
-
-
-async def test_db_down_health_not_serving_and_internal_error_hides_details(stack):
-    """A product server whose database is unreachable (nothing listens on its port)."""
-    from grpclib.client import Channel
-
-    from services.product.config import ProductConfig
-    from services.product.handlers import ProductHandlers
-    from services.product.repository import SqlProductUnitOfWork
-    from services.runtime.db import Database
-    from services.runtime.metrics import Metrics
-    from services.runtime.server import App, ServerConfig
-    from shop.product.v1 import product_grpc
-
-    env = {"PRODUCT_DB_PRIMARY_PORT": "5499", "PRODUCT_DB_REPLICA_PORT": "5498"}
-    config = ProductConfig.from_env(env)
-    metrics = Metrics("product-down")
-    db = Database(config.db, metrics, service="product-down")
-    app = App(
-        ServerConfig(name="product-down"),
-        [ProductHandlers(lambda: SqlProductUnitOfWork(db.unit_of_work()))],
-        [db],
-        metrics=metrics,
-        log_calls=False,
-    )
-    await app.start()
-    channel = Channel("127.0.0.1", app.grpc_port)
-    try:
-        reply = await HealthStub(channel).Check(HealthCheckRequest())
-        assert reply.status == HealthCheckResponse.NOT_SERVING
-        with pytest.raises(GRPCError) as err:
-            await product_grpc.ProductServiceStub(channel).GetProduct(
-                pb.GetProductRequest(id="p-0001"), metadata={"x-request-id": "trace-db-down"}
-            )
-        assert err.value.status is Status.INTERNAL
-        assert "trace-db-down" in err.value.message
-        assert "5499" not in err.value.message and "asyncpg" not in err.value.message
-    finally:
-        channel.close()
-        await app.stop(drain_timeout=1)
-
-
-async def test_unexpected_db_error_is_logged_with_trace_while_client_gets_bare_internal(
-    product_app, product_stub, stack
-):
-    """A real unexpected failure: the products table is locked by another session, so the
-    UPDATE hits this server's statement timeout (asyncpg QueryCanceledError). The service log
-    has an error line with the trace id and the stack; the client gets only INTERNAL."""
-    from grpclib.client import Channel
-
-    from services.product.config import ProductConfig
-    from services.product.handlers import ProductHandlers
-    from services.product.repository import SqlProductUnitOfWork
-    from services.runtime.db import Database
-    from services.runtime.metrics import Metrics
-    from services.runtime.server import App, ServerConfig
-    from shop.product.v1 import product_grpc
-    from tests.integration.log_lines import JsonLines
-
-    product = await new_product(product_stub)
-    config = ProductConfig.from_env({"PRODUCT_DB_STATEMENT_TIMEOUT_MS": "300"})
-    metrics = Metrics("product-timeout")
-    db = Database(config.db, metrics, service="product-timeout")
-    app = App(
-        ServerConfig(name="product-timeout"),
-        [ProductHandlers(lambda: SqlProductUnitOfWork(db.unit_of_work()))],
-        [db],
-        metrics=metrics,
-    )
-    await app.start()
-    channel = Channel("127.0.0.1", app.grpc_port)
-    locker = await asyncpg.connect(stack.pg_admin_dsn("product"))
-    trace = f"trace-{uuid.uuid4().hex[:12]}"
-    try:
-        with JsonLines("product-timeout") as logs:
-            async with locker.transaction():
-                await locker.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
-                with pytest.raises(GRPCError) as err:
-                    await product_grpc.ProductServiceStub(channel).UpdateProduct(
-                        pb.UpdateProductRequest(id=product.id, name="never"),
-                        metadata={"x-request-id": trace},
-                    )
-    finally:
-        await locker.close()
-        channel.close()
-        await app.stop(drain_timeout=1)
-    assert err.value.status is Status.INTERNAL
-    assert err.value.message == f"internal error (trace id {trace})"
-    assert err.value.details is None
-    errors = [
-        line for line in logs.parsed() if line["level"] == "error" and line.get("trace_id") == trace
-    ]
-    assert [line["msg"] for line in errors] == ["unexpected error"]
-    assert errors[0]["service"] == "product-timeout"
-    assert "QueryCanceledError" in errors[0]["exc"] and "Traceback" in errors[0]["exc"]
-    access = [
-        line for line in logs.parsed() if line["msg"] == "rpc" and line.get("trace_id") == trace
-    ]
-    assert [(a["method"], a["code"]) for a in access] == [
-        ("/shop.product.v1.ProductService/UpdateProduct", "INTERNAL")
-    ]
