@@ -29,7 +29,6 @@ from tests.e2e.auth_accounts import (
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
-# ---------------------------------------------------------------- every protected method
 
 
 PROTECTED = [m for m in API.methods if m.access in ("user", "admin")]

@@ -34,7 +34,6 @@ from stack.callers import service_bearer
 from tests.e2e.auth_accounts import bearer, register_and_login
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
-# ---------------------------------------------------------------- direct calls (no Envoy)
 
 
 async def test_direct_calls_without_a_token_are_refused(alice: dict) -> None:

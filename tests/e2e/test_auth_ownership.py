@@ -14,7 +14,6 @@ from grpclib.const import Status
 from tests.e2e.auth_accounts import bearer
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
-# ---------------------------------------------------------------- ownership
 
 
 def test_a_user_cannot_read_another_users_profile(gw: httpx.Client, alice: dict, bob: dict) -> None:

@@ -22,7 +22,6 @@ from stack.testing import StackHandle
 from tests.e2e.auth_accounts import PASSWORD, _run_in_thread, bearer, register_and_login
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
-# ---------------------------------------------------------------- sessions
 
 
 def _reuse_grace_s() -> float:
