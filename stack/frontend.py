@@ -32,6 +32,7 @@ STAMPS = REPO_ROOT / ".build" / "stamps"
 INPUT_FILES = ("package.json", "package-lock.json", "index.html", "vite.config.ts", "tsconfig.json",
                "tsconfig.app.json", "tsconfig.node.json")  # fmt: skip
 INPUT_DIRS = (FRONTEND / "src", FRONTEND / "public", REPO_ROOT / "gen" / "ts")
+PICTURES = FRONTEND / "public" / "images" / "products"
 # What the product pictures are drawn from.
 PICTURE_INPUTS = (
     REPO_ROOT / "services" / "product" / "pictures.py",
@@ -101,14 +102,15 @@ def build() -> None:
     """npm ci if needed, then type-check and bundle into a side dir and swap it in, so
     NGINX never serves a half-written dist."""
     ensure_node_modules()
+    # The demo products' pictures, drawn by the project, into public/ (not committed): every
+    # Vite build copies them into the bundle, also one run by hand (`npm run build`). NGINX
+    # serves them under /images/products/ with cache headers.
+    pictures.write_all(PICTURES)
     digest = _digest(_inputs())
     bin_ = FRONTEND / "node_modules" / ".bin"
     _run([str(bin_ / "tsc"), "-b"])
     staging = FRONTEND / "dist.next"
     _run([str(bin_ / "vite"), "build", "--outDir", str(staging), "--emptyOutDir"])
-    # The demo products' pictures, drawn by the project, beside the bundle (NGINX serves
-    # them under /images/products/ with cache headers).
-    pictures.write_all(staging / "images" / "products")
     old = FRONTEND / "dist.old"
     shutil.rmtree(old, ignore_errors=True)
     if DIST.exists():

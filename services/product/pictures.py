@@ -2,9 +2,10 @@
 downloads, no binary assets in git), the same bytes on every run.
 
 Each picture is a 4:3 card: a two-colour gradient picked from the product id, the
-category's glyph and the product's name. The storefront build writes them next to the
-bundle (`python -m services.product.pictures <dir>`, run by stack/frontend.py and the
-gateway image's build; stdlib only), NGINX
+category's glyph and the product's name. The storefront build writes them into
+frontend/public/images/products/ (not committed), which every Vite build copies into the
+bundle (`python -m services.product.pictures <dir>`, run by stack/frontend.py; the gateway
+image's build runs it in its own stage; stdlib only), NGINX
 serves them under /images/products/<id>.svg with cache headers (mesh/nginx.py), and the
 demo catalog's image URLs point there (services/product/demo.py).
 """
@@ -69,7 +70,11 @@ def write_all(directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     count = 0
     for pid, name, _, category, _, _ in demo_items():
-        (directory / f"{pid}.svg").write_text(svg(pid, name, category))
+        path, text = directory / f"{pid}.svg", svg(pid, name, category)
+        # Unchanged pictures keep their file (and mtime): the stack's frontend watcher
+        # rebuilds on any change of its inputs, these among them.
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
         count += 1
     return count
 
