@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "internal_authz": ("bench.internal_authz", ["--rounds", "6", "--seconds", "3"], 300),
     "pricing_ab": ("bench.pricing_ab", ["--rounds", "4", "--orders", "40"], 600),
     "currency_ab": ("bench.currency_ab", ["--rounds", "4", "--seconds", "3"], 300),
+    "recommendation_events": ("bench.recommendation_events", ["--events", "2000"], 600),
     "frontend_transport": (
         "bench.frontend_transport",
         ["--rounds", "5", "--seconds", "10", "--slice-calls", "50"],

@@ -25,6 +25,9 @@ class RecommendationConfig:
         SERVICES["product"].local_addr, help="product service host:port (cold start)"
     )
     max_batch: int = setting(200, help="records per poll")
+    tx_events: int = setting(
+        200, help="OrderPlaced events of a partition counted in one transaction (1: each alone)"
+    )
     retry_max_s: float = setting(
         5.0, help="a record that failed (database down) is retried in place, backing off to this"
     )
@@ -45,8 +48,10 @@ class RecommendationConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RecommendationConfig:
         cfg = load(cls, PREFIX, environ)
-        if cfg.max_batch < 1 or cfg.retry_max_s <= 0:
-            raise ConfigError(f"{PREFIX}_MAX_BATCH >= 1 and {PREFIX}_RETRY_MAX_S > 0")
+        if cfg.max_batch < 1 or cfg.tx_events < 1 or cfg.retry_max_s <= 0:
+            raise ConfigError(
+                f"{PREFIX}_MAX_BATCH >= 1, {PREFIX}_TX_EVENTS >= 1 and {PREFIX}_RETRY_MAX_S > 0"
+            )
         host, _, port = cfg.product_addr.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"{PREFIX}_PRODUCT_ADDR={cfg.product_addr!r}: expected host:port")

@@ -1,7 +1,8 @@
 """The OrderPlaced consumer: counts co-purchases.
 
 It reads shop.orders.v1 in its own consumer group (RECOMMENDATION_GROUP_ID), in order per
-partition, and commits a partition's offset only past records that were counted,
+partition, counts a poll's OrderPlaced events of a partition in one transaction (at most
+RECOMMENDATION_TX_EVENTS), and commits a partition's offset only past records that were counted,
 recognised as counted before (the event id, recorded with the counts), ignored (other
 event types) or dead-lettered. A record that cannot be decoded or lacks its fields goes
 to <topic>.dlq at once. Anything else (its database or the registry away) is retried in
@@ -22,6 +23,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from prometheus_client import CollectorRegistry, Counter
 
 from services.recommendation import service
+from services.recommendation.domain import OrderPlaced
 from services.recommendation.events import MalformedEventError, order_placed
 from services.recommendation.ports import CoPurchaseUnitOfWork
 from services.runtime.kafka import ConsumedEvent, EventConsumer, EventProducer
@@ -30,10 +32,6 @@ from services.runtime.tracing import consume_span
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.2
-
-
-class PoisonRecordError(Exception):
-    """A record no retry can handle."""
 
 
 def is_transient_decode_error(exc: Exception) -> bool:
@@ -65,6 +63,7 @@ class OrderPlacedConsumer:
         dlq_topic: str,
         group_id: str,
         max_batch: int = 200,
+        tx_events: int = 200,
         retry_max_s: float = 5.0,
     ) -> None:
         self.consumer = consumer
@@ -74,6 +73,7 @@ class OrderPlacedConsumer:
         self.dlq_topic = dlq_topic
         self.group_id = group_id
         self.max_batch = max_batch
+        self.tx_events = tx_events
         self.retry_max_s = retry_max_s
         self._stopping = asyncio.Event()
 
@@ -95,12 +95,12 @@ class OrderPlacedConsumer:
             commit: dict[TopicPartition, int] = {}
             failed = False
             for tp, events in by_tp.items():
-                for ev in events:
-                    if not await self._one(ev):
-                        self.consumer.raw.seek(tp, ev.offset)  # again next poll, in order
-                        failed = True
-                        break
-                    commit[tp] = ev.offset + 1
+                done = await self._partition(events)
+                if done:
+                    commit[tp] = events[done - 1].offset + 1
+                if done < len(events):
+                    self.consumer.raw.seek(tp, events[done].offset)  # again next poll, in order
+                    failed = True
             if commit:
                 try:
                     await self.consumer.commit_offsets(commit)
@@ -112,28 +112,64 @@ class OrderPlacedConsumer:
             else:
                 backoff = RETRY_FIRST_S
 
-    async def _one(self, ev: ConsumedEvent) -> bool:
-        """True when the record is done with (its offset may be committed)."""
-        with consume_span(ev, **{"messaging.consumer.group.name": self.group_id}):
-            try:
-                if ev.error is not None:
-                    if is_transient_decode_error(ev.error):
-                        raise ev.error
-                    raise PoisonRecordError(f"undecodable: {type(ev.error).__name__}")
-                try:
-                    event = order_placed(ev.name, ev.value)
-                except MalformedEventError as exc:
-                    raise PoisonRecordError(str(exc)) from None
-                if event is None:
-                    self.metrics.events.labels("ignored").inc()
-                    return True
-                counted = await service.order_placed(event, self.uow())
-            except PoisonRecordError as exc:
-                return await self._dead_letter(ev, str(exc))
-            except Exception:
-                log.exception("could not count %s:%s@%s", ev.topic, ev.partition, ev.offset)
+    def _classify(self, ev: ConsumedEvent) -> tuple[str, OrderPlaced | str | None]:
+        """("event", OrderPlaced), ("ignore", None), ("poison", why) or ("retry", None)."""
+        if ev.error is not None:
+            if is_transient_decode_error(ev.error):
+                log.warning("cannot decode %s:%s@%s yet", ev.topic, ev.partition, ev.offset)
+                return "retry", None
+            return "poison", f"undecodable: {type(ev.error).__name__}"
+        try:
+            event = order_placed(ev.name, ev.value)
+        except MalformedEventError as exc:
+            return "poison", str(exc)
+        return ("ignore", None) if event is None else ("event", event)
+
+    async def _partition(self, records: list[ConsumedEvent]) -> int:
+        """Handles one partition's records in order: OrderPlaced events counted together, up
+        to `tx_events` per transaction; returns how many leading records are done with."""
+        done = 0
+        pending: list[tuple[int, OrderPlaced]] = []
+
+        async def flush() -> bool:
+            nonlocal done
+            if not pending:
+                return True
+            if not await self._count(records[pending[0][0]], [e for _, e in pending]):
                 return False
-        self.metrics.events.labels("counted" if counted else "duplicate").inc()
+            done = pending[-1][0] + 1
+            pending.clear()
+            return True
+
+        for i, ev in enumerate(records):
+            kind, value = self._classify(ev)
+            if kind == "event":
+                pending.append((i, value))  # type: ignore[arg-type]
+                if len(pending) >= self.tx_events and not await flush():
+                    return done
+                continue
+            if not await flush() or kind == "retry":
+                return done
+            if kind == "poison" and not await self._dead_letter(ev, str(value)):
+                return done
+            if kind == "ignore":
+                self.metrics.events.labels("ignored").inc()
+            done = i + 1
+        await flush()
+        return done
+
+    async def _count(self, first: ConsumedEvent, events: list[OrderPlaced]) -> bool:
+        """One transaction for the events; False (to be retried) when it failed."""
+        with consume_span(first, **{"messaging.consumer.group.name": self.group_id}):
+            try:
+                counted = await service.orders_placed(events, self.uow())
+            except Exception:
+                log.exception(
+                    "could not count %s:%s@%s", first.topic, first.partition, first.offset
+                )
+                return False
+        self.metrics.events.labels("counted").inc(counted)
+        self.metrics.events.labels("duplicate").inc(len(events) - counted)
         return True
 
     async def _dead_letter(self, ev: ConsumedEvent, error: str) -> bool:

@@ -47,6 +47,7 @@ class RecommendationApp:
             dlq_topic=cfg.dlq_topic,
             group_id=cfg.group_id,
             max_batch=cfg.max_batch,
+            tx_events=cfg.tx_events,
             retry_max_s=cfg.retry_max_s,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -9,9 +10,10 @@ from services.recommendation.domain import OrderPlaced, Suggestion
 
 
 class CoPurchases(Protocol):
-    async def record(self, event: OrderPlaced) -> bool:
-        """Count the event's pairs unless its event id was counted before; True if counted.
-        The id and the counts are written in one transaction."""
+    async def record(self, events: Sequence[OrderPlaced]) -> list[str]:
+        """Count the pairs of each event whose id was not counted before (also within
+        `events`); returns the ids counted. The ids and the counts are written in the one
+        transaction of the unit of work."""
         ...
 
     async def also_bought(self, product_id: str, limit: int) -> list[Suggestion]:

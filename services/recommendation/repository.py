@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -16,31 +17,39 @@ class SqlCoPurchases:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def record(self, event: OrderPlaced) -> bool:
-        claimed = (
-            await self.conn.execute(
-                text(
-                    "INSERT INTO counted_events (event_id, order_id) VALUES (:e, :o) "
-                    "ON CONFLICT DO NOTHING RETURNING event_id"
-                ),
-                {"e": event.event_id, "o": event.order_id},
-            )
-        ).first()
-        if claimed is None:
-            return False
-        pairs = event.pairs()
+    async def record(self, events: Sequence[OrderPlaced]) -> list[str]:
+        if not events:
+            return []
+        rows = await self.conn.execute(
+            text(
+                "INSERT INTO counted_events (event_id, order_id) "
+                "SELECT * FROM unnest(CAST(:e AS text[]), CAST(:o AS text[])) "
+                "ON CONFLICT DO NOTHING RETURNING event_id"
+            ),
+            {"e": [ev.event_id for ev in events], "o": [ev.order_id for ev in events]},
+        )
+        counted = {r.event_id for r in rows}
+        pairs: Counter[tuple[str, str]] = Counter()
+        for ev in {ev.event_id: ev for ev in events if ev.event_id in counted}.values():
+            pairs.update(ev.pairs())
         if pairs:
-            # Sorted pairs: concurrent orders lock the same rows in the same order.
+            # Sorted pairs: concurrent batches lock the same rows in the same order.
+            ordered = sorted(pairs.items())
             await self.conn.execute(
                 text(
                     "INSERT INTO co_purchases (product_id, other_id, orders) "
-                    "SELECT a, b, 1 FROM unnest(CAST(:a AS text[]), CAST(:b AS text[])) AS p(a, b) "
+                    "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), "
+                    "CAST(:n AS bigint[])) "
                     "ON CONFLICT (product_id, other_id) "
-                    "DO UPDATE SET orders = co_purchases.orders + 1"
+                    "DO UPDATE SET orders = co_purchases.orders + EXCLUDED.orders"
                 ),
-                {"a": [a for a, _ in pairs], "b": [b for _, b in pairs]},
+                {
+                    "a": [a for (a, _), _ in ordered],
+                    "b": [b for (_, b), _ in ordered],
+                    "n": [n for _, n in ordered],
+                },
             )
-        return True
+        return sorted(counted)
 
     async def also_bought(self, product_id: str, limit: int) -> list[Suggestion]:
         rows = await self.conn.execute(

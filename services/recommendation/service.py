@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from services.recommendation.domain import (
     DEFAULT_LIMIT,
@@ -18,10 +19,11 @@ from services.recommendation.ports import Catalog, CoPurchaseUnitOfWork
 log = logging.getLogger(__name__)
 
 
-async def order_placed(event: OrderPlaced, uow: CoPurchaseUnitOfWork) -> bool:
-    """Count the order's co-purchases once; False for a redelivered (already counted) event."""
+async def orders_placed(events: Sequence[OrderPlaced], uow: CoPurchaseUnitOfWork) -> int:
+    """Count the orders' co-purchases, each event once (a redelivered one counts nothing), in
+    one transaction; returns how many were counted."""
     async with uow.write() as repo:
-        return await repo.record(event)
+        return len(await repo.record(events))
 
 
 async def recommend(

@@ -21,13 +21,16 @@ class FakeCoPurchases:
         self.seen: set[str] = set()
         self.counts: dict[tuple[str, str], int] = {}
 
-    async def record(self, event: OrderPlaced) -> bool:
-        if event.event_id in self.seen:
-            return False
-        self.seen.add(event.event_id)
-        for pair in event.pairs():
-            self.counts[pair] = self.counts.get(pair, 0) + 1
-        return True
+    async def record(self, events: list[OrderPlaced]) -> list[str]:
+        counted = []
+        for event in events:
+            if event.event_id in self.seen:
+                continue
+            self.seen.add(event.event_id)
+            counted.append(event.event_id)
+            for pair in event.pairs():
+                self.counts[pair] = self.counts.get(pair, 0) + 1
+        return counted
 
     async def also_bought(self, product_id: str, limit: int) -> list[Suggestion]:
         mine = [(b, n) for (a, b), n in self.counts.items() if a == product_id]
@@ -73,9 +76,8 @@ async def test_also_bought_most_often_first_and_an_event_counts_once():
     uow = FakeUow(repo)
     events = [OrderPlaced(f"e{i}", f"o{i}", frozenset(b)) for i, b in
               enumerate([{"x", "y"}, {"x", "y", "z"}, {"x", "z"}, {"x", "y"}])]  # fmt: skip
-    for ev in events:
-        assert await service.order_placed(ev, uow)
-    assert not await service.order_placed(events[0], uow)  # redelivered
+    assert await service.orders_placed(events[:1], uow) == 1
+    assert await service.orders_placed([*events, events[1]], uow) == 3  # redelivered, twice
     got = await service.recommend("x", 0, uow, FakeCatalog())
     assert got.source is Source.ALSO_BOUGHT
     assert got.suggestions == (Suggestion("y", 3), Suggestion("z", 2))
