@@ -4,7 +4,8 @@
 request and reply classes the descriptor names, so a new RPC in the .proto is served by
 every stand-in without a hand edit. Each method answers from `answers` (a reply message,
 or a function of the request, sync or async) or else from `default`: UNIMPLEMENTED, or an
-empty reply. Calls are counted per method.
+empty reply. Calls are counted per method; `on_call(path, metadata)`, when given, sees the
+metadata of every call (e.g. the headers a proxy added).
 
     product = Stub(product_pb2.DESCRIPTOR.services_by_name["ProductService"],
                    {"GetProduct": lambda req: GetProductResponse(...)})
@@ -59,6 +60,7 @@ class Stub:
         answers: Mapping[str, Answer] | None = None,
         *,
         default: str = UNIMPLEMENTED,
+        on_call: Callable[[str, dict[str, str]], None] | None = None,
     ) -> None:
         unknown = sorted(set(answers or {}) - {m.name for m in service.methods})
         if unknown:
@@ -68,6 +70,7 @@ class Stub:
         self.service = service
         self.answers = dict(answers or {})
         self.default = default
+        self.on_call = on_call
         self.calls: Counter[str] = Counter()
         self._mapping = {
             f"/{service.full_name}/{m.name}": self._handler(m) for m in service.methods
@@ -115,6 +118,14 @@ class Stub:
                 await stream.recv_message()
                 calls[name] += 1
                 raise GRPCError(Status.UNIMPLEMENTED, f"{name}: not answered by this stub")
+
+        if self.on_call is not None:  # wrapped only when asked: benchmarks' stubs stay lean
+            answer_call, note = handle, self.on_call
+            path = f"/{self.service.full_name}/{name}"
+
+            async def handle(stream: Any) -> None:
+                note(path, dict(stream.metadata or {}))
+                await answer_call(stream)
 
         handle.__qualname__ = f"Stub.{name}"
         return Handler(handle, Cardinality.UNARY_UNARY, request, reply)

@@ -29,13 +29,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib.client import Channel
-from grpclib.const import Cardinality, Handler
 from grpclib.health.service import Health
 from grpclib.server import Server
 
 from mesh import envoy
 from mesh.api import load
 from mesh.generate import DESCRIPTOR, OUT
+from mesh.stubs import Stub
 from mesh.testing import PrivateEnvoy, free_port
 from services.runtime.auth import (
     DEFAULT_AUDIENCE,
@@ -58,42 +58,33 @@ FORGED = b64url(json.dumps({"iss": DEFAULT_ISSUER, "sub": "u-victim", "roles": [
 @dataclass
 class Recorder:
     """Stands in for the auth (GetJwks), user (GetUser) and product (ListProducts,
-    CreateProduct) services; records the metadata of every call it serves."""
+    CreateProduct) services, stubs built from their descriptors (mesh/stubs.py); records
+    the metadata of every call they serve."""
 
     key: Ed25519PrivateKey
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
-    def __mapping__(self) -> dict[str, Handler]:
-        def unary(path: str, req: type, reply: object) -> Handler:
-            async def handler(stream) -> None:  # type: ignore[no-untyped-def]
-                await stream.recv_message()
-                self.calls.append((path, dict(stream.metadata)))
-                await stream.send_message(reply)
-
-            return Handler(handler, Cardinality.UNARY_UNARY, req, type(reply))
+    def servables(self) -> list[Stub]:
+        def note(path: str, metadata: dict[str, str]) -> None:
+            self.calls.append((path, metadata))
 
         jwks = apb.GetJwksResponse(keys=[apb.Jwk(**okp_jwk(self.key.public_key(), KID))])
-        return {
-            p: unary(p, req, reply)
-            for p, req, reply in (
-                ("/shop.auth.v1.AuthService/GetJwks", apb.GetJwksRequest, jwks),
-                (
-                    "/shop.user.v1.UserService/GetUser",
-                    upb.GetUserRequest,
-                    upb.GetUserResponse(user=upb.User(id="u-alice")),
-                ),
-                (
-                    "/shop.product.v1.ProductService/ListProducts",
-                    ppb.ListProductsRequest,
-                    ppb.ListProductsResponse(),
-                ),
-                (
-                    "/shop.product.v1.ProductService/CreateProduct",
-                    ppb.CreateProductRequest,
-                    ppb.CreateProductResponse(product=ppb.Product(id="p-1")),
-                ),
-            )
-        }
+        return [
+            Stub(apb.DESCRIPTOR.services_by_name["AuthService"], {"GetJwks": jwks}, on_call=note),
+            Stub(
+                upb.DESCRIPTOR.services_by_name["UserService"],
+                {"GetUser": upb.GetUserResponse(user=upb.User(id="u-alice"))},
+                on_call=note,
+            ),
+            Stub(
+                ppb.DESCRIPTOR.services_by_name["ProductService"],
+                {
+                    "ListProducts": ppb.ListProductsResponse(),
+                    "CreateProduct": ppb.CreateProductResponse(product=ppb.Product(id="p-1")),
+                },
+                on_call=note,
+            ),
+        ]
 
     def received(self, path: str) -> list[dict[str, str]]:
         return [md for p, md in self.calls if p == path]
@@ -123,7 +114,7 @@ class Edge:
 async def edge(tmp_path) -> AsyncIterator[Edge]:
     recorder = Recorder(Ed25519PrivateKey.generate())
     upstream = free_port()
-    server = Server([recorder, Health()])
+    server = Server([*recorder.servables(), Health()])
     await server.start("127.0.0.1", upstream)
     port, internal, admin = free_port(), free_port(), free_port()
     opt = envoy.EnvoyOptions(

@@ -69,3 +69,14 @@ def _add(fds, fd) -> None:
     for dep in fd.dependencies:
         _add(fds, dep)
     fds.file.add().ParseFromString(fd.serialized_pb)
+
+
+async def test_on_call_sees_every_calls_metadata():
+    seen: list[tuple[str, dict[str, str]]] = []
+    stub = Stub(SERVICE, default=EMPTY, on_call=lambda path, md: seen.append((path, md)))
+    async with ChannelFor([stub]) as channel:
+        client = product_grpc.ProductServiceStub(channel)
+        await client.GetProduct(pb.GetProductRequest(id="p-1"), metadata={"x-who": "edge"})
+    assert [(p, md.get("x-who")) for p, md in seen] == [
+        ("/shop.product.v1.ProductService/GetProduct", "edge")
+    ]
