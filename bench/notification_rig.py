@@ -150,26 +150,21 @@ class Mailbox:
 def serve_stand_in_users(port: int) -> None:
     """`python -m bench.notification_rig users PORT`: GetUser for any id (a made-up user
     whose address is `<id>@bench.test`), in its own process so its CPU is counted apart."""
-    from grpclib import GRPCError, Status
     from grpclib.server import Server
 
     from bench.common import run_main
-    from shop.user.v1 import user_grpc, user_pb2
+    from mesh.stubs import Stub
+    from shop.user.v1 import user_pb2
 
-    class StandInUsers(user_grpc.UserServiceBase):
-        async def GetUser(self, stream) -> None:
-            req = await stream.recv_message()
-            user = user_pb2.User(id=req.id, email=f"{req.id}@bench.test", display_name="Bench")
-            await stream.send_message(user_pb2.GetUserResponse(user=user))
+    def get_user(req: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
+        user = user_pb2.User(id=req.id, email=f"{req.id}@bench.test", display_name="Bench")
+        return user_pb2.GetUserResponse(user=user)
 
-        async def _no(self, stream) -> None:
-            raise GRPCError(Status.UNIMPLEMENTED)
-
-        RegisterUser = UpdateProfile = AddAddress = ListAddresses = RemoveAddress = _no
-        CheckCredentials = _no
+    # A stub from the service descriptor (mesh/stubs.py): the other methods UNIMPLEMENTED.
+    users = Stub(user_pb2.DESCRIPTOR.services_by_name["UserService"], {"GetUser": get_user})
 
     async def main() -> None:
-        server = Server([StandInUsers()])
+        server = Server([users])
         await server.start("127.0.0.1", port)
         stopped = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
