@@ -42,7 +42,7 @@ FILES = (
     "openapi/openapi.json",
     "openapi/docs.html",
 )
-# The committed config's addresses (mesh/envoy.py EnvoyOptions, mesh/nginx.py NginxOptions).
+# The committed config's addresses (mesh/envoy/ EnvoyOptions, mesh/nginx.py NginxOptions).
 ENVOY_EDGE, ENVOY_INTERNAL, ENVOY_ADMIN = 8081, 8082, 9901
 NGINX_LISTEN, NGINX_STATUS = 8080, 8088
 UNLIMITED = 1_000_000

@@ -1,4 +1,4 @@
-"""The Connect protocol at the edge, beside gRPC-Web and REST (mesh/envoy.py wires it in).
+"""The Connect protocol at the edge, beside gRPC-Web and REST (mesh/envoy/ wires it in).
 
 Connect unary calls are POST /api/<package>.<Service>/<Method> with an application/proto or
 application/json body and a Connect-Protocol-Version header, or GET with

@@ -8,7 +8,7 @@ protocol's clients read:
   its gRPC-Web filter turns a plain local reply into them; NGINX adds them here).
 
 One table says, per HTTP status, which code it carries and what the message tells the
-caller to do; mesh/envoy.py (local_reply_config), mesh/nginx.py (error pages) and
+caller to do; mesh/envoy/ (local_reply_config), mesh/nginx.py (error pages) and
 mesh/openapi.py (documented responses) read it. Imports nothing from the other generators.
 """
 

@@ -1,5 +1,5 @@
 """Token checks in the mesh, from the schema's policy (access level and callers; owned by the
-auth work: mesh/envoy.py and mesh/istio.py call in here and know nothing else about tokens).
+auth work: mesh/envoy/ and mesh/istio.py call in here and know nothing else about tokens).
 
 The user-token issuer and audience are parameters: the generator's callers pass
 services/runtime/auth.py's AuthConfig (SHOPMESH_JWT_ISSUER / _AUDIENCE), the one setting the
@@ -67,7 +67,7 @@ JWKS_CACHE_S = 60
 METADATA_KEY = "jwt_payload"
 JWT_CACHE_SIZE = 1000  # verified tokens remembered per worker (internal listener)
 API_PREFIX = "/api"  # mesh.envoy.API_PREFIX (not imported: envoy imports this module)
-# Admin-only edge route answering 200 (mesh/envoy.py): NGINX's auth_request for /api/ops/.
+# Admin-only edge route answering 200 (mesh/envoy/): NGINX's auth_request for /api/ops/.
 OPS_AUTHZ_PATH = API_PREFIX + "/ops/authz"
 
 

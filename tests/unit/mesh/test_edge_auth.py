@@ -1,5 +1,5 @@
 """Token checks the mesh generator derives from the schema's access option (mesh/jwt.py,
-mesh/envoy.py, mesh/istio.py): the edge strips a client-sent claims header before anything
+mesh/envoy/, mesh/istio.py): the edge strips a client-sent claims header before anything
 reads it, jwt_authn requires the auth provider on exactly the user and admin methods, RBAC
 needs the admin role on exactly the admin methods, and Istio's policies say the same.
 
