@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -112,7 +113,7 @@ async def test_a_redelivered_event_is_counted_once(recs, producer, orders_topic,
 
 
 async def test_a_poison_record_is_dead_lettered_and_the_partition_moves_on(
-    recs, producer, orders_topic
+    recs, producer, orders_topic, infra
 ):
     tag = uuid.uuid4().hex[:8]
     key = uuid.uuid4().hex
@@ -124,6 +125,23 @@ async def test_a_poison_record_is_dead_lettered_and_the_partition_moves_on(
         return await also_bought(recs, f"rx-{tag}-a") == [(f"rx-{tag}-b", 1)]
 
     await eventually(counted)
+    consumer = AIOKafkaConsumer(
+        f"{orders_topic}.dlq", bootstrap_servers=infra.kafka_bootstrap, group_id=None,
+        auto_offset_reset="earliest",
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        found: list = []
+        async with asyncio.timeout(20):
+            while not any(r.key == key.encode() for r in found):
+                for batch in (await consumer.getmany(timeout_ms=300)).values():
+                    found.extend(batch)
+    finally:
+        await consumer.stop()
+    dead = next(r for r in found if r.key == key.encode())
+    headers = dict(dead.headers)
+    assert dead.value == b"\x00not avro" and headers["x-dlq-reason"] == b"poison"
+    assert headers["x-dlq-group"].startswith(b"rt-")
 
 
 @pytest.fixture(scope="module")
