@@ -1,5 +1,6 @@
 """Order service throughput: PlaceOrder and GetOrder over gRPC (loopback, direct), and the
 outbox relay's events/s against raw producers, all in one run. Writes bench/results/order.json.
+The relay leg is bench/order_relay_bench.py; the seeded orders, bench/order_fixtures.py.
 
 - rpc: an order server in this process (port 0, its own scratch database, relay and sweeper
   off) talking to the stack's product and user services. PlaceOrder (user check, reserve,
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
@@ -34,29 +34,24 @@ import platform
 import statistics
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from grpclib.client import Channel  # noqa: E402
 
 from bench.common import BenchFailed, check_loopback, median_range, write_result  # noqa: E402
+from bench.order_fixtures import MONGO, seed_confirmed  # noqa: E402
+from bench.order_relay_bench import bench_relay  # noqa: E402
 from mesh.testing import GRPC_WEB_HEADERS, grpc_web_parse, grpc_web_request  # noqa: E402
 from services.order.clients import GrpcCatalog, GrpcUsers  # noqa: E402
-from services.order.domain import Address, LineItem, Money, Order, OrderLine, PlaceOrder  # noqa: E402
 from services.order.handlers import OrderHandlers  # noqa: E402
-from services.order.outbox import OutboxRelay, to_record  # noqa: E402
-from services.order.repository import MongoOrders, unpack_entry  # noqa: E402
+from services.order.repository import MongoOrders  # noqa: E402
 from services.order.service import OrderService  # noqa: E402
 from services.runtime.auth import RuntimeAuth  # noqa: E402
-from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig  # noqa: E402
 from services.runtime.server import App, ServerConfig  # noqa: E402
 from shop.auth.v1 import auth_pb2  # noqa: E402
 from shop.auth.v1.auth_grpc import AuthServiceStub  # noqa: E402
@@ -70,13 +65,10 @@ from shop.user.v1 import user_pb2  # noqa: E402
 from shop.user.v1.user_grpc import UserServiceStub  # noqa: E402
 from stack.callers import as_platform  # noqa: E402
 
-MONGO = "mongodb://127.0.0.1:27017/"
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
 STACK_ORDER = ("127.0.0.1", SERVICES["order"].port)  # the stack's order service, behind Envoy
 PLACE_ORDER_WEB = "/api/shop.order.v1.OrderService/PlaceOrder"
-KAFKA = KafkaConfig(client_id="order-bench")
 MAX_CALLS = 20_000  # per scenario, bounds the run on a fast machine
-ADDR = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -116,25 +108,6 @@ async def loops(call, seconds: float, concurrency: int) -> dict[str, float]:  # 
         "p99_ms": round(pct(lat, 0.99) * 1000, 2),
         "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0.0,
     }
-
-
-def confirmed_order(user_id: str, n: int) -> tuple[Order, list[OrderLine]]:
-    """A new order of one line and the catalog line that confirms it (call order.confirm
-    with it, after storing the PENDING order when the store's path is measured too)."""
-    cmd = PlaceOrder(user_id, f"bench-{uuid.uuid4().hex}", (LineItem("p-1", 1),), ADDR)
-    order = Order.start(uuid.uuid4().hex, cmd, cmd.lines, dt.datetime.now(dt.UTC))
-    return order, [OrderLine("p-1", f"Thing {n}", 1, Money("USD", 3, 0))]
-
-
-async def seed_confirmed(repo: MongoOrders, n: int, user_id: str = "u-bench") -> list[str]:
-    ids = []
-    for i in range(n):
-        order, lines = confirmed_order(user_id, i)
-        await repo.add(order)
-        order.confirm(lines, dt.datetime.now(dt.UTC), None)
-        await repo.save(order)
-        ids.append(order.id)
-    return ids
 
 
 async def bench_rpc(seconds: float, concurrency: int, rounds: int) -> dict[str, object]:
@@ -309,86 +282,6 @@ async def bench_place_via_stack(
         "place_order_gateway_ratio_vs_stack_direct": median_range(ratios),
         "place_order_rounds": rounds,
     }
-
-
-@contextlib.asynccontextmanager
-async def scratch_topic() -> AsyncIterator[str]:
-    """A private 6-partition topic; it and its auto-registered subject go afterwards."""
-    topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": KAFKA.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(timeout=20)
-    try:
-        yield topic
-    finally:
-        admin.delete_topics([topic])[topic].result(timeout=20)
-        for suffix in ("", "?permanent=true"):
-            req = urllib.request.Request(
-                f"{KAFKA.registry_url}/subjects/{topic}-shop.events.v1.OrderPlaced{suffix}",
-                method="DELETE",
-            )
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(urllib.request.urlopen, req, timeout=5)
-
-
-async def drain(repo: MongoOrders, producer: EventProducer, topic: str) -> tuple[int, float]:
-    """Relay passes until the outbox is empty: (events published, seconds)."""
-    relay = OutboxRelay(repo, producer, topic=topic, batch=200)
-    t = time.perf_counter()
-    done = 0
-    while m := await relay.run_once():
-        done += m
-    return done, time.perf_counter() - t
-
-
-async def bench_relay(n: int) -> dict[str, object]:
-    db = f"order_bench_{uuid.uuid4().hex[:8]}"
-    repo = MongoOrders(MONGO, db)
-    await repo.open()
-    serde = AvroSerde(KAFKA.registry_url, auto_register=True)
-    out: dict[str, object] = {"events": n}
-    try:
-        async with scratch_topic() as topic:
-            t = time.perf_counter()
-            await seed_confirmed(repo, n)
-            out["seed_orders_per_s"] = round(n / (time.perf_counter() - t), 1)
-            claims = [c async for c in repo.claims.find({})]  # the outbox, before the drain
-            entries = [(c["order_id"], unpack_entry(e)) for c in claims for e in c["events"]]
-            async with EventProducer(KAFKA, serde) as producer:
-                done, wall = await drain(repo, producer, topic)
-                out["relay_events_per_s"] = round(done / wall, 1)
-                out["relay_published"] = done
-
-                t = time.perf_counter()
-                futs = [
-                    await producer.send(topic, to_record(e), key=k, event_id=e["id"])
-                    for k, e in entries
-                ]
-                await asyncio.gather(*futs)
-                out["aiokafka_producer_only_events_per_s"] = round(
-                    len(entries) / (time.perf_counter() - t), 1
-                )
-            values = [(k, await serde.encode(topic, to_record(e)), e["id"]) for k, e in entries]
-            p = Producer(
-                {"bootstrap.servers": KAFKA.bootstrap_servers, "enable.idempotence": True,
-                 "acks": "all", "linger.ms": 5}
-            )  # fmt: skip
-            t = time.perf_counter()
-            for k, v, eid in values:
-                while True:
-                    try:
-                        p.produce(topic, v, k.encode(), headers=[("event_id", eid.encode())])
-                        break
-                    except BufferError:
-                        p.poll(0.01)
-                p.poll(0)
-            p.flush(30)
-            out["confluent_producer_only_events_per_s"] = round(
-                len(values) / (time.perf_counter() - t), 1
-            )
-    finally:
-        await repo.client.drop_database(db)  # type: ignore[union-attr]
-        await repo.close()
-    return out
 
 
 async def main() -> None:

@@ -189,7 +189,7 @@ async def seed(side: Side, n: int) -> None:
 
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    from bench.order_bench import confirmed_order
+    from bench.order_fixtures import confirmed_order
     from services.order.repository import to_doc
 
     client = AsyncIOMotorClient(side.mongo_url, serverSelectionTimeoutMS=5000)
