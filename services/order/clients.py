@@ -20,11 +20,12 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from services.order.domain import (
-    CatalogUnavailableError,
-    InvalidArgument,
     LineItem,
     Money,
     OrderLine,
+)
+from services.order.errors import (
+    CatalogUnavailableError,
     OutOfStockError,
     PlacementAbandonedError,
     UnknownProductError,
@@ -36,7 +37,10 @@ from services.order.pricing import (
     ShippingUnavailableError,
 )
 from services.runtime.auth import authenticate_channel
-from services.runtime.errors import FailedPrecondition
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+)
 from services.runtime.policy import method_policy
 from services.runtime.rpc import call_metadata
 from services.runtime.tracing import instrument_channel

@@ -1,6 +1,7 @@
-"""Order aggregate, value objects, commands, events and errors.
+"""Order aggregate, value objects, commands and events (its errors: errors.py; PlaceOrder's
+rules checked at the core: validation.py).
 
-Imports only the stdlib and the runtime's error bases (which are stdlib only). The order is
+Imports only the stdlib and the order's errors (stdlib and the runtime's error bases). The order is
 the unit of consistency: every change is one document write that also carries the events it
 emits, so state and events can never disagree (ARCHITECTURE §2, transactional outbox).
 """
@@ -11,26 +12,12 @@ import datetime as dt
 import enum
 import hashlib
 import json
-import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from services.runtime.errors import (
-    Conflict,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from services.order.errors import InvalidTransitionError, MixedCurrencyError
 
-MAX_LINES = 50
-MAX_QUANTITY = 100
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 NANOS = 1_000_000_000
 
 if TYPE_CHECKING:
@@ -197,113 +184,6 @@ class OrderStatusChanged:
 
 
 Event = OrderPlaced | OrderStatusChanged
-
-
-# ---------------------------------------------------------------- errors
-
-
-class OrderNotFoundError(NotFound):
-    def __init__(self, order_id: str) -> None:
-        super().__init__(f"order {order_id} not found")
-
-
-class UserNotFoundError(NotFound):
-    def __init__(self, user_id: str) -> None:
-        super().__init__(f"user {user_id} not found")
-
-
-class UnknownProductError(InvalidArgument):
-    """A line names a product the catalog does not have (the request is wrong, not the
-    catalog's state, hence INVALID_ARGUMENT naming the line)."""
-
-    def __init__(self, field_path: str, product_id: str) -> None:
-        super().__init__(field_path, f"unknown product {product_id}")
-        self.product_id = product_id
-
-
-class OutOfStockError(FailedPrecondition):
-    def __init__(self, product_id: str = "", detail: str = "") -> None:
-        super().__init__(detail or f"not enough stock for product {product_id}".strip())
-        self.product_id = product_id
-
-
-class InvalidTransitionError(FailedPrecondition):
-    def __init__(self, current: OrderStatus, wanted: OrderStatus) -> None:
-        super().__init__(f"order is {current.value}, cannot become {wanted.value}")
-
-
-class IdempotencyKeyReusedError(InvalidArgument):
-    def __init__(self) -> None:
-        super().__init__(
-            "idempotency_key", "already used by this user for a different order request"
-        )
-
-
-class PlacementAbandonedError(Conflict):
-    """The placement lost to a cancel or the sweeper; retrying with a new key may succeed."""
-
-    def __init__(self, order_id: str) -> None:
-        super().__init__(f"order {order_id} was abandoned while being placed")
-
-
-class CatalogUnavailableError(Unavailable):
-    pass
-
-
-class UserServiceUnavailableError(Unavailable):
-    pass
-
-
-class OrderStoreUnavailableError(Unavailable):
-    """The order store (FerretDB / MongoDB) cannot be reached: UNAVAILABLE, safe to retry
-    (PlaceOrder is idempotent by key; a half-made order is resumed or swept)."""
-
-
-class MixedCurrencyError(FailedPrecondition):
-    def __init__(self) -> None:
-        super().__init__("products of one order must share one currency")
-
-
-# ---------------------------------------------------------------- validation
-
-
-def validate_place_order(cmd: PlaceOrder) -> tuple[LineItem, ...]:
-    """Every rule the schema states, checked again at the core (defence in depth: unit tests
-    and non-gRPC callers get the same answers). Returns the lines merged by product, since
-    a reservation holds one line per product."""
-    bad: list[FieldViolation] = []
-    if not _ID.match(cmd.user_id):
-        bad.append(FieldViolation("user_id", "must be 1-64 characters [A-Za-z0-9_-]"))
-    if not _KEY.match(cmd.idempotency_key):
-        bad.append(FieldViolation("idempotency_key", "must be 8-128 characters [A-Za-z0-9_.:-]"))
-    if not cmd.lines:
-        bad.append(FieldViolation("lines", "at least one line is required"))
-    elif len(cmd.lines) > MAX_LINES:
-        bad.append(FieldViolation("lines", f"at most {MAX_LINES} lines"))
-    for i, line in enumerate(cmd.lines[: MAX_LINES + 1]):
-        if not _ID.match(line.product_id):
-            bad.append(FieldViolation(f"lines[{i}].product_id", "must be 1-64 [A-Za-z0-9_-]"))
-        if not 1 <= line.quantity <= MAX_QUANTITY:
-            bad.append(FieldViolation(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}"))
-    if cmd.currency_code and not _CURRENCY.match(cmd.currency_code):
-        bad.append(FieldViolation("currency_code", "must be an ISO 4217 code, e.g. EUR"))
-    if cmd.shipping_quote_id is not None and not _ID.match(cmd.shipping_quote_id):
-        bad.append(FieldViolation("shipping_quote_id", "must be 1-64 characters [A-Za-z0-9_-]"))
-    a = cmd.shipping_address
-    if a is None:
-        bad.append(FieldViolation("shipping_address", "is required"))
-    else:
-        for name in ("recipient_name", "line1", "city", "postal_code"):
-            if not getattr(a, name).strip():
-                bad.append(FieldViolation(f"shipping_address.{name}", "is required"))
-        if not _COUNTRY.match(a.country_code):
-            bad.append(FieldViolation("shipping_address.country_code", "must be ISO 3166 alpha-2"))
-    if bad:
-        raise InvalidArgument.many(bad)
-    merged: dict[str, int] = {}
-    for line in cmd.lines:
-        merged[line.product_id] = merged.get(line.product_id, 0) + line.quantity
-    return tuple(LineItem(p, q) for p, q in merged.items())
 
 
 def request_fingerprint(cmd: PlaceOrder) -> str:

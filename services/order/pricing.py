@@ -21,11 +21,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from services.order.domain import (
-    FailedPrecondition,
-    InvalidArgument,
     LineItem,
     Money,
     Order,
+)
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
     Unavailable,
 )
 

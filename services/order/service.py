@@ -29,22 +29,22 @@ from dataclasses import dataclass
 
 from services.order.domain import (
     CancelOrder,
-    CatalogUnavailableError,
-    IdempotencyKeyReusedError,
-    InvalidArgument,
     ListOrders,
     Order,
-    OrderNotFoundError,
     OrderStatus,
-    PlacementAbandonedError,
     PlaceOrder,
     Trace,
     UpdateOrderStatus,
-    UserNotFoundError,
-    UserServiceUnavailableError,
     new_order_id,
     request_fingerprint,
-    validate_place_order,
+)
+from services.order.errors import (
+    CatalogUnavailableError,
+    IdempotencyKeyReusedError,
+    OrderNotFoundError,
+    PlacementAbandonedError,
+    UserNotFoundError,
+    UserServiceUnavailableError,
 )
 from services.order.ports import (
     Catalog,
@@ -55,7 +55,12 @@ from services.order.ports import (
     UserDirectory,
 )
 from services.order.pricing import Pricer
-from services.runtime.errors import Conflict, DomainError
+from services.order.validation import validate_place_order
+from services.runtime.errors import (
+    Conflict,
+    DomainError,
+    InvalidArgument,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from pymongo.errors import ConnectionFailure
 
-from services.order.domain import OrderStoreUnavailableError
+from services.order.errors import OrderStoreUnavailableError
 from services.runtime import tracing
 from services.runtime.errors import Unavailable
 

@@ -9,12 +9,14 @@ import datetime as dt
 from collections.abc import Sequence
 
 from services.order.domain import (
-    CatalogUnavailableError,
     LineItem,
     Money,
     Order,
     OrderLine,
     OrderStatus,
+)
+from services.order.errors import (
+    CatalogUnavailableError,
     OutOfStockError,
     UnknownProductError,
 )

@@ -12,22 +12,24 @@ import pytest
 from services.order.domain import (
     Address,
     CancelOrder,
-    CatalogUnavailableError,
-    IdempotencyKeyReusedError,
-    InvalidTransitionError,
     LineItem,
     ListOrders,
     Money,
-    OrderNotFoundError,
     OrderPlaced,
     OrderStatus,
     OrderStatusChanged,
-    OutOfStockError,
-    PlacementAbandonedError,
     PlaceOrder,
     Trace,
-    UnknownProductError,
     UpdateOrderStatus,
+)
+from services.order.errors import (
+    CatalogUnavailableError,
+    IdempotencyKeyReusedError,
+    InvalidTransitionError,
+    OrderNotFoundError,
+    OutOfStockError,
+    PlacementAbandonedError,
+    UnknownProductError,
     UserNotFoundError,
 )
 from services.order.service import OrderService

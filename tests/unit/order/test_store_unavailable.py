@@ -9,7 +9,7 @@ import pytest
 from grpclib.const import Status
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from services.order.domain import OrderStoreUnavailableError
+from services.order.errors import OrderStoreUnavailableError
 from services.order.repository import MongoOrders
 from services.runtime.errors import to_grpc_error
 
