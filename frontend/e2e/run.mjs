@@ -376,11 +376,32 @@ const scenarios = [
       check(/max-age=\d+/.test(headers["cache-control"] ?? "") && Boolean(headers.etag), `picture cache headers: ${headers["cache-control"]} / ${headers.etag}`);
       const again = await page.request.get(BASE + pic.src, { headers: { "if-none-match": headers.etag } });
       check(again.status() === 304, `If-None-Match answered ${again.status()}, not 304`);
+      // The list page: every demo product of a category shows its own picture, at its size.
+      await goto(page, "/?category=kitchen");
+      const grid = page.getByRole("list", { name: "Products" });
+      await expectVisible(page, grid, "kitchen listing");
+      await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight)); // lazy pictures
+      await page.waitForFunction(
+        () => [...document.querySelectorAll("ul img.product-image")].every((i) => i.complete),
+        null,
+        { timeout: T },
+      );
+      const cards = await grid.locator("img.product-image").evaluateAll((imgs) =>
+        imgs.map((i) => [i.getAttribute("src"), i.getAttribute("width"), i.getAttribute("height"), i.naturalWidth]),
+      );
+      check(cards.length >= 10, `kitchen shows ${cards.length} pictures, expected its 10 demo products'`);
+      const bad = cards.filter(([src, w, h, n]) => !/^\/images\/products\/p-\d{4}\.svg$/.test(src ?? "") || w !== "480" || h !== "360" || n !== 480);
+      check(bad.length === 0, `list pictures not loaded at their size: ${JSON.stringify(bad.slice(0, 3))}`);
+      await goto(page, state.productPath);
+      await page.getByRole("heading", { name: state.productName, level: 1 }).waitFor({ timeout: T });
 
       // The signed-out cart (2 units, scenario "cart") was merged on sign-up; add one more.
       await page.getByLabel("Quantity").fill("1");
+      // The page shows the add at once; the full page load below must not cut its call short.
+      const stored = page.waitForResponse((r) => r.url().endsWith("/shop.cart.v1.CartService/AddItem"), { timeout: T });
       await page.getByRole("button", { name: "Add to cart" }).click();
       await page.getByText(`Added 1 × ${state.productName}`).waitFor({ timeout: T });
+      check((await stored).ok(), "AddItem failed");
       const quantity = async (p) => {
         const line = p.getByRole("list", { name: "Items in your cart" }).getByRole("listitem");
         await line.first().waitFor({ timeout: T });
