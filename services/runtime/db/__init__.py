@@ -24,8 +24,9 @@ replica in autocommit: one round trip instead of BEGIN READ ONLY + query + COMMI
 connections are not pinged at checkout (the ping is BEGIN + ";" + ROLLBACK, three round
 trips): a connection the server closed is dropped for free at checkout, one idle longer than
 `ping_idle_s` is pinged, and a single-statement read that still hits a lost connection is
-re-run once on the primary. `REPLICA_PRE_PING=true` / `READ_SNAPSHOT=always` restore the
-old behaviour (bench/hot_rpc.py measures both side by side).
+re-run once on the primary. `REPLICA_PRE_PING=true` / `READ_SNAPSHOT=always` ping every
+checkout and wrap every read in a transaction instead (bench/hot_rpc.py measures both side
+by side).
 
 Hot reads. `fetch(query, *args)` routes like a single-statement read but runs on a raw
 asyncpg connection (rawpool.py): the statement is prepared once per connection, and there
