@@ -37,6 +37,12 @@ class ProductRepository(ProductReader, Protocol):
 
     async def update(self, cmd: UpdateProduct) -> Product | None: ...
 
+    async def exists(self, product_id: str) -> bool: ...
+
+
+class StockRepository(Protocol):
+    """Reservations of stock for orders (the order saga's side of the catalog)."""
+
     async def reserve(
         self, order_id: str, lines: Sequence[StockLine]
     ) -> tuple[bool, list[ReservedLine]]:
@@ -58,5 +64,9 @@ class ProductRepository(ProductReader, Protocol):
 
 class ProductUnitOfWork(Protocol):
     def write(self) -> AbstractAsyncContextManager[ProductRepository]: ...
+
+    def stock(self) -> AbstractAsyncContextManager[StockRepository]:
+        """A write transaction for reservations only (the hot write path)."""
+        ...
 
     def read(self) -> AbstractAsyncContextManager[ProductReader]: ...

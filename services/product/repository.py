@@ -5,7 +5,7 @@ ListProducts run there as prepared statements on raw asyncpg connections (the ho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,14 +18,10 @@ from services.product.domain import (
     Category,
     CreateProduct,
     ListProducts,
-    Money,
     Page,
     Product,
-    Reservation,
-    ReservedLine,
     SearchProducts,
     SkuTakenError,
-    StockLine,
     UpdateProduct,
 )
 from services.product.ports import ProductReader
@@ -39,6 +35,7 @@ from services.product.queries import (
     page_of,
     product_of,
 )
+from services.product.stock import PgStockRepository
 from services.runtime.db import UnitOfWork
 
 
@@ -144,119 +141,11 @@ class SqlProductRepository:
         ).first()
         return product_of(row) if row else None
 
-    # ------------------------------------------------------------ stock reservations
-
-    async def reserve(
-        self, order_id: str, lines: Sequence[StockLine]
-    ) -> tuple[bool, list[ReservedLine]]:
-        """One statement: claim the reservation record, lock the products in id order (the
-        count over `locked` reads all of it before the update touches a row, so two
-        reservations lock in the same order and cannot deadlock), take stock where enough
-        is left (the condition and the decrement are one step: concurrent orders re-check
-        after the first commits), and record the lines taken. Not claimed: nothing taken."""
-        rows = (
-            await self.conn.execute(
-                text(
-                    "WITH claim AS ("
-                    " INSERT INTO reservations (order_id) VALUES (:o)"
-                    " ON CONFLICT DO NOTHING RETURNING order_id"
-                    "), locked AS ("
-                    " SELECT p.id FROM products p"
-                    " WHERE p.id = ANY(CAST(:pids AS text[])) AND EXISTS (SELECT 1 FROM claim)"
-                    " ORDER BY p.id FOR UPDATE"
-                    "), taken AS ("
-                    " UPDATE products p SET stock = p.stock - w.quantity, updated_at = now()"
-                    " FROM unnest(CAST(:pids AS text[]), CAST(:qtys AS int[]))"
-                    " AS w(product_id, quantity), (SELECT count(*) AS n FROM locked) l"
-                    " WHERE l.n > 0 AND p.id = w.product_id AND p.stock >= w.quantity"
-                    " RETURNING p.id, p.name, p.currency, p.price_units, p.price_nanos,"
-                    " w.quantity"
-                    "), saved AS ("
-                    " INSERT INTO reservation_lines (order_id, product_id, name, quantity,"
-                    " currency, unit_units, unit_nanos)"
-                    " SELECT :o, id, name, quantity, currency, price_units, price_nanos"
-                    " FROM taken"
-                    ") SELECT (SELECT count(*) FROM claim) AS claimed, taken.*"
-                    " FROM (VALUES (1)) AS one LEFT JOIN taken ON true ORDER BY taken.id"
-                ),
-                {
-                    "o": order_id,
-                    "pids": [ln.product_id for ln in lines],
-                    "qtys": [ln.quantity for ln in lines],
-                },
-            )
-        ).all()
-        claimed = bool(rows[0].claimed)
-        taken = [
-            ReservedLine(r.id, r.name, r.quantity, Money(r.currency, r.price_units, r.price_nanos))
-            for r in rows
-            if r.id is not None
-        ]
-        return claimed, taken
-
-    async def reservation(self, order_id: str) -> Reservation | None:
-        head = (
-            await self.conn.execute(
-                text("SELECT released_at FROM reservations WHERE order_id = :o"), {"o": order_id}
-            )
-        ).first()
-        if head is None:
-            return None
-        rows = await self.conn.execute(
-            text(
-                "SELECT product_id, name, quantity, currency, unit_units, unit_nanos "
-                "FROM reservation_lines WHERE order_id = :o ORDER BY product_id"
-            ),
-            {"o": order_id},
-        )
-        lines = tuple(
-            ReservedLine(
-                r.product_id, r.name, r.quantity, Money(r.currency, r.unit_units, r.unit_nanos)
-            )
-            for r in rows
-        )
-        return Reservation(order_id, lines, released=head.released_at is not None)
-
     async def exists(self, product_id: str) -> bool:
         row = await self.conn.execute(
             text("SELECT 1 FROM products WHERE id = :id"), {"id": product_id}
         )
         return row.first() is not None
-
-    async def release(self, order_id: str) -> bool:
-        row = (
-            await self.conn.execute(
-                text(
-                    "UPDATE reservations SET released_at = now() "
-                    "WHERE order_id = :o AND released_at IS NULL RETURNING order_id"
-                ),
-                {"o": order_id},
-            )
-        ).first()
-        if row is None:
-            # Tombstone: a ReserveStock for this order arriving late (after the saga gave
-            # up) must not take stock that nobody will ever release.
-            await self.conn.execute(
-                text(
-                    "INSERT INTO reservations (order_id, released_at) VALUES (:o, now()) "
-                    "ON CONFLICT DO NOTHING"
-                ),
-                {"o": order_id},
-            )
-            return False
-        lines = await self.conn.execute(
-            text(
-                "SELECT product_id, quantity FROM reservation_lines "
-                "WHERE order_id = :o ORDER BY product_id"
-            ),
-            {"o": order_id},
-        )
-        for ln in lines.all():  # product-id order, as in reserve: no deadlock
-            await self.conn.execute(
-                text("UPDATE products SET stock = stock + :q, updated_at = now() WHERE id = :id"),
-                {"id": ln.product_id, "q": ln.quantity},
-            )
-        return True
 
 
 class SqlCatalogReader:
@@ -324,6 +213,11 @@ class SqlProductUnitOfWork:
     async def write(self) -> AsyncIterator[SqlProductRepository]:
         async with self._uow.write() as conn:
             yield SqlProductRepository(conn)
+
+    @asynccontextmanager
+    async def stock(self) -> AsyncIterator[PgStockRepository]:
+        async with self._uow.write_raw() as conn:
+            yield PgStockRepository(conn)
 
     def read(self) -> _Reading:
         reader = SqlCatalogReader(self._uow)

@@ -70,7 +70,7 @@ async def reserve_stock(cmd: ReserveStock, uow: ProductUnitOfWork) -> Reservatio
     lines without touching stock. Any line short of stock (or unknown) raises, rolling back
     the claim and every line taken."""
     lines = merge_lines(list(cmd.lines))
-    async with uow.write() as repo:
+    async with uow.stock() as repo:
         claimed, reserved = await repo.reserve(cmd.order_id, lines)
         if not claimed:
             stored = await repo.reservation(cmd.order_id)
@@ -92,5 +92,5 @@ async def reserve_stock(cmd: ReserveStock, uow: ProductUnitOfWork) -> Reservatio
 
 
 async def release_stock(order_id: str, uow: ProductUnitOfWork) -> bool:
-    async with uow.write() as repo:
+    async with uow.stock() as repo:
         return await repo.release(order_id)

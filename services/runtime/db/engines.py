@@ -63,12 +63,18 @@ def make_engine(
 
 
 def make_read_pool(
-    config: DatabaseConfig, metrics: Metrics, service: str, replica: bool, size: int
+    config: DatabaseConfig,
+    metrics: Metrics,
+    service: str,
+    replica: bool,
+    size: int,
+    writes: bool = False,
 ) -> ReadPool:
-    """A raw asyncpg read pool (rawpool.py) on the primary or the replica."""
-    role = "replica" if replica else "primary"
+    """A raw asyncpg pool (rawpool.py) on the primary or the replica: read-only sessions,
+    or with `writes` the primary's raw write connections (UnitOfWork.write_raw)."""
+    role = "replica" if replica else ("primary_writes" if writes else "primary")
     kwargs = config.connect_kwargs(replica, f"{service}:{role}")
-    if not replica:
+    if not replica and not writes:
         # Fallback reads on the primary: a read never writes (as the READ ONLY
         # transaction of read()), without the round trips of BEGIN/COMMIT.
         kwargs["server_settings"]["default_transaction_read_only"] = "on"

@@ -1,4 +1,5 @@
-"""A small pool of raw asyncpg connections for single-statement reads (UnitOfWork.fetch).
+"""A small pool of raw asyncpg connections for single-statement reads (UnitOfWork.fetch)
+and, as a pool of its own on the primary, the hot write transactions (UnitOfWork.write_raw).
 
 Why not SQLAlchemy or asyncpg.Pool: measured on the product catalog's GetProduct query
 (bench/README.md, catalog_read), a read through SQLAlchemy Core's AsyncConnection costs
@@ -8,8 +9,9 @@ the query on a bare asyncpg connection ~37 us. This pool does only what a read o
 statement needs: hand out an idle connection (last in, first out, so few stay warm), open
 one when below `size`, queue callers otherwise. A connection the server closed is noticed
 for free (asyncpg saw the EOF); one idle longer than `ping_idle_s` is pinged first. There is
-no reset: the connections run single statements in autocommit, so no session state is
-left behind. asyncpg's statement cache prepares each query once per connection.
+no reset: the connections run single statements in autocommit or one transaction that
+ends in COMMIT or ROLLBACK, so no session state is left behind. asyncpg's statement cache
+prepares each query once per connection.
 """
 
 from __future__ import annotations

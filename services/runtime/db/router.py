@@ -51,6 +51,7 @@ class Database:
         self._replica_lsn = 0  # newest replay LSN seen; lets reads skip the wait query
         self._raw_primary: ReadPool | None = None
         self._raw_replica: ReadPool | None = None
+        self._raw_writes: ReadPool | None = None
         self._counters: dict[tuple[str, str], Any] = {}  # metric children, bound once
 
     # ------------------------------------------------------------ lifecycle
@@ -60,12 +61,13 @@ class Database:
         self._primary = make_engine(c, m, svc, False, c.pool_size, c.max_overflow)
         # Connections open on first use: a service that never calls fetch() opens none.
         self._raw_primary = make_read_pool(c, m, svc, False, c.pool_size)
+        self._raw_writes = make_read_pool(c, m, svc, False, c.pool_size, writes=True)
         if c.replica_port:
             self._replica = make_engine(c, m, svc, True, c.replica_pool_size, 2)
             self._raw_replica = make_read_pool(c, m, svc, True, c.replica_pool_size)
 
     async def close(self) -> None:
-        for pool in (self._raw_replica, self._raw_primary):
+        for pool in (self._raw_replica, self._raw_primary, self._raw_writes):
             if pool is not None:
                 await pool.close()
         for engine in (self._replica, self._primary):
@@ -236,6 +238,23 @@ class Database:
             return None, "replica_error"
         await conn.close()
         return None, "replica_behind"
+
+    @asynccontextmanager
+    async def raw_write_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A raw asyncpg connection on the primary for one write transaction (the caller
+        opens it). A connection the server closed is not handed out (rawpool.py); one lost
+        while in use is dropped, not returned to the pool."""
+        assert self._raw_writes is not None, "Database.open() not called"
+        conn = await self._raw_writes.acquire()
+        broken = True
+        try:
+            yield conn
+            broken = conn.is_closed()
+        except asyncpg.PostgresError:
+            broken = conn.is_closed()  # the statement's own error: the session is fine
+            raise
+        finally:
+            self._raw_writes.release(conn, broken)
 
     @asynccontextmanager
     async def read_connection(

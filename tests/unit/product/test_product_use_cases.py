@@ -112,6 +112,8 @@ class FakeUow:
             self.repo.__dict__.update(snapshot)
             raise
 
+    stock = write  # reservations: the same transactional fake
+
     @asynccontextmanager
     async def read(self):
         yield self.repo
