@@ -32,7 +32,10 @@ RULES = Path(__file__).parent / "rules.yaml"
 class Options:
     migrate_on_start: bool = setting(True, help="run Alembic migrations before serving")
     currency_addr: str = setting(SERVICES["currency"].local_addr, help="currency service host:port")
-    rules_file: str = setting(str(RULES), help="the price rules (zones, fees), YAML")
+    rules_file: str = setting(
+        "",
+        help="the price rules (zones, fees), YAML; empty: the bundled services/shipping/rules.yaml",
+    )
     quote_ttl_s: float = setting(900.0, help="how long an order may name a quote")
 
 
@@ -54,7 +57,8 @@ class ShippingConfig:
         if not host or not port.isdigit():
             raise ConfigError(f"SHIPPING_CURRENCY_ADDR={o.currency_addr!r}: expected host:port")
         try:
-            rules = Rules.parse(yaml.safe_load(Path(o.rules_file).read_text()), o.rules_file)
+            path = Path(o.rules_file) if o.rules_file else RULES
+            rules = Rules.parse(yaml.safe_load(path.read_text()), str(path))
         except (OSError, ValueError, yaml.YAMLError) as exc:
             raise ConfigError(f"SHIPPING_RULES_FILE: {exc}") from None
         if o.quote_ttl_s <= 0:
