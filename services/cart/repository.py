@@ -7,9 +7,10 @@ than a row per line, and a cart is never read by anything but its shopper. `cart
 holds the ids of the OrderPlaced events already applied (the consumer's dedupe).
 
 Why PostgreSQL and not Redis (as Online Boutique keeps carts): measured side by side
-(bench/cart_store_ab.py, bench/README.md), Redis costs ~7x less CPU per AddItem (0.5 vs
-3.5 ms, most of PostgreSQL's in the runtime's write path: pool ping, BEGIN, two statements,
-COMMIT, the commit-LSN read) and ~1.7x less per GetCart. At the shop's mix (an add per
+(bench/cart_store_ab.py, bench/README.md), Redis cost ~7x less CPU per AddItem (0.5 vs
+3.5 ms, most of PostgreSQL's in the runtime's SQLAlchemy write path: pool ping, BEGIN, two
+statements, COMMIT, the commit-LSN read; writes now run on raw asyncpg, UnitOfWork.write_raw)
+and ~1.7x less per GetCart. At the shop's mix (an add per
 ~10 page views) that is a few percent of one core; PostgreSQL is already run, replicated
 and backed up everywhere the manifest deploys, and applies an event's id and its cart change
 in one transaction. Redis would be one more infrastructure part in every environment; the
@@ -23,7 +24,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from services.cart.domain import Cart, CartItem
 from services.runtime.db import UnitOfWork
@@ -53,15 +54,15 @@ def cart_of(user_id: str, items_json: str | None, updated_at: datetime | None) -
 
 
 class SqlCartRepository:
-    """The write side, on the unit of work's primary transaction."""
+    """The write side, on the unit of work's primary transaction (a raw asyncpg connection)."""
 
     __slots__ = ("conn",)
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
     async def _one(self, sql: str, *args: Any) -> Any:
-        return (await self.conn.exec_driver_sql(sql, args)).first()
+        return await self.conn.fetchrow(sql, *args)
 
     async def get(self, user_id: str) -> Cart:
         row = await self._one(GET_CART, user_id)
@@ -81,9 +82,9 @@ class SqlCartRepository:
 async def prune_events(uow: UnitOfWork, kept_days: int) -> int:
     """Forget applied event ids older than `kept_days` (longer than the topic keeps records,
     so no redelivery can still bring one); returns how many."""
-    async with uow.write() as conn:
-        result = await conn.exec_driver_sql(PRUNE_EVENTS, (kept_days,))
-    return int(result.rowcount or 0)
+    async with uow.write_raw() as conn:
+        status = await conn.execute(PRUNE_EVENTS, kept_days)  # "DELETE <n>"
+    return int(status.rsplit(" ", 1)[-1])
 
 
 class SqlCartReader:
@@ -125,7 +126,7 @@ class SqlCartUnitOfWork:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlCartRepository]:
-        async with self._uow.write() as conn:
+        async with self._uow.write_raw() as conn:
             yield SqlCartRepository(conn)
 
     def read(self) -> _Reading:
