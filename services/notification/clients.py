@@ -143,10 +143,22 @@ class GrpcOrderBook:
         except (OSError, TimeoutError) as exc:
             raise DependencyUnavailableError(f"order service: {type(exc).__name__}") from None
         order = reply.order
+        # In the shopper's currency when the order has one (converted_*).
         lines = tuple(
-            OrderLine(ln.product_name, ln.quantity, _money(ln.unit_price)) for ln in order.lines
+            OrderLine(
+                ln.product_name,
+                ln.quantity,
+                _money(
+                    ln.converted_unit_price
+                    if ln.HasField("converted_unit_price")
+                    else ln.unit_price
+                ),
+            )
+            for ln in order.lines
         )
-        return OrderSummary(order.id, _money(order.total), lines)
+        total = order.converted_total if order.HasField("converted_total") else order.total
+        shipping = _money(order.shipping_cost) if order.HasField("shipping_cost") else None
+        return OrderSummary(order.id, _money(total), lines, shipping)
 
     def close(self) -> None:
         self._channel.close()

@@ -30,6 +30,13 @@ class Money:
         return f"{self.currency_code} {self.amount}"
 
 
+def sum_money(amounts: list[Money]) -> Money:
+    """The sum of amounts of one currency (the first's)."""
+    nanos = sum(m.units * 10**9 + m.nanos for m in amounts)
+    units = abs(nanos) // 10**9 * (1 if nanos >= 0 else -1)
+    return Money(amounts[0].currency_code, units, nanos - units * 10**9)
+
+
 @dataclass(frozen=True)
 class OrderLine:
     product_name: str
@@ -49,8 +56,9 @@ class OrderPlaced:
     order_id: str
     user_id: str
     lines: tuple[OrderLine, ...]
-    total: Money
+    total: Money  # the lines' total, in the currency the shopper is charged in
     shipping_city: str = ""
+    shipping: Money | None = None  # when the event says (orders with a charge)
 
 
 class OrderStatus(StrEnum):
@@ -136,8 +144,14 @@ class OrderSummary:
     """What an order email shows; from the event, or from the order service."""
 
     order_id: str
-    total: Money
+    total: Money  # the lines' total
     lines: tuple[OrderLine, ...] = ()
+    shipping: Money | None = None
+
+    @property
+    def charged(self) -> Money | None:
+        """Lines plus shipping: what the shopper pays (None when shipping is not known)."""
+        return None if self.shipping is None else sum_money([self.total, self.shipping])
 
     @property
     def number(self) -> str:

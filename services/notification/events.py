@@ -18,6 +18,7 @@ from services.notification.domain import (
     OrderStatusChanged,
     UndecodableEventError,
     UserRegistered,
+    sum_money,
 )
 
 
@@ -43,17 +44,29 @@ def to_domain(name: str, v: Mapping[str, Any]) -> Event | None:
     try:
         match name:
             case "shop.events.v1.OrderPlaced":
+                # `charge` (when set): the amounts in the shopper's currency, shipping included.
+                charge = v.get("charge")
+                prices = (
+                    [_money(m) for m in charge["unit_prices"]]
+                    if charge
+                    else [_money(ln["unit_price"]) for ln in v["lines"]]
+                )
+                lines = tuple(
+                    OrderLine(ln["product_name"], int(ln["quantity"]), price)
+                    for ln, price in zip(v["lines"], prices, strict=True)
+                )
                 return OrderPlaced(
                     event_id=str(v["event_id"]),
                     occurred_at=_time(v["occurred_at"]),
                     order_id=v["order_id"],
                     user_id=v["user_id"],
-                    lines=tuple(
-                        OrderLine(ln["product_name"], int(ln["quantity"]), _money(ln["unit_price"]))
-                        for ln in v["lines"]
-                    ),
-                    total=_money(v["total"]),
+                    lines=lines,
+                    # The lines' total in the charged currency (as the order computes it).
+                    total=sum_money([ln.line_total for ln in lines])
+                    if charge
+                    else _money(v["total"]),
                     shipping_city=v.get("shipping_city", ""),
+                    shipping=_money(charge["shipping_cost"]) if charge else None,
                 )
             case "shop.events.v1.OrderStatusChanged":
                 return OrderStatusChanged(

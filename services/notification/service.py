@@ -144,7 +144,7 @@ class Notifier:
 
     async def _order(self, event: Event) -> OrderSummary | None:
         if isinstance(event, OrderPlaced):
-            return OrderSummary(event.order_id, event.total, event.lines)
+            return OrderSummary(event.order_id, event.total, event.lines, event.shipping)
         if isinstance(event, OrderStatusChanged):
             # The status event carries no total; the order service has it.
             return await self.orders.get_order(event.order_id)

@@ -159,6 +159,18 @@ class ListOrders:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What the shopper is charged, in their currency (OrderPlaced's `charge`)."""
+
+    currency_code: str
+    rate_version: int
+    unit_prices: tuple[Money, ...]  # per line, in the order of the lines
+    shipping_quote_id: str
+    shipping_cost: Money
+    grand_total: Money
+
+
+@dataclass(frozen=True)
 class OrderPlaced:
     event_id: str
     occurred_at: dt.datetime
@@ -169,6 +181,7 @@ class OrderPlaced:
     shipping_city: str
     shipping_country_code: str
     trace: Trace | None = None
+    charge: Charge | None = None
 
 
 @dataclass(frozen=True)
@@ -329,7 +342,21 @@ class Order:
                 shipping_city=self.shipping_address.city,
                 shipping_country_code=self.shipping_address.country_code,
                 trace=trace,
+                charge=self._charge(),
             )
+        )
+
+    def _charge(self) -> Charge | None:
+        grand_total = self.grand_total
+        if not self.currency_code or self.shipping_cost is None or grand_total is None:
+            return None  # not priced (no Pricer): the event says as much
+        return Charge(
+            currency_code=self.currency_code,
+            rate_version=self.rate_version,
+            unit_prices=tuple(ln.converted_unit_price or ln.unit_price for ln in self.lines),
+            shipping_quote_id=self.shipping_quote_id,
+            shipping_cost=self.shipping_cost,
+            grand_total=grand_total,
         )
 
     def fail(self, now: dt.datetime) -> None:

@@ -7,6 +7,7 @@ field; a dead shipping or currency service degrades the price, never the checkou
 from __future__ import annotations
 
 import datetime as dt
+import time
 import urllib.parse
 import uuid
 
@@ -259,3 +260,23 @@ def test_dead_currency_places_the_order_in_the_catalog_currency(stack, gw, shopp
     assert nanos(order["converted_total"]) == 89 * 10**9
     assert nanos(order["shipping_cost"]) == 9_900_000_000
     assert nanos(order["grand_total"]) == 98_900_000_000
+
+
+def test_the_confirmation_email_charges_in_the_shoppers_currency(stack, gw, shopper, products):
+    stack.require("notification", "smtp-sink")
+    p1, _ = products
+    q = quote(gw, [(p1, 1)], "EUR").json()["quote"]
+    r = place(gw, shopper, order_body(shopper, [(p1, 1)], "EUR", q["id"]))
+    assert r.status_code == 200, r.text
+    order = r.json()["order"]
+    items = nanos(order["converted_total"])
+    expected = f"EUR {items // 10**9}.{items % 10**9 // 10**7:02d}"
+    deadline = time.monotonic() + 60
+    found = None
+    while found is None and time.monotonic() < deadline:
+        got = httpx.get(f"{stack.smtp_http}/messages", params={"to": shopper["email"]}, timeout=5)
+        found = next((m for m in got.json() if order["id"][:8] in m["subject"]), None)
+        if found is None:
+            time.sleep(0.5)
+    assert found is not None, "no confirmation email"
+    assert expected in found["subject"], found["subject"]  # "... total EUR 81.88"

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.order.domain import (
     Address,
+    Charge,
     Event,
     LineItem,
     Money,
@@ -49,6 +50,17 @@ def _stored_line(line: OrderLine) -> dict[str, Any]:
     return doc
 
 
+def _charge(c: Charge) -> dict[str, Any]:
+    return {
+        "currency_code": c.currency_code,
+        "rate_version": c.rate_version,
+        "unit_prices": [_money(m) for m in c.unit_prices],
+        "shipping_quote_id": c.shipping_quote_id,
+        "shipping_cost": _money(c.shipping_cost),
+        "grand_total": _money(c.grand_total),
+    }
+
+
 def event_to_doc(event: Event) -> dict[str, Any]:
     """An outbox entry: the Avro record's fields (as shop.events.v1 names them) plus the
     record name and trace context the relay puts in headers."""
@@ -59,6 +71,7 @@ def event_to_doc(event: Event) -> dict[str, Any]:
             "total": _money(event.total),
             "shipping_city": event.shipping_city,
             "shipping_country_code": event.shipping_country_code,
+            "charge": None if event.charge is None else _charge(event.charge),
         }
     else:
         name = "shop.events.v1.OrderStatusChanged"
