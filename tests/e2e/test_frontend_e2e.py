@@ -21,7 +21,10 @@ from stack.testing import StackHandle
 
 FRONTEND = REPO_ROOT / "frontend"
 CHROMIUM = Path(os.environ.get("SHOPMESH_CHROMIUM", "/usr/bin/chromium"))
-SERVICES = ["product", "user", "auth", "order", "notification"]
+SERVICES = [
+    "product", "user", "auth", "order", "notification", "cart", "currency", "shipping",
+    "recommendation",
+]  # fmt: skip
 # Behind the ops page (through NGINX's admin-only proxy); started like a service above.
 OBSERVABILITY = ["prometheus"]
 SCENARIOS = [
@@ -29,10 +32,15 @@ SCENARIOS = [
     "browse",
     "search",
     "cart",
+    "currency",
+    "recommendations",
     "signup",
     "logout-login",
+    "server-cart",
+    "quote",
     "checkout",
     "order-confirmed",
+    "order-currency",
     "email",
     "other-user-refused",
     "phone-width",
