@@ -247,7 +247,10 @@ function ProductEditor({ product, onSaved, onClose }: { product: Product | null;
         {field("category", "Category (lower-case slug)", { required: true, pattern: "[a-z0-9\\-]+" })}
         {field("price", `Price (${currency})`, { required: true, inputMode: "decimal" })}
         {field("stock", "Stock", { required: true, type: "number", min: 0, max: 1000000 })}
-        {field("imageUrl", "Image URL (optional)", { type: "url" })}
+        {/* Text, not type="url": the project's own pictures are paths (/images/products/...),
+            which a browser's URL check refuses; the service's rule (https or such a path) answers
+            a bad one in words, naming the field. */}
+        {field("imageUrl", "Image URL or /images/products/ path (optional)", { inputMode: "url" })}
       </fieldset>
       {localError && (
         <p className="field-error" role="alert">
