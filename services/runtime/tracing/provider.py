@@ -41,11 +41,15 @@ class _Installed:
     new_trace_bound: int = 0
 
 
+# services/runtime/tracing/provider.py -> the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
 def trace_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("SHOPMESH_TRACE_DIR"):
         return Path(env["SHOPMESH_TRACE_DIR"])
-    state = env.get("SHOPMESH_STATE_DIR") or Path(__file__).resolve().parents[2] / ".stack"
+    state = env.get("SHOPMESH_STATE_DIR") or REPO_ROOT / ".stack"
     return Path(state) / "traces"
 
 
