@@ -32,6 +32,31 @@ WKT: dict[str, dict] = {
     "google.protobuf.DoubleValue": {"type": "number", "format": "double", "nullable": True},
 }
 
+
+def at_most(bound: int) -> str:
+    """A regex of the decimal numbers 0..bound (no sign, no leading zeros past one digit
+    count): a JSON Schema string of a 64-bit integer says its range, so a client that
+    generates requests from the document (schemathesis, Dredd) stays in it."""
+    digits = str(bound)
+    shorter = f"[0-9]{{1,{len(digits) - 1}}}"
+    same_length = []
+    for i, d in enumerate(digits):
+        rest = len(digits) - i - 1
+        tail = f"[0-9]{{{rest}}}" if rest else ""
+        if i == len(digits) - 1:
+            same_length.append(f"{digits[:i]}[0-{d}]")
+        elif d != "0":
+            low = "1" if i == 0 else "0"
+            if int(d) - 1 >= int(low):
+                same_length.append(f"{digits[:i]}[{low}-{int(d) - 1}]{tail}")
+    return "|".join([shorter, *same_length])
+
+
+# -2**63 itself is left out (a bound of 2**63 - 1 both ways keeps one pattern).
+_INT64 = f"^-?({at_most(2**63 - 1)})$"
+_UINT64 = f"^({at_most(2**64 - 1)})$"
+
+
 SCALARS: dict[str, dict] = {
     "string": {"type": "string"},
     "bytes": {"type": "string", "format": "byte"},
@@ -42,11 +67,11 @@ SCALARS: dict[str, dict] = {
     "uint32": {"type": "integer", "format": "int64", "minimum": 0},
     "fixed32": {"type": "integer", "format": "int64", "minimum": 0},
     # proto3 JSON writes 64-bit integers as strings (JavaScript numbers lose precision).
-    "int64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
-    "sint64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
-    "sfixed64": {"type": "string", "format": "int64", "pattern": "^-?[0-9]{1,19}$"},
-    "uint64": {"type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$"},
-    "fixed64": {"type": "string", "format": "uint64", "pattern": "^[0-9]{1,20}$"},
+    "int64": {"type": "string", "format": "int64", "pattern": _INT64},
+    "sint64": {"type": "string", "format": "int64", "pattern": _INT64},
+    "sfixed64": {"type": "string", "format": "int64", "pattern": _INT64},
+    "uint64": {"type": "string", "format": "uint64", "pattern": _UINT64},
+    "fixed64": {"type": "string", "format": "uint64", "pattern": _UINT64},
     "float": {"type": "number", "format": "float"},
     "double": {"type": "number", "format": "double"},
 }

@@ -37,7 +37,7 @@ from stack.callers import admin_bearer, as_platform, service_identity
 
 SOAK = os.environ.get("SHOPMESH_SOAK") == "1"
 
-PORTS = {n: SERVICES[n].port for n in ("product", "user", "order", "notification", "auth")}
+PORTS = {name: service.port for name, service in SERVICES.items()}  # every manifest service
 ADMIN = ("admin@shopmesh.local", "shopmesh-admin")  # demo admin (services/user/demo.py)
 PASSWORD = "reliability-" + uuid.uuid4().hex[:12]
 ADDRESS = common_pb2.Address(

@@ -193,3 +193,19 @@ def test_requests_generated_from_the_document_pass_protovalidate(api, spec, path
         assert not violations, (case.body, case.query, case.path_parameters, violations)
 
     check()
+
+
+def test_64_bit_integer_patterns_hold_exactly_their_range() -> None:
+    import random
+    import re
+
+    from mesh.openapi import _INT64, _UINT64
+
+    int64, uint64 = re.compile(_INT64), re.compile(_UINT64)
+    top = 2**63 - 1
+    edges = [0, 9, 10, top - 1, top, top + 1, 9_230_000_000_000_000_000, -top, -(10**19)]
+    rng = random.Random(7)
+    for v in edges + [rng.randint(-(2**65), 2**65) for _ in range(20_000)]:
+        assert bool(int64.match(str(v))) == (-top <= v <= top), v
+        if v >= 0:
+            assert bool(uint64.match(str(v))) == (v <= 2**64 - 1), v

@@ -48,7 +48,7 @@ async def test_answers_come_from_the_table_or_the_default():
     assert stub.calls == {"GetProduct": 1, "ListProducts": 1, "ReleaseStock": 1}
 
 
-def test_a_service_of_another_descriptor_set_gets_classes_of_its_own():
+async def test_a_service_of_another_descriptor_set_gets_classes_of_its_own():
     from google.protobuf import descriptor_pb2
 
     fds = descriptor_pb2.FileDescriptorSet()
