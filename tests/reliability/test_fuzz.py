@@ -74,7 +74,7 @@ def loop() -> Loop:
 
 @pytest.fixture(scope="module")
 def world(stack, loop: Loop) -> World:
-    stack.require("nginx", "order", "notification", "auth")
+    stack.require("nginx", *PORTS)  # every service whose methods it fuzzes
 
     async def setup() -> World:
         stubs = Stubs()

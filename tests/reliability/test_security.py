@@ -74,7 +74,7 @@ def letters(n: int = 12) -> str:
 
 @pytest.fixture(scope="module")
 def up(stack):
-    return stack.require("nginx", "order", "notification", "auth")
+    return stack.require("nginx", *PORTS)  # every service it calls
 
 
 @pytest.fixture
