@@ -21,7 +21,10 @@ to 127.0.0.1 only.
 
 Per step (users 1, 2, 3, 4, 6, 9, 14, ... (x1.5) up to --max-users, --seconds each,
 bounded request count): req/s, p50/p99 of single requests (all, reads alone, checkout
-alone), orders/s, errors.
+alone), orders/s, errors, and the CPU per request of each part of the stack (the pid files of
+`make up` name every manifest service; PostgreSQL backends by database, as
+../shared/tools/cpu_by_part.py names them), of the load generator, and of the rest of the
+machine meanwhile.
 Any error fails the run loudly. Results: the highest req/s whose p99 over all requests
 stayed under 100 ms, and the highest whose p99 of reads did (checkout is ~4% of requests,
 so PlaceOrder's latency alone decides the first; the second shows the browse capacity,
@@ -39,13 +42,16 @@ import asyncio
 import json
 import os
 import random
+import resource
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.common import BenchFailed, check_loopback, median_range, percentile, write_result
+from bench.stack_counters import stack_cpu
 
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
 MAX_REQUESTS = 60_000  # per step
@@ -213,9 +219,11 @@ async def step(
             ) as r:
                 if r.status != 200:
                     raise BenchFailed(f"EmptyCart: HTTP {r.status} {(await r.read())[:200]!r}")
+    cpu0, machine0, self0 = stack_cpu(), machine_cpu_s(), own_cpu_s()
     t0 = time.perf_counter()
     await asyncio.gather(*(shop.user(n, t0 + seconds) for n in range(users)))
     wall = time.perf_counter() - t0
+    cpu = cpu_per_request(cpu0, machine0, self0, shop.requests)
     xs = sorted(shop.lat)
     by = {k: sorted(v) for k, v in shop.lat_by.items()}
     return {
@@ -235,6 +243,7 @@ async def step(
         "cart_p50_ms": round(percentile(by["cart"], 50) * 1000, 2) if by["cart"] else None,
         "cart_p99_ms": round(percentile(by["cart"], 99) * 1000, 2) if by["cart"] else None,
         "checkouts": len(by["checkout"]),
+        "cpu_us_per_request_by_part": cpu,
         "checkout_p50_ms": (
             round(percentile(by["checkout"], 50) * 1000, 2) if by["checkout"] else None
         ),
@@ -242,6 +251,35 @@ async def step(
             round(percentile(by["checkout"], 99) * 1000, 2) if by["checkout"] else None
         ),
     }
+
+
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this load generator so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def cpu_per_request(
+    cpu0: dict[str, float], machine0: float, self0: float, requests: int
+) -> dict[str, float]:
+    """CPU us per request of each part of the stack over a step (its pid files name every
+    manifest service, PostgreSQL backends by database), the load generator, and what the
+    rest of the machine spent meanwhile (other engineers' processes on a shared machine)."""
+    if not requests:
+        return {}
+    after = stack_cpu()
+    out = {k: v - cpu0.get(k, 0.0) for k, v in after.items()}
+    out = {k: v for k, v in out.items() if v > 0}
+    out["load generator"] = own_cpu_s() - self0
+    out["(rest of the machine)"] = max(0.0, machine_cpu_s() - machine0 - sum(out.values()))
+    ranked = sorted(out.items(), key=lambda kv: -kv[1])
+    return {k: round(v / requests * 1e6, 1) for k, v in ranked}
 
 
 async def prepare(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any, str]:
@@ -303,6 +341,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "req_per_s_at_read_p99_under_threshold": best_reads["req_per_s"] if best_reads else 0.0,
         "checkout_p99_ms_at_that_step": best_reads["checkout_p99_ms"] if best_reads else None,
         "p99_ms_over_steps": median_range(s["p99_ms"] for s in steps),
+        # What each part spent per request at the knee: where the next cut must come from.
+        "cpu_us_per_request_at_knee": best["cpu_us_per_request_by_part"] if best else {},
     }
 
 
