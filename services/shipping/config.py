@@ -6,6 +6,7 @@
 | SHIPPING_DB_NAME, SHIPPING_DB_HOST, SHIPPING_DB_PRIMARY_PORT | shipping, 127.0.0.1, 5432 |
 | SHIPPING_CURRENCY_ADDR | currency's local port (the stack: Envoy, internal) |
 | SHIPPING_RULES_FILE, SHIPPING_QUOTE_TTL_S | services/shipping/rules.yaml, 900 |
+| SHIPPING_QUOTE_RETENTION_S, SHIPPING_PRUNE_INTERVAL_S | 86400, 300 (0 = no pruning) |
 
 All variables, with their descriptions: docs/config.md.
 """
@@ -37,6 +38,12 @@ class Options:
         help="the price rules (zones, fees), YAML; empty: the bundled services/shipping/rules.yaml",
     )
     quote_ttl_s: float = setting(900.0, help="how long an order may name a quote")
+    quote_retention_s: float = setting(
+        86400.0, help="how long an expired quote is kept (GetQuote answers it as expired)"
+    )
+    prune_interval_s: float = setting(
+        300.0, help="period of the task deleting quotes past their retention (0 = off)"
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class ShippingConfig:
     currency_addr: tuple[str, int]
     rules: Rules
     quote_ttl_s: float
+    quote_retention_s: float
+    prune_interval_s: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ShippingConfig:
@@ -63,6 +72,10 @@ class ShippingConfig:
             raise ConfigError(f"SHIPPING_RULES_FILE: {exc}") from None
         if o.quote_ttl_s <= 0:
             raise ConfigError("SHIPPING_QUOTE_TTL_S: must be positive")
+        if o.quote_retention_s < 0:
+            raise ConfigError("SHIPPING_QUOTE_RETENTION_S: must not be negative")
+        if o.prune_interval_s < 0:
+            raise ConfigError("SHIPPING_PRUNE_INTERVAL_S: must not be negative")
         return cls(
             server=ServerConfig.from_env(
                 "SHIPPING", env, name="shipping", grpc_port=me.port, metrics_port=me.metrics_port
@@ -72,4 +85,6 @@ class ShippingConfig:
             currency_addr=(host, int(port)),
             rules=rules,
             quote_ttl_s=o.quote_ttl_s,
+            quote_retention_s=o.quote_retention_s,
+            prune_interval_s=o.prune_interval_s,
         )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
-from services.runtime.server import Resource, run, serve
+from services.runtime.server import Resource, Task, run, serve
 from services.shipping.clients import GrpcConverter
 from services.shipping.config import ShippingConfig
 from services.shipping.handlers import ShippingHandlers
@@ -17,11 +19,12 @@ from services.shipping.repository import SqlQuoteUnitOfWork
 from services.shipping.service import ShippingService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def wire(
     config: ShippingConfig, metrics: Metrics, service: str = "shipping"
-) -> tuple[ShippingHandlers, list[Resource]]:
+) -> tuple[ShippingHandlers, list[Resource], list[Task]]:
     db = Database(config.db, metrics, service=service)
     converter = GrpcConverter(*config.currency_addr)
     core = ShippingService(
@@ -29,8 +32,24 @@ def wire(
         config.rules,
         converter,
         dt.timedelta(seconds=config.quote_ttl_s),
+        retention=dt.timedelta(seconds=config.quote_retention_s),
     )
-    return ShippingHandlers(core), [db, converter]
+    tasks: list[Task] = []
+    if config.prune_interval_s > 0:
+
+        async def pruner() -> None:
+            while True:
+                await asyncio.sleep(config.prune_interval_s)
+                try:
+                    deleted = await core.prune()
+                except Exception:
+                    log.exception("quote pruning failed")  # the next period tries again
+                    continue
+                if deleted:
+                    log.info("pruned expired quotes", extra={"fields": {"deleted": deleted}})
+
+        tasks.append(pruner)
+    return ShippingHandlers(core), [db, converter], tasks
 
 
 async def main() -> int:
@@ -43,8 +62,8 @@ async def main() -> int:
         await db.close()
         if sys.argv[1:] == ["migrate"]:
             return 0
-    handlers, resources = wire(config, metrics)
-    return await serve(config.server, [handlers], resources, metrics=metrics)
+    handlers, resources, tasks = wire(config, metrics)
+    return await serve(config.server, [handlers], resources, tasks, metrics=metrics)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -12,6 +13,10 @@ class QuoteRepository(Protocol):
     async def add(self, quote: Quote) -> None: ...
 
     async def get(self, quote_id: str) -> Quote | None: ...
+
+    async def delete_expired(self, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` quotes that expired before `before`; returns how many."""
+        ...
 
 
 class QuoteUnitOfWork(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,18 @@ class SqlQuoteRepository:
             created_at=row.created_at,
             expires_at=row.expires_at,
         )
+
+    async def delete_expired(self, before: dt.datetime, limit: int) -> int:
+        # Oldest first through quotes_expires_idx, a bounded batch per statement so a long
+        # backlog never holds one big transaction.
+        result = await self.conn.execute(
+            text(
+                "DELETE FROM quotes WHERE id IN (SELECT id FROM quotes WHERE expires_at < "
+                ":before ORDER BY expires_at LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return int(result.rowcount or 0)
 
 
 class SqlQuoteUnitOfWork:

@@ -1,4 +1,6 @@
-"""Shipping use cases: make a quote, read one. Stdlib, domain and ports."""
+"""Shipping use cases: make a quote, read one, prune the long-expired ones.
+
+Stdlib, domain and ports."""
 
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ class ShippingService:
         converter: Converter,
         ttl: dt.timedelta,
         clock: Callable[[], dt.datetime] = utcnow,
+        retention: dt.timedelta = dt.timedelta(days=1),
     ) -> None:
         self.uow = uow
         self.rules = rules
         self.converter = converter
         self.ttl = ttl
         self.clock = clock
+        self.retention = retention
 
     async def create_quote(self, cmd: CreateQuote) -> Quote:
         validate(cmd)
@@ -60,6 +64,19 @@ class ShippingService:
         async with self.uow().write() as repo:
             await repo.add(quote)
         return quote
+
+    async def prune(self, batch: int = 1000) -> int:
+        """Delete the quotes that expired more than `retention` ago, in batches of `batch`;
+        returns how many. An order can no longer name them; until then GetQuote still tells
+        "expired" from "never existed"."""
+        before = self.clock() - self.retention
+        total = 0
+        while True:
+            async with self.uow().write() as repo:
+                deleted = await repo.delete_expired(before, batch)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def get_quote(self, quote_id: str) -> Quote:
         async with self.uow().read() as repo:

@@ -31,7 +31,7 @@ def infra(stack):
 @contextlib.asynccontextmanager
 async def shipping_app(name: str, **env: str) -> AsyncIterator[shipping_grpc.ShippingServiceStub]:
     config = ShippingConfig.from_env({**os.environ, **env})
-    handlers, resources = wire(config, Metrics(name), service=name)
+    handlers, resources, _tasks = wire(config, Metrics(name), service=name)
     app = App(
         ServerConfig(name=name, health_interval_s=0.2), [handlers], resources,
         metrics=Metrics(f"{name}-server"), log_calls=False,
