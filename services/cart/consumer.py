@@ -1,69 +1,58 @@
 """The OrderPlaced consumer: takes what was ordered out of the shopper's cart.
 
-It reads shop.orders.v1 in its own consumer group (CART_GROUP_ID), one record after the
-other per partition, and commits a partition's offset only past records that were applied,
-recognised as already applied, ignored (other event types) or dead-lettered. Kafka
-delivers at least once; the cart database records each applied event id in the same
-transaction as the change (service.order_placed), so a redelivery changes nothing.
-
-Failures. A record that cannot be decoded or lacks its fields is poison: it goes to
-<topic>.dlq at once (headers as notification's: x-dlq-reason, x-dlq-source-*, plus
-x-dlq-group), and the partition moves on. Anything else (the cart database or the
-registry away) is retried in place, backing off up to CART_RETRY_MAX_S: the cart has no
-other dependency, so a record that fails for that reason would fail in any retry stage
-too, and the retry topics of shop.orders.v1 are read by notification's groups as well
-(the manifest names them per topic), which must not see the cart's copies.
+The runtime's ordered pipeline (services/runtime/kafka/pipeline.py) reads shop.orders.v1 in
+the cart's own group (CART_GROUP_ID), one record at a time per partition: poison goes to
+<topic>.dlq at once, anything else (the cart database or the registry away) is retried in
+place, backing off up to CART_RETRY_MAX_S. In place, because the retry topics of
+shop.orders.v1 are read by notification's groups, which must not see the cart's copies, and
+the cart has no other dependency a retry stage could wait out. The cart database records each
+applied event id in the same transaction as the change (service.order_placed), so a
+redelivery changes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from aiokafka import TopicPartition
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from services.cart import service
-from services.cart.events import MalformedEventError, order_placed
+from services.cart.domain import OrderPlaced
+from services.cart.events import order_placed
 from services.cart.ports import CartUnitOfWork
 from services.runtime.kafka import ConsumedEvent, EventConsumer, EventProducer
-from services.runtime.tracing import consume_span
-
-log = logging.getLogger(__name__)
-
-RETRY_FIRST_S = 0.2
+from services.runtime.kafka.pipeline import ConsumerMetrics, OrderedConsumer
 
 
-class PoisonRecordError(Exception):
-    """A record no retry can handle."""
+class CartEventMetrics(ConsumerMetrics):
+    """cart_order_events by outcome, cart_order_event_failures."""
 
-
-def is_transient_decode_error(exc: Exception) -> bool:
-    """The registry away (retry) versus a value nobody can decode (dead-letter)."""
-    if isinstance(exc, SchemaRegistryError):
-        return not 400 <= exc.http_status_code < 500
-    module = type(exc).__module__
-    return isinstance(exc, (OSError, TimeoutError)) or module.startswith(("httpx", "httpcore"))
-
-
-class CartEventMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
-            "cart_order_events",
-            "shop.orders.v1 records by outcome (applied, duplicate, ignored, dead_lettered)",
-            ["outcome"],
-            registry=registry,
-        )
-        self.failures = Counter(
-            "cart_order_event_failures", "records retried in place", registry=registry
-        )
+        super().__init__(
+            registry, "cart_order_event", "shop.orders.v1",
+            "applied, duplicate, ignored, dead_lettered",
+        )  # fmt: skip
 
 
-class OrderPlacedConsumer:
+class OrderPlacedHandler:
+    """Each OrderPlaced event in its own transaction of the cart database."""
+
+    def __init__(self, uow: Callable[[], CartUnitOfWork]) -> None:
+        self.uow = uow
+
+    def decode(self, ev: ConsumedEvent) -> OrderPlaced | None:
+        return order_placed(ev.name, ev.value)  # MalformedEventError is poison
+
+    async def apply(self, events: list[OrderPlaced]) -> Mapping[str, int]:
+        applied = 0
+        for event in events:
+            applied += await service.order_placed(event, self.uow())
+        return {"applied": applied, "duplicate": len(events) - applied}
+
+
+class OrderPlacedConsumer(OrderedConsumer[OrderPlaced]):
+    """The pipeline over the cart's handler."""
+
     def __init__(
         self,
         consumer: EventConsumer,
@@ -76,100 +65,7 @@ class OrderPlacedConsumer:
         max_batch: int = 200,
         retry_max_s: float = 5.0,
     ) -> None:
-        self.consumer = consumer
-        self.producer = producer
-        self.uow = uow
-        self.metrics = metrics
-        self.dlq_topic = dlq_topic
-        self.group_id = group_id
-        self.max_batch = max_batch
-        self.retry_max_s = retry_max_s
-        self._stopping = asyncio.Event()
-        self.ready = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        backoff = RETRY_FIRST_S
-        while not self._stopping.is_set():
-            try:
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-            except Exception:
-                log.exception("poll failed")
-                await asyncio.sleep(backoff)
-                continue
-            self.ready.set()
-            by_tp: dict[TopicPartition, list[ConsumedEvent]] = defaultdict(list)
-            for ev in batch:
-                by_tp[TopicPartition(ev.topic, ev.partition)].append(ev)
-            commit: dict[TopicPartition, int] = {}
-            failed = False
-            for tp, events in by_tp.items():
-                for ev in events:
-                    if not await self._one(ev):
-                        # Read it again next poll; the records after it wait behind it.
-                        self.consumer.raw.seek(tp, ev.offset)
-                        failed = True
-                        break
-                    commit[tp] = ev.offset + 1
-            if commit:
-                try:
-                    await self.consumer.commit_offsets(commit)
-                except Exception:
-                    log.exception("commit failed")  # redelivered; the event ids dedupe
-            if failed:
-                self.metrics.failures.inc()
-                await asyncio.sleep(backoff)
-                backoff = min(self.retry_max_s, backoff * 2)
-            else:
-                backoff = RETRY_FIRST_S
-
-    async def _one(self, ev: ConsumedEvent) -> bool:
-        """True when the record is done with (its offset may be committed)."""
-        with consume_span(ev, **{"messaging.consumer.group.name": self.group_id}):
-            try:
-                if ev.error is not None:
-                    if is_transient_decode_error(ev.error):
-                        raise ev.error
-                    raise PoisonRecordError(f"undecodable: {type(ev.error).__name__}")
-                try:
-                    event = order_placed(ev.name, ev.value)
-                except MalformedEventError as exc:
-                    raise PoisonRecordError(str(exc)) from None
-                if event is None:
-                    self.metrics.events.labels("ignored").inc()
-                    return True
-                applied = await service.order_placed(event, self.uow())
-            except PoisonRecordError as exc:
-                return await self._dead_letter(ev, str(exc))
-            except Exception:
-                log.exception("could not apply %s:%s@%s", ev.topic, ev.partition, ev.offset)
-                return False
-        self.metrics.events.labels("applied" if applied else "duplicate").inc()
-        return True
-
-    async def _dead_letter(self, ev: ConsumedEvent, error: str) -> bool:
-        headers = [
-            *((k, v) for k, v in ev.headers.items() if not k.startswith("x-dlq-")),
-            ("x-dlq-reason", b"poison"),
-            ("x-dlq-error", " ".join(error.split())[:300].encode()),
-            ("x-dlq-group", self.group_id.encode()),
-            ("x-dlq-source-topic", ev.topic.encode()),
-            ("x-dlq-source-partition", str(ev.partition).encode()),
-            ("x-dlq-source-offset", str(ev.offset).encode()),
-            ("x-dlq-timestamp-ms", str(int(time.time() * 1000)).encode()),
-        ]
-        key = ev.key.encode() if ev.key is not None else None
-        try:
-            ack = await self.producer.send_raw(self.dlq_topic, ev.raw, key=key, headers=headers)
-            await ack  # the offset moves on only once Kafka holds the copy
-        except Exception:
-            log.exception("could not dead-letter %s:%s@%s", ev.topic, ev.partition, ev.offset)
-            return False
-        self.metrics.events.labels("dead_lettered").inc()
-        log.warning(
-            "dead-lettered",
-            extra={"fields": {"topic": ev.topic, "offset": ev.offset, "error": error[:300]}},
-        )
-        return True
+        super().__init__(
+            consumer, producer, OrderPlacedHandler(uow), metrics,
+            dlq_topic=dlq_topic, group_id=group_id, max_batch=max_batch, retry_max_s=retry_max_s,
+        )  # fmt: skip

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.cart.domain import CartItem, OrderPlaced
+from services.runtime.kafka.pipeline import PoisonRecordError
 
 ORDER_PLACED = "shop.events.v1.OrderPlaced"
 
 
-class MalformedEventError(ValueError):
-    """A record of a known type without the fields the schema promises: never retried."""
+class MalformedEventError(PoisonRecordError, ValueError):
+    """A record of a known type without the fields the schema promises: never retried
+    (the runtime pipeline dead-letters it)."""
 
 
 def order_placed(name: str, v: Mapping[str, Any]) -> OrderPlaced | None:
