@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "registry": ("bench.registry_bench", [], 300),
     "auth": ("bench.auth_bench", [], 300),
     "internal_call_ab": ("bench.internal_call_ab", ["--rounds", "6"], 300),
+    "token_memory_ab": ("bench.token_memory_ab", ["--rounds", "5"], 300),
     "internal_authz": ("bench.internal_authz", ["--rounds", "6", "--seconds", "3"], 300),
     "pricing_ab": ("bench.pricing_ab", ["--rounds", "4", "--orders", "40"], 600),
     "currency_ab": ("bench.currency_ab", ["--rounds", "4", "--seconds", "3"], 300),
