@@ -102,3 +102,16 @@ def test_claim_rules():
     assert decide_claim(_entry(live, timedelta(seconds=5)), NOW, STALE) is Claim.HELD
     # its worker died: taken over (at-least-once, same Message-ID)
     assert decide_claim(_entry(live, STALE), NOW, STALE) is Claim.CLAIMED
+
+
+@pytest.mark.parametrize("units", [0, 1, 7, 19, 123456789])
+def test_money_text_is_the_decimal_amount_rounded_half_to_even(units: int):
+    """str(Money) is integer arithmetic; it must print exactly what the Decimal amount does,
+    the half-cent ties (x.xx5) included."""
+    nanos_cases = [
+        *(0, 1, 4_999_999, 5_000_000, 5_000_001, 15_000_000, 25_000_000, 125_000_000),
+        *(135_000_000, 990_000_000, 994_999_999, 995_000_000, 999_999_999, 10_000_000),
+    ]
+    for nanos in nanos_cases:
+        m = Money("EUR", units, nanos)
+        assert str(m) == f"EUR {m.amount}", (units, nanos)
