@@ -75,6 +75,7 @@ from bench.hot_rpc_servers import (
     upb_products,
 )
 from shop.product.v1 import product_pb2 as pb
+from shop.topology import SERVICES
 
 SERVICE = "/shop.product.v1.ProductService"
 MAX_CALLS = 60_000  # per point
@@ -346,7 +347,11 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--base", help="git revision serving the *_base configs (A/B)")
     ap.add_argument("--out", help="result name (default hot_rpc): a kept A/B run")
-    ap.add_argument("--catalog-port", type=int, default=int(os.environ.get("PRODUCT_PORT", 50051)))
+    ap.add_argument(
+        "--catalog-port",
+        type=int,
+        default=int(os.environ.get("PRODUCT_PORT", SERVICES["product"].port)),
+    )
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)

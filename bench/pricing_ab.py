@@ -32,6 +32,7 @@ from bench.order_cost import stack_cpu
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from stack.callers import as_platform
 
 GATEWAY = "http://127.0.0.1:8080"
@@ -48,7 +49,7 @@ async def fixtures(http: httpx.AsyncClient) -> tuple[str, str, str]:
         raise BenchFailed(f"register: {r.status_code} {r.text[:200]}")
     r = await http.post("/api/v1/auth/login", json={"email": email, "password": "bench-pw-123456"})
     tokens = r.json()["tokens"]
-    channel = as_platform(Channel("127.0.0.1", 50051))
+    channel = as_platform(Channel("127.0.0.1", SERVICES["product"].port))
     product = await ProductServiceStub(channel).CreateProduct(
         product_pb2.CreateProductRequest(
             sku=f"BENCH-PRICE-{uuid.uuid4().hex[:8]}", name="Bench priced thing",

@@ -2,10 +2,10 @@
 replica, and replica lag p50/p99 (LSN distance and pg_stat_replication.replay_lag) sampled
 every 100 ms while GetProduct/ListProducts load runs and a writer commits to the primary.
 
-Reads go to the stack's product service (127.0.0.1:50051); the read routing is taken from
-its /metrics (db_reads_total{target,reason}, delta over the run). The writer inserts rows
-into a scratch table in the product database at a fixed rate (WAL traffic), dropped
-afterwards. A catalog writer touches the read products (`UPDATE products SET updated_at =
+Reads go to the stack's product service (its port in schemas/topology.yaml); the read
+routing is taken from its /metrics (db_reads_total{target,reason}, delta over the run).
+The writer inserts rows into a scratch table in the product database at a fixed rate (WAL
+traffic), dropped afterwards. A catalog writer touches the read products (`UPDATE products SET updated_at =
 updated_at`, values unchanged) at --catalog-write-rate: each fires the change notice that
 drops the product (and its list pages) from the service's catalog cache, whose refill must
 then wait for the replica to replay that write. The share is over the reads that reach a
@@ -34,6 +34,7 @@ from grpclib.client import Channel
 from bench.common import BenchFailed, closed_loop, open_loop, percentile, write_result
 from shop.product.v1 import product_grpc
 from shop.product.v1 import product_pb2 as pb
+from shop.topology import SERVICES
 
 PRIMARY = os.environ.get(
     "BENCH_PG_PRIMARY", "postgresql://shopmesh:shopmesh@127.0.0.1:5432/product"
@@ -41,7 +42,7 @@ PRIMARY = os.environ.get(
 REPLICA = os.environ.get(
     "BENCH_PG_REPLICA", "postgresql://shopmesh:shopmesh@127.0.0.1:5433/product"
 )
-PRODUCT_PORT = int(os.environ.get("PRODUCT_PORT", 50051))
+PRODUCT_PORT = int(os.environ.get("PRODUCT_PORT", SERVICES["product"].port))
 METRICS = os.environ.get("PRODUCT_METRICS_URL", "http://127.0.0.1:9451/metrics")
 READS = re.compile(r"^db_reads_total\{([^}]*)\}\s+([0-9.e+]+)", re.M)
 LOOKUPS = re.compile(r'^catalog_cache_lookups\{result="(\w+)"\}\s+([0-9.e+]+)', re.M)

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT, fmt_range, machine
 from bench.hot_rpc import bench
+from shop.topology import SERVICES
 
 NAME = "runtime_hot_path"
 
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="16,64")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--catalog-port", type=int, default=50051)
+    ap.add_argument("--catalog-port", type=int, default=SERVICES["product"].port)
     args = ap.parse_args()
     configs = [c for c in args.configs.split(",") if c]
     for name in ("runtime_mem", "service_db"):

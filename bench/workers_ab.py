@@ -44,6 +44,7 @@ from bench.common import (
 )
 from bench.hot_rpc import NEW_DB_ENV, load_catalog, upb_products, verify
 from shop.product.v1 import product_pb2 as pb
+from shop.topology import SERVICES
 
 SERVICE = "/shop.product.v1.ProductService"
 MAX_CALLS = 80_000
@@ -285,7 +286,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--catalog-port", type=int, default=int(os.environ.get("PRODUCT_PORT", 50051)))
+    ap.add_argument(
+        "--catalog-port",
+        type=int,
+        default=int(os.environ.get("PRODUCT_PORT", SERVICES["product"].port)),
+    )
     args = ap.parse_args()
     args.configs = [c for c in args.configs.split(",") if c]
     args.workers = [int(w) for w in args.workers.split(",")]

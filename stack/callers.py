@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from services.runtime.auth import ServiceIdentity, authenticate_channel
+from shop.topology import SERVICES
 
 ADMIN_EMAIL = "admin@shopmesh.local"
 ADMIN_PASSWORD = "shopmesh-admin"  # dev-only demo password (README, services/user/demo.py)
@@ -57,7 +58,9 @@ class AdminSession:
         self._lock = threading.Lock()
 
     def _auth_address(self) -> tuple[str, int]:
-        host, _, port = os.environ.get("SHOPMESH_AUTH_ADDR", "127.0.0.1:50055").rpartition(":")
+        host, _, port = os.environ.get(
+            "SHOPMESH_AUTH_ADDR", SERVICES["auth"].local_addr
+        ).rpartition(":")
         return host or "127.0.0.1", int(port)
 
     async def _login(self) -> str:

@@ -21,6 +21,7 @@ from shop.common.v1 import common_pb2
 from shop.order.v1 import order_pb2
 from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from stack import postgres
 from stack.callers import as_platform
 from tests.e2e.edge_clients import bearer, register_and_login
@@ -58,7 +59,7 @@ def shopper(gateway) -> dict:
 @pytest.fixture(scope="module")
 async def products(gateway) -> list[str]:
     """Two products of this module: 89.00 and 59.90 USD, stock 500."""
-    channel = as_platform(Channel("127.0.0.1", 50051))
+    channel = as_platform(Channel("127.0.0.1", SERVICES["product"].port))
     stub = ProductServiceStub(channel)
     ids = []
     for units, n in ((89, 0), (59, 900_000_000)):

@@ -27,6 +27,7 @@ from services.runtime.auth import SERVICE_AUDIENCE, ServiceIdentity, service_iss
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_pb2 as ppb
 from shop.product.v1.product_grpc import ProductServiceStub
+from shop.topology import SERVICES
 from stack.callers import admin_bearer, service_identity
 from stack.gateway import envoy_admin_port, envoy_internal_port
 from stack.model import state_dir
@@ -34,7 +35,7 @@ from stack.testing import StackHandle
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 
-PRODUCT_PORT = 50051
+PRODUCT_PORT = SERVICES["product"].port
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from services.runtime.auth.keys import AuthKeysClient, JwksCache, ServiceKeyCach
 from services.runtime.config import load, setting
 from services.runtime.errors import PermissionDenied, Unauthenticated
 from services.runtime.policy import Access, CallInfo, MethodPolicy
+from shop.topology import SERVICES
 
 log = logging.getLogger("services.runtime.auth")
 
@@ -103,7 +104,7 @@ class AuthConfig:
 
     jwt_issuer: str = setting(DEFAULT_ISSUER, help="iss of user access tokens")
     jwt_audience: str = setting(DEFAULT_AUDIENCE, help="aud of user access tokens")
-    auth_addr: str = setting("127.0.0.1:50055", help="auth service gRPC address (JWKS)")
+    auth_addr: str = setting(SERVICES["auth"].local_addr, help="auth service gRPC address (JWKS)")
     jwks_max_age_s: float = setting(
         300.0, help="JWKS cache lifetime (user and service keys; a dropped key lives this long)"
     )

@@ -29,6 +29,7 @@ from shop.product.v1 import product_pb2
 from shop.product.v1.product_grpc import ProductServiceStub
 from shop.recommendation.v1 import recommendation_grpc
 from shop.recommendation.v1 import recommendation_pb2 as pb
+from shop.topology import SERVICES
 from stack.callers import as_platform
 
 pytestmark = pytest.mark.stack
@@ -147,7 +148,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_partition_moves_on(
 @pytest.fixture(scope="module")
 async def scratch_category(infra) -> list[str]:
     """Three new products in a category of their own (no order holds them)."""
-    channel = as_platform(Channel("127.0.0.1", 50051))
+    channel = as_platform(Channel("127.0.0.1", SERVICES["product"].port))
     stub = ProductServiceStub(channel)
     category = f"rec-{uuid.uuid4().hex[:8]}"
     ids = []

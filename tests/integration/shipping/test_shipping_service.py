@@ -15,6 +15,7 @@ from shop.common.v1 import common_pb2
 from shop.currency.v1 import currency_pb2
 from shop.currency.v1.currency_grpc import CurrencyServiceStub
 from shop.shipping.v1 import shipping_pb2 as pb
+from shop.topology import SERVICES
 from tests.integration.shipping.conftest import shipping_app
 
 pytestmark = pytest.mark.stack
@@ -32,7 +33,7 @@ async def test_a_quote_is_priced_by_the_rules_converted_and_kept(shipping):
     assert [(ln.product_id, ln.quantity) for ln in quote.lines] == [("p-1", 3), ("p-2", 1)]
     assert quote.zone == "europe" and quote.rate_version > 0
     # europe: 9.90 + 4 x 1.00 = 13.90 USD, converted by the currency service at that version.
-    channel = Channel("127.0.0.1", 50057)
+    channel = Channel("127.0.0.1", SERVICES["currency"].port)
     try:
         expected = await CurrencyServiceStub(channel).Convert(
             currency_pb2.ConvertRequest(
