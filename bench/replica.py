@@ -3,14 +3,14 @@ replica, and replica lag p50/p99 (LSN distance and pg_stat_replication.replay_la
 every 100 ms while GetProduct/ListProducts load runs and a writer commits to the primary.
 
 Reads go to the stack's product service (its port in schemas/topology.yaml); the read
-routing is taken from its /metrics (db_reads_total{target,reason}, delta over the run).
-The writer inserts rows into a scratch table in the product database at a fixed rate (WAL
-traffic), dropped afterwards. A catalog writer touches the read products (`UPDATE products SET updated_at =
-updated_at`, values unchanged) at --catalog-write-rate: each fires the change notice that
-drops the product (and its list pages) from the service's catalog cache, whose refill must
-then wait for the replica to replay that write. The share is over the reads that reach a
-database (cache hits reach none; catalog_cache_lookups gives the hit ratio). Bounded
-(--seconds, request cap); any RPC error fails the run.
+routing is taken from its /metrics (db_reads_total{target,reason}, delta over the run). The
+writer inserts rows into a scratch table in the product database at a fixed rate (WAL
+traffic), dropped afterwards. A catalog writer touches the read products (`UPDATE products
+SET updated_at = updated_at`, values unchanged) at --catalog-write-rate: each fires the
+change notice that drops the product (and its list pages) from the service's catalog cache,
+whose refill must then wait for the replica to replay that write. The share is over the
+reads that reach a database (cache hits reach none; catalog_cache_lookups gives the hit
+ratio). Bounded (--seconds, request cap); any RPC error fails the run.
 
     python -m bench.replica [--seconds 10] [--concurrency 16] [--write-rate 200]
         [--catalog-write-rate 20]
