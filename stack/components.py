@@ -12,7 +12,6 @@ display order; start order comes from depends_on (independent parts start in par
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,14 +22,6 @@ from pathlib import Path
 from stack import ferretdb, frontend, gateway, kafka, postgres
 from stack.model import REPO_ROOT, Component, GrpcHealth, HealthCheck, Http, port, state_dir
 from topology import Service, topology
-
-
-def _missing_module(module: str) -> str | None:
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    return None if found else f"no module {module}: a manifest entry without its code yet"
 
 
 def python_process(
@@ -55,7 +46,6 @@ def python_process(
         # A changed environment (e.g. a new address in this file) restarts the process on
         # the next `make up`; its code is not digested (restart it by hand while editing).
         config_digest=lambda: json.dumps(sorted(fixed_env.items())),
-        skip_reason=lambda: _missing_module(module),
         info=(lambda: info) if info else None,
         start_timeout=start_timeout,
         post_start=post_start,

@@ -206,9 +206,6 @@ class Component:
     requires: Sequence[Requirement] = ()
     prepare: Callable[[], None] | None = None
     post_start: Callable[[], None] | None = None
-    # None = available; a string = why it is skipped (a service of the manifest whose code
-    # has not landed: `make up` runs the rest).
-    skip_reason: Callable[[], str | None] = lambda: None
     user: str | None = None  # OS user to run as (postgres refuses to run as root)
     cwd: Path | None = None
     start_timeout: float = 60.0

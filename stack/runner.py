@@ -128,20 +128,7 @@ class Stack:
     def up(self, only: Iterable[str] | None = None) -> list[Component]:
         """Install, start and health-wait `only` (+deps). Returns the components now running."""
         t_all = time.monotonic()
-        comps = self.select(only)
-        skipped = {}
-        for c in comps:
-            reason = c.skip_reason()
-            if reason:
-                skipped[c.name] = reason
-        for name, reason in skipped.items():
-            say(f"  skip     {name}: {reason}")
-        active = [
-            c for c in comps if c.name not in skipped and not set(c.depends_on) & set(skipped)
-        ]
-        for c in comps:
-            if c.name not in skipped and c not in active:
-                say(f"  skip     {c.name}: depends on a skipped component")
+        active = self.select(only)
         self.state.mkdir(parents=True, exist_ok=True)
         self.install(active)
         futures: dict[str, Future] = {}
@@ -295,12 +282,9 @@ class Stack:
         total_rss = 0
         for c in self.components:
             rec = self.procs.running(c.name)
-            reason = c.skip_reason()
             if rec is None:
-                state = f"not built yet ({reason})" if reason else "stopped"
-                if not reason:
-                    all_ok = False
-                say(f"  {'-':<3} {c.name:<20} {state}")
+                all_ok = False
+                say(f"  {'-':<3} {c.name:<20} stopped")
                 continue
             healthy = c.health()
             all_ok &= healthy
