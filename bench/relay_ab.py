@@ -1,6 +1,8 @@
 """Same-run A/B of the outbox relay: how fast a relay drains a backlog of N order events to
-Kafka, the code of a base git revision (a worktree under /tmp) against the working tree,
-interleaved over rounds on the stack's FerretDB, Kafka and registry.
+Kafka, the code of a base git revision (a worktree under /tmp) against the working tree (or
+a `--new` revision), interleaved over rounds on the stack's FerretDB (or, with
+`--private-ferretdb`, one of the stack's build started for the run on its own PostgreSQL
+database, whose CPU is then this bench's alone), Kafka and registry.
 
 Each side runs in its own process with its tree's code: it seeds N confirmed orders in a
 scratch database through its own repository (add + save, 32 at a time: the documents its
@@ -10,8 +12,9 @@ acknowledged and nothing is left pending. Reported per side: events/s of the dra
 per event of the relay process, FerretDB and PostgreSQL's ferretdb backends and Kafka over
 the drain (from /proc; the shared machine's other work is not in these processes).
 
-    python -m bench.relay_ab --change NAME --base REV [--events 2000] [--rounds 3]
-                             [--mode store|memory] [--bound-s 900]
+    python -m bench.relay_ab --change NAME --base REV [--new REV] [--events 2000]
+                             [--rounds 3] [--mode store|memory] [--seed repo|bulk]
+                             [--private-ferretdb] [--bound-s 900]
 
 The entry NAME in bench/results/relay_ab.json gets both sides' events/s and CPU, and the
 per-round ratio new/base, median (min-max). A side that exceeds --bound-s fails the run.
@@ -50,6 +53,11 @@ from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 
 N, TOPIC, OUT, MODE, SEED = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 TICK = os.sysconf("SC_CLK_TCK")
+# The stack's FerretDB, or a private one (--private-ferretdb): its URL, its PostgreSQL
+# database and a string of its command line that tells its process apart.
+MONGO = os.environ.get("RELAY_AB_MONGO", "mongodb://127.0.0.1:27017/")
+PG_DB = os.environ.get("RELAY_AB_PG_DB", "ferretdb")
+FERRET = os.environ.get("RELAY_AB_FERRET", "ferretdb-v")
 
 
 def cpu(pred):
@@ -69,8 +77,8 @@ def cpu(pred):
 
 
 PARTS = {
-    "ferretdb": lambda c: "ferretdb-v" in c,
-    "pg_ferretdb": lambda c: c.startswith("postgres:") and " ferretdb " in c,
+    "ferretdb": lambda c: "ferretdb-v" in c and FERRET in c,
+    "pg_ferretdb": lambda c: c.startswith("postgres:") and f" {PG_DB} " in c,
     "kafka": lambda c: "kafka.Kafka" in c,
 }
 
@@ -105,13 +113,14 @@ async def seed_bulk(repo, relay):
 
 async def main():
     db = f"relay_ab_{uuid.uuid4().hex[:8]}"
-    repo = MongoOrders("mongodb://127.0.0.1:27017/", db)
+    repo = MongoOrders(MONGO, db)
     await repo.open()
     # As the stack does for the order service's database (stack.ferretdb.twin_indexes):
     # GIN twins of the indexes, so equality filters find documents without a table scan.
-    from stack.ferretdb import twin_indexes
+    import stack.ferretdb
 
-    twin_indexes([db])
+    stack.ferretdb.DATABASE = PG_DB
+    stack.ferretdb.twin_indexes([db])
     addr = Address("Ada", "1 Main St", "Lyon", "69001", "FR")
     line = [OrderLine("p-1", "Thing", 1, Money("USD", 3, 0))]
     gate = asyncio.Semaphore(32)
@@ -208,11 +217,59 @@ def drop_topic(topic: str) -> None:
             urllib.request.urlopen(req, timeout=5)
 
 
+@contextlib.contextmanager
+def private_ferretdb() -> Any:
+    """A FerretDB of the stack's build on a free port, over its own PostgreSQL database on the
+    stack's primary: its CPU is this bench's alone (the stack's FerretDB also serves the
+    other engineers' tests). Yields the environment the sides read; removed afterwards."""
+    from pymongo import MongoClient
+
+    from bench.common import free_port
+    from stack import postgres
+    from stack.ferretdb import BINARY
+
+    pg_db = f"ferretdb_relay_ab_{uuid.uuid4().hex[:6]}"
+    postgres.psql(f"CREATE DATABASE {pg_db} OWNER {postgres.APP_ROLE}")
+    port, debug, state = free_port(), free_port(), Path(f"/tmp/{pg_db}")  # debug: pprof
+    state.mkdir()
+    proc = subprocess.Popen(
+        [str(BINARY), f"--listen-addr=127.0.0.1:{port}", "--handler=postgresql",
+         f"--postgresql-url={postgres.dsn(pg_db, driver='postgres')}?pool_max_conns=100",
+         f"--state-dir={state}", "--telemetry=disable", "--log-level=warn",
+         f"--debug-addr=127.0.0.1:{debug}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"mongodb://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                with MongoClient(url, serverSelectionTimeoutMS=500) as c:
+                    c.admin.command("ping")
+                break
+            except Exception:
+                time.sleep(0.2)
+        else:
+            raise BenchFailed("the private FerretDB did not answer")
+        print(f"private FerretDB on :{port} (pprof on :{debug})", flush=True)
+        yield {"RELAY_AB_MONGO": url, "RELAY_AB_PG_DB": pg_db, "RELAY_AB_FERRET": f":{port}"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        postgres.psql(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+        subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
 def run_side(
-    tree: Path, events: int, topic: str, bound_s: float, mode: str, seed: str
+    tree: Path,
+    events: int,
+    topic: str,
+    bound_s: float,
+    mode: str,
+    seed: str,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     out = Path(f"/tmp/relay_ab_{uuid.uuid4().hex[:8]}.json")
-    env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'gen' / 'python'}"}
+    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": f"{tree}:{tree / 'gen' / 'python'}"}
     try:
         proc = subprocess.run(
             [sys.executable, "-c", SIDE, str(events), topic, str(out), mode, seed],
@@ -234,6 +291,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--change", required=True)
     ap.add_argument("--base", required=True, help="git revision of side base")
+    ap.add_argument("--new", default="", help="git revision of side new (default: working tree)")
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bound-s", type=float, default=900)
@@ -256,21 +314,36 @@ def main() -> None:
         "process's relay drains what it was handed during an outage (sides without that "
         "path drain from the store)",
     )
+    ap.add_argument(
+        "--private-ferretdb",
+        action="store_true",
+        help="both sides on a FerretDB of their own (the stack's build, its own PostgreSQL "
+        "database): FerretDB's CPU per event without the other work the stack's one serves",
+    )
     args = ap.parse_args()
     worktree = Path(f"/tmp/relay-ab-{uuid.uuid4().hex[:8]}")
     subprocess.run(
         ["git", "worktree", "add", "--detach", str(worktree), args.base],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
+    new_tree = ROOT
+    if args.new:  # a commit, not the shared working tree (other engineers' edits in it)
+        new_tree = Path(f"{worktree}-new")
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(new_tree), args.new],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
     topic = scratch_topic()
     rounds: list[dict[str, Any]] = []
+    stack = contextlib.ExitStack()
     try:
+        extra = stack.enter_context(private_ferretdb()) if args.private_ferretdb else {}
         for r in range(args.rounds):
-            order = [("base", worktree), ("new", ROOT)]
+            order = [("base", worktree), ("new", new_tree)]
             if r % 2:
                 order.reverse()  # a warming cache or a neighbour's burst favours neither
             got = {
-                side: run_side(tree, args.events, topic, args.bound_s, args.mode, args.seed)
+                side: run_side(tree, args.events, topic, args.bound_s, args.mode, args.seed, extra)
                 for side, tree in order
                 if side in args.sides
             }
@@ -281,11 +354,13 @@ def main() -> None:
             ) + (f", x{got['ratio']:.2f}" if "ratio" in got else ""), flush=True)  # fmt: skip
             rounds.append(got)
     finally:
+        stack.close()
         drop_topic(topic)
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(worktree)],
-            cwd=ROOT, check=False, capture_output=True,
-        )  # fmt: skip
+        for tree in {worktree, new_tree} - {ROOT}:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)],
+                cwd=ROOT, check=False, capture_output=True,
+            )  # fmt: skip
 
     def cpu(side: str) -> dict[str, Any]:
         if side not in rounds[0]:
@@ -307,7 +382,9 @@ def main() -> None:
     data = json.loads(path.read_text()) if path.exists() else {"benchmark": "relay_ab"}
     data.setdefault("changes", {})[args.change] = {
         "what": f"relay draining a backlog of {args.events} order events to a 6-partition "
-        f"scratch topic: base {args.base} vs the working tree on {head}, each side seeding its "
+        f"scratch topic: base {args.base} vs "
+        + (args.new if args.new else f"the working tree on {head}")
+        + ", each side seeding its "
         + (
             "own scratch database through its own repository, then "
             if args.seed == "repo"
@@ -319,8 +396,12 @@ def main() -> None:
             else "the relay of the writing process, which held its writes while Kafka was "
             "away, drains them (a side without that path: a fresh relay on the store)"
         ),
+        "new": args.new or "working tree",
         "mode": args.mode,
         "seed": args.seed,
+        "ferretdb": "private (its own process and PostgreSQL database)"
+        if args.private_ferretdb
+        else "the stack's",
         "note": args.note,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
