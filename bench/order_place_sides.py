@@ -214,6 +214,8 @@ SHARED = {
     "pg_product": lambda c: c.startswith("postgres:") and " product " in c,
     "pg_user": lambda c: c.startswith("postgres:") and " user " in c,
     "user": lambda c: "services.user" in c,
+    # The stack's Envoy: the internal listener's hops (--base-s2s/--new-s2s envoy).
+    "envoy": lambda c: "/_bin/envoy " in c and not c.startswith("/bin/sh"),
 }
 
 
