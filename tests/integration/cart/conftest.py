@@ -5,23 +5,21 @@ users of the stack's user service with access tokens from its auth service."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib.client import Channel
 
 from services.cart.config import CartConfig
 from services.cart.main import CartApp
 from services.runtime.auth import RuntimeAuth
 from services.runtime.metrics import Metrics
-from services.runtime.server import App, ServerConfig
+from services.runtime.server import App
 from shop.cart.v1 import cart_grpc
 from tests.integration.cart.cart_helpers import Shopper, new_shopper
+from tests.integration.consuming import private_topic, serving
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +28,13 @@ def infra(stack):
 
 
 @pytest.fixture(scope="module")
-def orders_topic(infra) -> Any:
-    name = f"ct.{uuid.uuid4().hex[:10]}.orders"
-    names = [name, f"{name}.dlq"]
-    admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap})
-    for fut in admin.create_topics([NewTopic(n, 2, 1) for n in names]).values():
-        fut.result(timeout=20)
-    yield name
-    for fut in admin.delete_topics(names).values():
-        fut.exception(timeout=20)
+def orders_topic(infra) -> Iterator[str]:
+    with private_topic(infra.kafka_bootstrap, "ct") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
-async def cart_app(infra, orders_topic) -> AsyncIterator[CartApp]:
+async def cart_app(infra, orders_topic) -> AsyncIterator[App]:
     env = {
         **os.environ,
         "CART_ORDERS_TOPIC": orders_topic,
@@ -50,19 +42,10 @@ async def cart_app(infra, orders_topic) -> AsyncIterator[CartApp]:
         "CART_RETRY_MAX_S": "0.5",
     }
     cart = CartApp(CartConfig.from_env(env), Metrics("cart-test"))
-    app = App(
-        ServerConfig(name="cart-test", health_interval_s=0.2), [cart.handlers()], [cart],
-        metrics=Metrics("cart-test-server"),
-        auth=RuntimeAuth.from_env("cart-test"),  # the hook serve() installs
-        log_calls=False,
-    )  # fmt: skip
-    await app.start()
-    task = asyncio.create_task(cart.consume())
-    app.cart = cart  # type: ignore[attr-defined]
-    yield app
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await app.stop(drain_timeout=2)
+    # auth: the hook serve() installs
+    async with serving(cart, "cart-test", auth=RuntimeAuth.from_env("cart-test")) as app:
+        app.cart = cart  # type: ignore[attr-defined]
+        yield app
 
 
 @pytest.fixture

@@ -5,14 +5,11 @@ recommendation service for shop.orders.v1."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from grpclib.client import Channel
 
 from services.recommendation.config import RecommendationConfig
@@ -20,10 +17,11 @@ from services.recommendation.main import RecommendationApp
 from services.runtime.auth import ServiceIdentity, register_process_identity
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from services.runtime.metrics import Metrics
-from services.runtime.server import App, ServerConfig
+from services.runtime.server import App
 from shop.recommendation.v1 import recommendation_grpc
 from shop.topology import REGISTRY_URL
 from stack import postgres
+from tests.integration.consuming import private_topic, serving
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +32,9 @@ def infra(stack):
 
 
 @pytest.fixture(scope="module")
-def orders_topic(infra) -> Any:
-    name = f"rt.{uuid.uuid4().hex[:10]}.orders"
-    names = [name, f"{name}.dlq"]
-    admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap})
-    for fut in admin.create_topics([NewTopic(n, 2, 1) for n in names]).values():
-        fut.result(timeout=20)
-    yield name
-    for fut in admin.delete_topics(names).values():
-        fut.exception(timeout=20)
+def orders_topic(infra) -> Iterator[str]:
+    with private_topic(infra.kafka_bootstrap, "rt") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +49,9 @@ async def rec_app(infra, orders_topic) -> AsyncIterator[App]:
     # Its calls to the product service carry recommendation's own service token.
     register_process_identity(ServiceIdentity.from_env("recommendation", env))
     rec = RecommendationApp(cfg, Metrics("recommendation-test"), service="recommendation-test")
-    app = App(
-        ServerConfig(name="recommendation-test", health_interval_s=0.2), [rec.handlers()],
-        [rec], metrics=Metrics("recommendation-test-server"), log_calls=False,
-    )  # fmt: skip
-    await app.start()
-    task = asyncio.create_task(rec.consume())
-    app.rec = rec  # type: ignore[attr-defined]
-    yield app
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await app.stop(drain_timeout=2)
+    async with serving(rec, "recommendation-test") as app:
+        app.rec = rec  # type: ignore[attr-defined]
+        yield app
 
 
 @pytest.fixture
