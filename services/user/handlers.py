@@ -71,6 +71,13 @@ class UserHandlers(user_grpc.UserServiceBase):
         return pb.GetUserResponse(user=user_proto(await service.get_user(request.id, self.uow())))
 
     @unary
+    async def BatchGetUsers(self, request: pb.BatchGetUsersRequest) -> pb.BatchGetUsersResponse:
+        # ACCESS_INTERNAL: the runtime's auth hook lets only the callers the policy names
+        # (notification) in, with their service identity.
+        users, missing = await service.get_users(list(request.ids), self.uow())
+        return pb.BatchGetUsersResponse(users=[user_proto(u) for u in users], missing_ids=missing)
+
+    @unary
     async def UpdateProfile(self, request: pb.UpdateProfileRequest) -> pb.UpdateProfileResponse:
         require_self_or_admin(request.id)
         cmd = UpdateProfile(

@@ -21,6 +21,10 @@ class UserRepository(Protocol):
 
     async def get(self, user_id: str) -> User | None: ...
 
+    async def get_many(self, user_ids: list[str]) -> list[User]:
+        """The users of those ids that exist, in no particular order."""
+        ...
+
     async def credentials(self, email: str) -> tuple[User, str] | None:
         """The user and password hash for a normalized email."""
         ...

@@ -93,6 +93,12 @@ class SqlUserRepository:
         ).first()
         return _user(row) if row else None
 
+    async def get_many(self, user_ids: list[str]) -> list[User]:
+        rows = await self.conn.execute(
+            text(f"SELECT {USER_COLS} FROM users WHERE id = ANY(:ids)"), {"ids": user_ids}
+        )
+        return [_user(row) for row in rows]
+
     async def credentials(self, email: str) -> tuple[User, str] | None:
         row = (
             await self.conn.execute(

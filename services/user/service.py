@@ -39,6 +39,15 @@ async def get_user(user_id: str, uow: UserUnitOfWork) -> User:
     return user
 
 
+async def get_users(user_ids: list[str], uow: UserUnitOfWork) -> tuple[list[User], list[str]]:
+    """(the users found, the ids that name no user); a repeated id is answered once."""
+    wanted = list(dict.fromkeys(user_ids))
+    async with uow.read() as repo:
+        users = await repo.get_many(wanted)
+    found = {u.id for u in users}
+    return users, [i for i in wanted if i not in found]
+
+
 async def update_profile(cmd: UpdateProfile, uow: UserUnitOfWork) -> User:
     async with uow.write() as repo:
         user = await repo.update_profile(cmd)

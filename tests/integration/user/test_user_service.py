@@ -6,14 +6,17 @@ import uuid
 
 import asyncpg
 import pytest
+from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from sqlalchemy import text
 
 from services.user.demo import DEMO_USERS
 from shop.common.v1 import common_pb2
+from shop.user.v1 import user_grpc
 from shop.user.v1 import user_pb2 as pb
 from stack import postgres
+from stack.callers import as_service
 from tests.integration import demo_loader
 from tests.integration.db_statements import WRITE, StatementLog
 
@@ -207,6 +210,38 @@ async def test_addresses_default_first_and_promotion_on_remove(user_stub):
         await user_stub.ListAddresses(pb.ListAddressesRequest(user_id=user.id), metadata=lsn_md)
     ).addresses
     assert [(a.id, a.is_default) for a in listed] == [(first.id, True)]
+
+
+async def test_batch_get_users_answers_found_and_missing_ids(user_stub):
+    users = [await register(user_stub) for _ in range(2)]
+    async with user_stub.RegisterUser.open() as stream:
+        email = f"batch-{uuid.uuid4().hex[:10]}@example.com"
+        await stream.send_message(
+            pb.RegisterUserRequest(email=email, password=PASSWORD, display_name="Bo"), end=True
+        )
+        users.append((await stream.recv_message()).user)
+        await stream.recv_trailing_metadata()
+    lsn = stream.trailing_metadata["x-shop-lsn"]  # the replica read sees all three
+    ids = [u.id for u in users]
+    reply = await user_stub.BatchGetUsers(
+        pb.BatchGetUsersRequest(ids=[*ids, "u-missing-1", ids[0], "u-missing-1"]),
+        metadata={"x-shop-lsn": lsn},
+    )
+    assert sorted((u.id, u.email, u.display_name) for u in reply.users) == sorted(
+        (u.id, u.email, u.display_name) for u in users
+    )
+    assert list(reply.missing_ids) == ["u-missing-1"]
+
+
+async def test_batch_get_users_is_for_notification_only(user_app):
+    """ACCESS_INTERNAL with callers [notification]: another service's identity is refused."""
+    channel = as_service(Channel("127.0.0.1", user_app.grpc_port), "order")
+    try:
+        stub = user_grpc.UserServiceStub(channel)
+        status = await code_of(stub.BatchGetUsers(pb.BatchGetUsersRequest(ids=["u-1"])))
+    finally:
+        channel.close()
+    assert status is Status.PERMISSION_DENIED
 
 
 async def test_unknown_user_is_not_found(user_stub):

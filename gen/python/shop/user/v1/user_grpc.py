@@ -28,6 +28,10 @@ class UserServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def BatchGetUsers(self, stream: 'grpclib.server.Stream[shop.user.v1.user_pb2.BatchGetUsersRequest, shop.user.v1.user_pb2.BatchGetUsersResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def UpdateProfile(self, stream: 'grpclib.server.Stream[shop.user.v1.user_pb2.UpdateProfileRequest, shop.user.v1.user_pb2.UpdateProfileResponse]') -> None:
         pass
 
@@ -60,6 +64,12 @@ class UserServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 shop.user.v1.user_pb2.GetUserRequest,
                 shop.user.v1.user_pb2.GetUserResponse,
+            ),
+            '/shop.user.v1.UserService/BatchGetUsers': grpclib.const.Handler(
+                self.BatchGetUsers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                shop.user.v1.user_pb2.BatchGetUsersRequest,
+                shop.user.v1.user_pb2.BatchGetUsersResponse,
             ),
             '/shop.user.v1.UserService/UpdateProfile': grpclib.const.Handler(
                 self.UpdateProfile,
@@ -108,6 +118,12 @@ class UserServiceStub:
             '/shop.user.v1.UserService/GetUser',
             shop.user.v1.user_pb2.GetUserRequest,
             shop.user.v1.user_pb2.GetUserResponse,
+        )
+        self.BatchGetUsers = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/shop.user.v1.UserService/BatchGetUsers',
+            shop.user.v1.user_pb2.BatchGetUsersRequest,
+            shop.user.v1.user_pb2.BatchGetUsersResponse,
         )
         self.UpdateProfile = grpclib.client.UnaryUnaryMethod(
             channel,

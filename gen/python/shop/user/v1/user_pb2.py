@@ -29,7 +29,7 @@ from shop.common.v1 import common_pb2 as shop_dot_common_dot_v1_dot_common__pb2
 from shop.mesh.v1 import options_pb2 as shop_dot_mesh_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shop/user/v1/user.proto\x12\x0cshop.user.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bshop/common/v1/common.proto\x1a\x1ashop/mesh/v1/options.proto\"\xcc\x01\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\x12\x14\n\x05phone\x18\x04 \x01(\tR\x05phone\x12(\n\x05roles\x18\x05 \x03(\x0e\x32\x12.shop.user.v1.RoleR\x05roles\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"p\n\x0cSavedAddress\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x31\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x17.shop.common.v1.AddressR\x07\x61\x64\x64ress\x12\x1d\n\nis_default\x18\x03 \x01(\x08R\tisDefault\"\x8d\x01\n\x13RegisterUserRequest\x12 \n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x18\xfe\x01`\x01R\x05\x65mail\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01R\x08password\x12,\n\x0c\x64isplay_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64R\x0b\x64isplayName\">\n\x14RegisterUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"=\n\x0eGetUserRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\"9\n\x0fGetUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"\xcc\x01\n\x14UpdateProfileRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12\x31\n\x0c\x64isplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x00R\x0b\x64isplayName\x88\x01\x01\x12\x39\n\x05phone\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x32\x17^(\\+[1-9][0-9]{6,14})?$H\x01R\x05phone\x88\x01\x01\x42\x0f\n\r_display_nameB\x08\n\x06_phone\"?\n\x15UpdateProfileResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"\xa7\x01\n\x11\x41\x64\x64\x41\x64\x64ressRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12\x39\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x17.shop.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01R\x07\x61\x64\x64ress\x12!\n\x0cmake_default\x18\x03 \x01(\x08R\x0bmakeDefault\"J\n\x12\x41\x64\x64\x41\x64\x64ressResponse\x12\x34\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x1a.shop.user.v1.SavedAddressR\x07\x61\x64\x64ress\"L\n\x14ListAddressesRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\"Q\n\x15ListAddressesResponse\x12\x38\n\taddresses\x18\x01 \x03(\x0b\x32\x1a.shop.user.v1.SavedAddressR\taddresses\"\x88\x01\n\x14RemoveAddressRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12:\n\naddress_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\taddressId\"1\n\x15RemoveAddressResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed\"c\n\x17\x43heckCredentialsRequest\x12 \n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xfe\x01R\x05\x65mail\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01R\x08password\"X\n\x18\x43heckCredentialsResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12&\n\x04user\x18\x02 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xbf\x07\n\x0bUserService\x12x\n\x0cRegisterUser\x12!.shop.user.v1.RegisterUserRequest\x1a\".shop.user.v1.RegisterUserResponse\"!\x8a\xb5\x18\x05\x08\x01\x18\x88\'\x82\xd3\xe4\x93\x02\x12\"\r/api/v1/users:\x01*\x12\x82\x01\n\x07GetUser\x12\x1c.shop.user.v1.GetUserRequest\x1a\x1d.shop.user.v1.GetUserResponse\":\x8a\xb5\x18\x1c\x08\x02\x10\x01\x18\xd0\x0f\"\x05order\"\x0cnotification\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12\x82\x01\n\rUpdateProfile\x12\".shop.user.v1.UpdateProfileRequest\x1a#.shop.user.v1.UpdateProfileResponse\"(\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x17\x32\x12/api/v1/users/{id}:\x01*\x12\x86\x01\n\nAddAddress\x12\x1f.shop.user.v1.AddAddressRequest\x1a .shop.user.v1.AddAddressResponse\"5\x8a\xb5\x18\x05\x08\x02\x18\xb8\x17\x82\xd3\xe4\x93\x02&\"!/api/v1/users/{user_id}/addresses:\x01*\x12\x8e\x01\n\rListAddresses\x12\".shop.user.v1.ListAddressesRequest\x1a#.shop.user.v1.ListAddressesResponse\"4\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xd0\x0f\x82\xd3\xe4\x93\x02#\x12!/api/v1/users/{user_id}/addresses\x12\x9b\x01\n\rRemoveAddress\x12\".shop.user.v1.RemoveAddressRequest\x1a#.shop.user.v1.RemoveAddressResponse\"A\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x30*./api/v1/users/{user_id}/addresses/{address_id}\x12t\n\x10\x43heckCredentials\x12%.shop.user.v1.CheckCredentialsRequest\x1a&.shop.user.v1.CheckCredentialsResponse\"\x11\x8a\xb5\x18\r\x08\x04\x10\x01\x18\xb8\x17\"\x04\x61uthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shop/user/v1/user.proto\x12\x0cshop.user.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bshop/common/v1/common.proto\x1a\x1ashop/mesh/v1/options.proto\"\xcc\x01\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\x12\x14\n\x05phone\x18\x04 \x01(\tR\x05phone\x12(\n\x05roles\x18\x05 \x03(\x0e\x32\x12.shop.user.v1.RoleR\x05roles\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"p\n\x0cSavedAddress\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x31\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x17.shop.common.v1.AddressR\x07\x61\x64\x64ress\x12\x1d\n\nis_default\x18\x03 \x01(\x08R\tisDefault\"\x8d\x01\n\x13RegisterUserRequest\x12 \n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x18\xfe\x01`\x01R\x05\x65mail\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01R\x08password\x12,\n\x0c\x64isplay_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64R\x0b\x64isplayName\">\n\x14RegisterUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"=\n\x0eGetUserRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\"9\n\x0fGetUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"O\n\x14\x42\x61tchGetUsersRequest\x12\x37\n\x03ids\x18\x01 \x03(\tB%\xbaH\"\x92\x01\x1f\x08\x01\x10\xf4\x03\"\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x03ids\"b\n\x15\x42\x61tchGetUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x12.shop.user.v1.UserR\x05users\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\tR\nmissingIds\"\xcc\x01\n\x14UpdateProfileRequest\x12+\n\x02id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x02id\x12\x31\n\x0c\x64isplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64H\x00R\x0b\x64isplayName\x88\x01\x01\x12\x39\n\x05phone\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x32\x17^(\\+[1-9][0-9]{6,14})?$H\x01R\x05phone\x88\x01\x01\x42\x0f\n\r_display_nameB\x08\n\x06_phone\"?\n\x15UpdateProfileResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user\"\xa7\x01\n\x11\x41\x64\x64\x41\x64\x64ressRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12\x39\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0b\x32\x17.shop.common.v1.AddressB\x06\xbaH\x03\xc8\x01\x01R\x07\x61\x64\x64ress\x12!\n\x0cmake_default\x18\x03 \x01(\x08R\x0bmakeDefault\"J\n\x12\x41\x64\x64\x41\x64\x64ressResponse\x12\x34\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x1a.shop.user.v1.SavedAddressR\x07\x61\x64\x64ress\"L\n\x14ListAddressesRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\"Q\n\x15ListAddressesResponse\x12\x38\n\taddresses\x18\x01 \x03(\x0b\x32\x1a.shop.user.v1.SavedAddressR\taddresses\"\x88\x01\n\x14RemoveAddressRequest\x12\x34\n\x07user_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\x06userId\x12:\n\naddress_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Za-z0-9_-]+$R\taddressId\"1\n\x15RemoveAddressResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed\"c\n\x17\x43heckCredentialsRequest\x12 \n\x05\x65mail\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xfe\x01R\x05\x65mail\x12&\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01R\x08password\"X\n\x18\x43heckCredentialsResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12&\n\x04user\x18\x02 \x01(\x0b\x32\x12.shop.user.v1.UserR\x04user*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xb4\x08\n\x0bUserService\x12x\n\x0cRegisterUser\x12!.shop.user.v1.RegisterUserRequest\x1a\".shop.user.v1.RegisterUserResponse\"!\x8a\xb5\x18\x05\x08\x01\x18\x88\'\x82\xd3\xe4\x93\x02\x12\"\r/api/v1/users:\x01*\x12\x82\x01\n\x07GetUser\x12\x1c.shop.user.v1.GetUserRequest\x1a\x1d.shop.user.v1.GetUserResponse\":\x8a\xb5\x18\x1c\x08\x02\x10\x01\x18\xd0\x0f\"\x05order\"\x0cnotification\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12s\n\rBatchGetUsers\x12\".shop.user.v1.BatchGetUsersRequest\x1a#.shop.user.v1.BatchGetUsersResponse\"\x19\x8a\xb5\x18\x15\x08\x04\x10\x01\x18\xd0\x0f\"\x0cnotification\x12\x82\x01\n\rUpdateProfile\x12\".shop.user.v1.UpdateProfileRequest\x1a#.shop.user.v1.UpdateProfileResponse\"(\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x17\x32\x12/api/v1/users/{id}:\x01*\x12\x86\x01\n\nAddAddress\x12\x1f.shop.user.v1.AddAddressRequest\x1a .shop.user.v1.AddAddressResponse\"5\x8a\xb5\x18\x05\x08\x02\x18\xb8\x17\x82\xd3\xe4\x93\x02&\"!/api/v1/users/{user_id}/addresses:\x01*\x12\x8e\x01\n\rListAddresses\x12\".shop.user.v1.ListAddressesRequest\x1a#.shop.user.v1.ListAddressesResponse\"4\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xd0\x0f\x82\xd3\xe4\x93\x02#\x12!/api/v1/users/{user_id}/addresses\x12\x9b\x01\n\rRemoveAddress\x12\".shop.user.v1.RemoveAddressRequest\x1a#.shop.user.v1.RemoveAddressResponse\"A\x8a\xb5\x18\x07\x08\x02\x10\x01\x18\xb8\x17\x82\xd3\xe4\x93\x02\x30*./api/v1/users/{user_id}/addresses/{address_id}\x12t\n\x10\x43heckCredentials\x12%.shop.user.v1.CheckCredentialsRequest\x1a&.shop.user.v1.CheckCredentialsResponse\"\x11\x8a\xb5\x18\r\x08\x04\x10\x01\x18\xb8\x17\"\x04\x61uthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\272H\006r\004\020\001\030d'
   _globals['_GETUSERREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\030r\026\020\001\030@2\020^[A-Za-z0-9_-]+$'
+  _globals['_BATCHGETUSERSREQUEST'].fields_by_name['ids']._loaded_options = None
+  _globals['_BATCHGETUSERSREQUEST'].fields_by_name['ids']._serialized_options = b'\272H\"\222\001\037\010\001\020\364\003\"\030r\026\020\001\030@2\020^[A-Za-z0-9_-]+$'
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['id']._serialized_options = b'\272H\030r\026\020\001\030@2\020^[A-Za-z0-9_-]+$'
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['display_name']._loaded_options = None
@@ -68,6 +70,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['RegisterUser']._serialized_options = b'\212\265\030\005\010\001\030\210\'\202\323\344\223\002\022\"\r/api/v1/users:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\212\265\030\034\010\002\020\001\030\320\017\"\005order\"\014notification\202\323\344\223\002\024\022\022/api/v1/users/{id}'
+  _globals['_USERSERVICE'].methods_by_name['BatchGetUsers']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['BatchGetUsers']._serialized_options = b'\212\265\030\025\010\004\020\001\030\320\017\"\014notification'
   _globals['_USERSERVICE'].methods_by_name['UpdateProfile']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['UpdateProfile']._serialized_options = b'\212\265\030\007\010\002\020\001\030\270\027\202\323\344\223\002\0272\022/api/v1/users/{id}:\001*'
   _globals['_USERSERVICE'].methods_by_name['AddAddress']._loaded_options = None
@@ -78,8 +82,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['RemoveAddress']._serialized_options = b'\212\265\030\007\010\002\020\001\030\270\027\202\323\344\223\0020*./api/v1/users/{user_id}/addresses/{address_id}'
   _globals['_USERSERVICE'].methods_by_name['CheckCredentials']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['CheckCredentials']._serialized_options = b'\212\265\030\r\010\004\020\001\030\270\027\"\004auth'
-  _globals['_ROLE']._serialized_start=1901
-  _globals['_ROLE']._serialized_end=1964
+  _globals['_ROLE']._serialized_start=2082
+  _globals['_ROLE']._serialized_end=2145
   _globals['_USER']._serialized_start=191
   _globals['_USER']._serialized_end=395
   _globals['_SAVEDADDRESS']._serialized_start=397
@@ -92,26 +96,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREQUEST']._serialized_end=780
   _globals['_GETUSERRESPONSE']._serialized_start=782
   _globals['_GETUSERRESPONSE']._serialized_end=839
-  _globals['_UPDATEPROFILEREQUEST']._serialized_start=842
-  _globals['_UPDATEPROFILEREQUEST']._serialized_end=1046
-  _globals['_UPDATEPROFILERESPONSE']._serialized_start=1048
-  _globals['_UPDATEPROFILERESPONSE']._serialized_end=1111
-  _globals['_ADDADDRESSREQUEST']._serialized_start=1114
-  _globals['_ADDADDRESSREQUEST']._serialized_end=1281
-  _globals['_ADDADDRESSRESPONSE']._serialized_start=1283
-  _globals['_ADDADDRESSRESPONSE']._serialized_end=1357
-  _globals['_LISTADDRESSESREQUEST']._serialized_start=1359
-  _globals['_LISTADDRESSESREQUEST']._serialized_end=1435
-  _globals['_LISTADDRESSESRESPONSE']._serialized_start=1437
-  _globals['_LISTADDRESSESRESPONSE']._serialized_end=1518
-  _globals['_REMOVEADDRESSREQUEST']._serialized_start=1521
-  _globals['_REMOVEADDRESSREQUEST']._serialized_end=1657
-  _globals['_REMOVEADDRESSRESPONSE']._serialized_start=1659
-  _globals['_REMOVEADDRESSRESPONSE']._serialized_end=1708
-  _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=1710
-  _globals['_CHECKCREDENTIALSREQUEST']._serialized_end=1809
-  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=1811
-  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=1899
-  _globals['_USERSERVICE']._serialized_start=1967
-  _globals['_USERSERVICE']._serialized_end=2926
+  _globals['_BATCHGETUSERSREQUEST']._serialized_start=841
+  _globals['_BATCHGETUSERSREQUEST']._serialized_end=920
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=922
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1020
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=1023
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=1227
+  _globals['_UPDATEPROFILERESPONSE']._serialized_start=1229
+  _globals['_UPDATEPROFILERESPONSE']._serialized_end=1292
+  _globals['_ADDADDRESSREQUEST']._serialized_start=1295
+  _globals['_ADDADDRESSREQUEST']._serialized_end=1462
+  _globals['_ADDADDRESSRESPONSE']._serialized_start=1464
+  _globals['_ADDADDRESSRESPONSE']._serialized_end=1538
+  _globals['_LISTADDRESSESREQUEST']._serialized_start=1540
+  _globals['_LISTADDRESSESREQUEST']._serialized_end=1616
+  _globals['_LISTADDRESSESRESPONSE']._serialized_start=1618
+  _globals['_LISTADDRESSESRESPONSE']._serialized_end=1699
+  _globals['_REMOVEADDRESSREQUEST']._serialized_start=1702
+  _globals['_REMOVEADDRESSREQUEST']._serialized_end=1838
+  _globals['_REMOVEADDRESSRESPONSE']._serialized_start=1840
+  _globals['_REMOVEADDRESSRESPONSE']._serialized_end=1889
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=1891
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_end=1990
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=1992
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=2080
+  _globals['_USERSERVICE']._serialized_start=2148
+  _globals['_USERSERVICE']._serialized_end=3224
 # @@protoc_insertion_point(module_scope)

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/user/v1/user.proto.
  */
 export const file_shop_user_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaG9wL3VzZXIvdjEvdXNlci5wcm90bxIMc2hvcC51c2VyLnYxIpoBCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRINCgVwaG9uZRgEIAEoCRIhCgVyb2xlcxgFIAMoDjISLnNob3AudXNlci52MS5Sb2xlEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYCgxTYXZlZEFkZHJlc3MSCgoCaWQYASABKAkSKAoHYWRkcmVzcxgCIAEoCzIXLnNob3AuY29tbW9uLnYxLkFkZHJlc3MSEgoKaXNfZGVmYXVsdBgDIAEoCCJvChNSZWdpc3RlclVzZXJSZXF1ZXN0EhkKBWVtYWlsGAEgASgJQgq6SAdyBRj+AWABEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRAIGIABEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhkIjgKFFJlZ2lzdGVyVXNlclJlc3BvbnNlEiAKBHVzZXIYASABKAsyEi5zaG9wLnVzZXIudjEuVXNlciI5Cg5HZXRVc2VyUmVxdWVzdBInCgJpZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIjMKD0dldFVzZXJSZXNwb25zZRIgCgR1c2VyGAEgASgLMhIuc2hvcC51c2VyLnYxLlVzZXIitAEKFFVwZGF0ZVByb2ZpbGVSZXF1ZXN0EicKAmlkGAEgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQSJAoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGRIAIgBARIyCgVwaG9uZRgDIAEoCUIeukgbchkyF14oXCtbMS05XVswLTldezYsMTR9KT8kSAGIAQFCDwoNX2Rpc3BsYXlfbmFtZUIICgZfcGhvbmUiOQoVVXBkYXRlUHJvZmlsZVJlc3BvbnNlEiAKBHVzZXIYASABKAsyEi5zaG9wLnVzZXIudjEuVXNlciKJAQoRQWRkQWRkcmVzc1JlcXVlc3QSLAoHdXNlcl9pZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskEjAKB2FkZHJlc3MYAiABKAsyFy5zaG9wLmNvbW1vbi52MS5BZGRyZXNzQga6SAPIAQESFAoMbWFrZV9kZWZhdWx0GAMgASgIIkEKEkFkZEFkZHJlc3NSZXNwb25zZRIrCgdhZGRyZXNzGAEgASgLMhouc2hvcC51c2VyLnYxLlNhdmVkQWRkcmVzcyJEChRMaXN0QWRkcmVzc2VzUmVxdWVzdBIsCgd1c2VyX2lkGAEgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQiRgoVTGlzdEFkZHJlc3Nlc1Jlc3BvbnNlEi0KCWFkZHJlc3NlcxgBIAMoCzIaLnNob3AudXNlci52MS5TYXZlZEFkZHJlc3MidQoUUmVtb3ZlQWRkcmVzc1JlcXVlc3QSLAoHdXNlcl9pZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskEi8KCmFkZHJlc3NfaWQYAiABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJCIoChVSZW1vdmVBZGRyZXNzUmVzcG9uc2USDwoHcmVtb3ZlZBgBIAEoCCJSChdDaGVja0NyZWRlbnRpYWxzUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUQARj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASJLChhDaGVja0NyZWRlbnRpYWxzUmVzcG9uc2USDQoFdmFsaWQYASABKAgSIAoEdXNlchgCIAEoCzISLnNob3AudXNlci52MS5Vc2VyKj8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIOCgpST0xFX0FETUlOEAIyvwcKC1VzZXJTZXJ2aWNlEngKDFJlZ2lzdGVyVXNlchIhLnNob3AudXNlci52MS5SZWdpc3RlclVzZXJSZXF1ZXN0GiIuc2hvcC51c2VyLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlIiGKtRgFCAEYiCeC0+STAhI6ASoiDS9hcGkvdjEvdXNlcnMSggEKB0dldFVzZXISHC5zaG9wLnVzZXIudjEuR2V0VXNlclJlcXVlc3QaHS5zaG9wLnVzZXIudjEuR2V0VXNlclJlc3BvbnNlIjqKtRgcCAIQARjQDyIFb3JkZXIiDG5vdGlmaWNhdGlvboLT5JMCFBISL2FwaS92MS91c2Vycy97aWR9EoIBCg1VcGRhdGVQcm9maWxlEiIuc2hvcC51c2VyLnYxLlVwZGF0ZVByb2ZpbGVSZXF1ZXN0GiMuc2hvcC51c2VyLnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZSIoirUYBwgCEAEYuBeC0+STAhc6ASoyEi9hcGkvdjEvdXNlcnMve2lkfRKGAQoKQWRkQWRkcmVzcxIfLnNob3AudXNlci52MS5BZGRBZGRyZXNzUmVxdWVzdBogLnNob3AudXNlci52MS5BZGRBZGRyZXNzUmVzcG9uc2UiNYq1GAUIAhi4F4LT5JMCJjoBKiIhL2FwaS92MS91c2Vycy97dXNlcl9pZH0vYWRkcmVzc2VzEo4BCg1MaXN0QWRkcmVzc2VzEiIuc2hvcC51c2VyLnYxLkxpc3RBZGRyZXNzZXNSZXF1ZXN0GiMuc2hvcC51c2VyLnYxLkxpc3RBZGRyZXNzZXNSZXNwb25zZSI0irUYBwgCEAEY0A+C0+STAiMSIS9hcGkvdjEvdXNlcnMve3VzZXJfaWR9L2FkZHJlc3NlcxKbAQoNUmVtb3ZlQWRkcmVzcxIiLnNob3AudXNlci52MS5SZW1vdmVBZGRyZXNzUmVxdWVzdBojLnNob3AudXNlci52MS5SZW1vdmVBZGRyZXNzUmVzcG9uc2UiQYq1GAcIAhABGLgXgtPkkwIwKi4vYXBpL3YxL3VzZXJzL3t1c2VyX2lkfS9hZGRyZXNzZXMve2FkZHJlc3NfaWR9EnQKEENoZWNrQ3JlZGVudGlhbHMSJS5zaG9wLnVzZXIudjEuQ2hlY2tDcmVkZW50aWFsc1JlcXVlc3QaJi5zaG9wLnVzZXIudjEuQ2hlY2tDcmVkZW50aWFsc1Jlc3BvbnNlIhGKtRgNCAQQARi4FyIEYXV0aGIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_common_v1_common, file_shop_mesh_v1_options]);
+  fileDesc("ChdzaG9wL3VzZXIvdjEvdXNlci5wcm90bxIMc2hvcC51c2VyLnYxIpoBCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRINCgVwaG9uZRgEIAEoCRIhCgVyb2xlcxgFIAMoDjISLnNob3AudXNlci52MS5Sb2xlEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYCgxTYXZlZEFkZHJlc3MSCgoCaWQYASABKAkSKAoHYWRkcmVzcxgCIAEoCzIXLnNob3AuY29tbW9uLnYxLkFkZHJlc3MSEgoKaXNfZGVmYXVsdBgDIAEoCCJvChNSZWdpc3RlclVzZXJSZXF1ZXN0EhkKBWVtYWlsGAEgASgJQgq6SAdyBRj+AWABEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRAIGIABEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhkIjgKFFJlZ2lzdGVyVXNlclJlc3BvbnNlEiAKBHVzZXIYASABKAsyEi5zaG9wLnVzZXIudjEuVXNlciI5Cg5HZXRVc2VyUmVxdWVzdBInCgJpZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIjMKD0dldFVzZXJSZXNwb25zZRIgCgR1c2VyGAEgASgLMhIuc2hvcC51c2VyLnYxLlVzZXIiSgoUQmF0Y2hHZXRVc2Vyc1JlcXVlc3QSMgoDaWRzGAEgAygJQiW6SCKSAR8IARD0AyIYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIk8KFUJhdGNoR2V0VXNlcnNSZXNwb25zZRIhCgV1c2VycxgBIAMoCzISLnNob3AudXNlci52MS5Vc2VyEhMKC21pc3NpbmdfaWRzGAIgAygJIrQBChRVcGRhdGVQcm9maWxlUmVxdWVzdBInCgJpZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskEiQKDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQARhkSACIAQESMgoFcGhvbmUYAyABKAlCHrpIG3IZMhdeKFwrWzEtOV1bMC05XXs2LDE0fSk/JEgBiAEBQg8KDV9kaXNwbGF5X25hbWVCCAoGX3Bob25lIjkKFVVwZGF0ZVByb2ZpbGVSZXNwb25zZRIgCgR1c2VyGAEgASgLMhIuc2hvcC51c2VyLnYxLlVzZXIiiQEKEUFkZEFkZHJlc3NSZXF1ZXN0EiwKB3VzZXJfaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIwCgdhZGRyZXNzGAIgASgLMhcuc2hvcC5jb21tb24udjEuQWRkcmVzc0IGukgDyAEBEhQKDG1ha2VfZGVmYXVsdBgDIAEoCCJBChJBZGRBZGRyZXNzUmVzcG9uc2USKwoHYWRkcmVzcxgBIAEoCzIaLnNob3AudXNlci52MS5TYXZlZEFkZHJlc3MiRAoUTGlzdEFkZHJlc3Nlc1JlcXVlc3QSLAoHdXNlcl9pZBgBIAEoCUIbukgYchYQARhAMhBeW0EtWmEtejAtOV8tXSskIkYKFUxpc3RBZGRyZXNzZXNSZXNwb25zZRItCglhZGRyZXNzZXMYASADKAsyGi5zaG9wLnVzZXIudjEuU2F2ZWRBZGRyZXNzInUKFFJlbW92ZUFkZHJlc3NSZXF1ZXN0EiwKB3VzZXJfaWQYASABKAlCG7pIGHIWEAEYQDIQXltBLVphLXowLTlfLV0rJBIvCgphZGRyZXNzX2lkGAIgASgJQhu6SBhyFhABGEAyEF5bQS1aYS16MC05Xy1dKyQiKAoVUmVtb3ZlQWRkcmVzc1Jlc3BvbnNlEg8KB3JlbW92ZWQYASABKAgiUgoXQ2hlY2tDcmVkZW50aWFsc1JlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFEAEY/gESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAEiSwoYQ2hlY2tDcmVkZW50aWFsc1Jlc3BvbnNlEg0KBXZhbGlkGAEgASgIEiAKBHVzZXIYAiABKAsyEi5zaG9wLnVzZXIudjEuVXNlcio/CgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIRCg1ST0xFX0NVU1RPTUVSEAESDgoKUk9MRV9BRE1JThACMrQICgtVc2VyU2VydmljZRJ4CgxSZWdpc3RlclVzZXISIS5zaG9wLnVzZXIudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBoiLnNob3AudXNlci52MS5SZWdpc3RlclVzZXJSZXNwb25zZSIhirUYBQgBGIgngtPkkwISOgEqIg0vYXBpL3YxL3VzZXJzEoIBCgdHZXRVc2VyEhwuc2hvcC51c2VyLnYxLkdldFVzZXJSZXF1ZXN0Gh0uc2hvcC51c2VyLnYxLkdldFVzZXJSZXNwb25zZSI6irUYHAgCEAEY0A8iBW9yZGVyIgxub3RpZmljYXRpb26C0+STAhQSEi9hcGkvdjEvdXNlcnMve2lkfRJzCg1CYXRjaEdldFVzZXJzEiIuc2hvcC51c2VyLnYxLkJhdGNoR2V0VXNlcnNSZXF1ZXN0GiMuc2hvcC51c2VyLnYxLkJhdGNoR2V0VXNlcnNSZXNwb25zZSIZirUYFQgEEAEY0A8iDG5vdGlmaWNhdGlvbhKCAQoNVXBkYXRlUHJvZmlsZRIiLnNob3AudXNlci52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBojLnNob3AudXNlci52MS5VcGRhdGVQcm9maWxlUmVzcG9uc2UiKIq1GAcIAhABGLgXgtPkkwIXOgEqMhIvYXBpL3YxL3VzZXJzL3tpZH0ShgEKCkFkZEFkZHJlc3MSHy5zaG9wLnVzZXIudjEuQWRkQWRkcmVzc1JlcXVlc3QaIC5zaG9wLnVzZXIudjEuQWRkQWRkcmVzc1Jlc3BvbnNlIjWKtRgFCAIYuBeC0+STAiY6ASoiIS9hcGkvdjEvdXNlcnMve3VzZXJfaWR9L2FkZHJlc3NlcxKOAQoNTGlzdEFkZHJlc3NlcxIiLnNob3AudXNlci52MS5MaXN0QWRkcmVzc2VzUmVxdWVzdBojLnNob3AudXNlci52MS5MaXN0QWRkcmVzc2VzUmVzcG9uc2UiNIq1GAcIAhABGNAPgtPkkwIjEiEvYXBpL3YxL3VzZXJzL3t1c2VyX2lkfS9hZGRyZXNzZXMSmwEKDVJlbW92ZUFkZHJlc3MSIi5zaG9wLnVzZXIudjEuUmVtb3ZlQWRkcmVzc1JlcXVlc3QaIy5zaG9wLnVzZXIudjEuUmVtb3ZlQWRkcmVzc1Jlc3BvbnNlIkGKtRgHCAIQARi4F4LT5JMCMCouL2FwaS92MS91c2Vycy97dXNlcl9pZH0vYWRkcmVzc2VzL3thZGRyZXNzX2lkfRJ0ChBDaGVja0NyZWRlbnRpYWxzEiUuc2hvcC51c2VyLnYxLkNoZWNrQ3JlZGVudGlhbHNSZXF1ZXN0GiYuc2hvcC51c2VyLnYxLkNoZWNrQ3JlZGVudGlhbHNSZXNwb25zZSIRirUYDQgEEAEYuBciBGF1dGhiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_shop_common_v1_common, file_shop_mesh_v1_options]);
 
 /**
  * User is a shopper's account, without credentials.
@@ -212,6 +212,55 @@ export const GetUserResponseSchema: GenMessage<GetUserResponse> = /*@__PURE__*/
   messageDesc(file_shop_user_v1_user, 5);
 
 /**
+ * BatchGetUsersRequest names up to 500 users.
+ *
+ * @generated from message shop.user.v1.BatchGetUsersRequest
+ */
+export type BatchGetUsersRequest = Message<"shop.user.v1.BatchGetUsersRequest"> & {
+  /**
+   * User ids, each as GetUserRequest.id; a repeated id is answered once.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+};
+
+/**
+ * Describes the message shop.user.v1.BatchGetUsersRequest.
+ * Use `create(BatchGetUsersRequestSchema)` to create a new message.
+ */
+export const BatchGetUsersRequestSchema: GenMessage<BatchGetUsersRequest> = /*@__PURE__*/
+  messageDesc(file_shop_user_v1_user, 6);
+
+/**
+ * BatchGetUsersResponse carries the users found.
+ *
+ * @generated from message shop.user.v1.BatchGetUsersResponse
+ */
+export type BatchGetUsersResponse = Message<"shop.user.v1.BatchGetUsersResponse"> & {
+  /**
+   * The users found, in no particular order.
+   *
+   * @generated from field: repeated shop.user.v1.User users = 1;
+   */
+  users: User[];
+
+  /**
+   * The requested ids that name no user.
+   *
+   * @generated from field: repeated string missing_ids = 2;
+   */
+  missingIds: string[];
+};
+
+/**
+ * Describes the message shop.user.v1.BatchGetUsersResponse.
+ * Use `create(BatchGetUsersResponseSchema)` to create a new message.
+ */
+export const BatchGetUsersResponseSchema: GenMessage<BatchGetUsersResponse> = /*@__PURE__*/
+  messageDesc(file_shop_user_v1_user, 7);
+
+/**
  * UpdateProfileRequest changes the fields that are set.
  *
  * @generated from message shop.user.v1.UpdateProfileRequest
@@ -244,7 +293,7 @@ export type UpdateProfileRequest = Message<"shop.user.v1.UpdateProfileRequest"> 
  * Use `create(UpdateProfileRequestSchema)` to create a new message.
  */
 export const UpdateProfileRequestSchema: GenMessage<UpdateProfileRequest> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 6);
+  messageDesc(file_shop_user_v1_user, 8);
 
 /**
  * UpdateProfileResponse carries the user after the change.
@@ -265,7 +314,7 @@ export type UpdateProfileResponse = Message<"shop.user.v1.UpdateProfileResponse"
  * Use `create(UpdateProfileResponseSchema)` to create a new message.
  */
 export const UpdateProfileResponseSchema: GenMessage<UpdateProfileResponse> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 7);
+  messageDesc(file_shop_user_v1_user, 9);
 
 /**
  * AddAddressRequest saves one address.
@@ -300,7 +349,7 @@ export type AddAddressRequest = Message<"shop.user.v1.AddAddressRequest"> & {
  * Use `create(AddAddressRequestSchema)` to create a new message.
  */
 export const AddAddressRequestSchema: GenMessage<AddAddressRequest> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 8);
+  messageDesc(file_shop_user_v1_user, 10);
 
 /**
  * AddAddressResponse carries the saved address.
@@ -321,7 +370,7 @@ export type AddAddressResponse = Message<"shop.user.v1.AddAddressResponse"> & {
  * Use `create(AddAddressResponseSchema)` to create a new message.
  */
 export const AddAddressResponseSchema: GenMessage<AddAddressResponse> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 9);
+  messageDesc(file_shop_user_v1_user, 11);
 
 /**
  * ListAddressesRequest names a user.
@@ -342,7 +391,7 @@ export type ListAddressesRequest = Message<"shop.user.v1.ListAddressesRequest"> 
  * Use `create(ListAddressesRequestSchema)` to create a new message.
  */
 export const ListAddressesRequestSchema: GenMessage<ListAddressesRequest> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 10);
+  messageDesc(file_shop_user_v1_user, 12);
 
 /**
  * ListAddressesResponse lists the addresses, default first.
@@ -363,7 +412,7 @@ export type ListAddressesResponse = Message<"shop.user.v1.ListAddressesResponse"
  * Use `create(ListAddressesResponseSchema)` to create a new message.
  */
 export const ListAddressesResponseSchema: GenMessage<ListAddressesResponse> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 11);
+  messageDesc(file_shop_user_v1_user, 13);
 
 /**
  * RemoveAddressRequest names an address of a user.
@@ -391,7 +440,7 @@ export type RemoveAddressRequest = Message<"shop.user.v1.RemoveAddressRequest"> 
  * Use `create(RemoveAddressRequestSchema)` to create a new message.
  */
 export const RemoveAddressRequestSchema: GenMessage<RemoveAddressRequest> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 12);
+  messageDesc(file_shop_user_v1_user, 14);
 
 /**
  * RemoveAddressResponse says whether an address was removed.
@@ -412,7 +461,7 @@ export type RemoveAddressResponse = Message<"shop.user.v1.RemoveAddressResponse"
  * Use `create(RemoveAddressResponseSchema)` to create a new message.
  */
 export const RemoveAddressResponseSchema: GenMessage<RemoveAddressResponse> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 13);
+  messageDesc(file_shop_user_v1_user, 15);
 
 /**
  * CheckCredentialsRequest is an email and password to verify.
@@ -440,7 +489,7 @@ export type CheckCredentialsRequest = Message<"shop.user.v1.CheckCredentialsRequ
  * Use `create(CheckCredentialsRequestSchema)` to create a new message.
  */
 export const CheckCredentialsRequestSchema: GenMessage<CheckCredentialsRequest> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 14);
+  messageDesc(file_shop_user_v1_user, 16);
 
 /**
  * CheckCredentialsResponse says whether they match, and whose they are.
@@ -468,7 +517,7 @@ export type CheckCredentialsResponse = Message<"shop.user.v1.CheckCredentialsRes
  * Use `create(CheckCredentialsResponseSchema)` to create a new message.
  */
 export const CheckCredentialsResponseSchema: GenMessage<CheckCredentialsResponse> = /*@__PURE__*/
-  messageDesc(file_shop_user_v1_user, 15);
+  messageDesc(file_shop_user_v1_user, 17);
 
 /**
  * Role grants rights beyond a shopper's.
@@ -530,6 +579,17 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof GetUserRequestSchema;
     output: typeof GetUserResponseSchema;
+  },
+  /**
+   * BatchGetUsers returns many users in one call: notification resolves the recipients of
+   * a whole poll of events at once. Ids with no user are listed apart, not an error.
+   *
+   * @generated from rpc shop.user.v1.UserService.BatchGetUsers
+   */
+  batchGetUsers: {
+    methodKind: "unary";
+    input: typeof BatchGetUsersRequestSchema;
+    output: typeof BatchGetUsersResponseSchema;
   },
   /**
    * UpdateProfile changes the profile fields that are set.
