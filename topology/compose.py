@@ -395,13 +395,18 @@ def _section(title: str, services: dict[str, dict[str, Any]]) -> str:
 
 
 def render(t: Topology) -> str:
+    from topology import demo
+
+    services = {s.name: _service(t, s) for s in t.services}
+    demo_data = demo.compose_services(t, services)
     volumes = ["pg-primary", "pg-replica", "kafka", "mongo", "mail", "prometheus", "grafana"]
     parts = [
         HEADER,
         "name: shopmesh\n\nservices:\n",
         _section("infrastructure", _infrastructure(t)),
         _section("platform", _platform(t)),
-        _section("services (schemas/topology.yaml)", {s.name: _service(t, s) for s in t.services}),
+        _section("services (schemas/topology.yaml)", services),
+        _section("demo data, as `make up` loads it (topology/demo.py)", demo_data),
         _section("edge", _edge(t)),
         _section("observability", _observability(t)),
         "\nnetworks:\n  shopmesh: {}\n\nvolumes:\n",
