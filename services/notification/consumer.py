@@ -37,13 +37,6 @@ from services.notification.domain import (
 from services.notification.events import to_domain
 from services.notification.routing import (
     H_ATTEMPT,
-    H_DLQ_ATTEMPTS,
-    H_DLQ_ERROR,
-    H_DLQ_REASON,
-    H_DLQ_SOURCE_OFFSET,
-    H_DLQ_SOURCE_PARTITION,
-    H_DLQ_SOURCE_TOPIC,
-    H_DLQ_TIMESTAMP,
     H_DUE,
     H_LAST_ERROR,
     H_ORIGIN_OFFSET,
@@ -52,12 +45,17 @@ from services.notification.routing import (
     OUR_HEADERS,
     NotificationMetrics,
     Topology,
-    _one_line,
-    _text,
     classify_decode_error,
 )
 from services.notification.service import Notifier, Outcome
 from services.runtime.kafka import ConsumedEvent, EventConsumer, EventProducer
+from services.runtime.kafka.dlq import (
+    carried_headers,
+    dead_letter_headers,
+    forward,
+    header_text,
+    one_line,
+)
 from services.runtime.tracing import consume_span
 
 log = logging.getLogger(__name__)
@@ -85,7 +83,7 @@ class Pipeline:
 
     async def _process(self, ev: ConsumedEvent, stage: int) -> None:
         base = self.topology.base_of(ev.topic)
-        attempts = int(_text(ev.headers, H_ATTEMPT, "0") or 0) + 1
+        attempts = int(header_text(ev.headers, H_ATTEMPT, "0") or 0) + 1
         self.metrics.consumed.labels(base, str(stage), ev.name or "undecodable").inc()
         started = time.perf_counter()
         try:
@@ -125,14 +123,14 @@ class Pipeline:
 
     def _carried(self, ev: ConsumedEvent) -> list[tuple[str, bytes]]:
         """The record's own headers (event id, trace context...) without our bookkeeping."""
-        return [(k, v) for k, v in ev.headers.items() if not k.startswith(OUR_HEADERS)]
+        return carried_headers(ev, OUR_HEADERS)
 
     def _origin(self, ev: ConsumedEvent) -> tuple[str, str, str]:
         if H_ORIGIN_TOPIC in ev.headers:
             return (
-                _text(ev.headers, H_ORIGIN_TOPIC),
-                _text(ev.headers, H_ORIGIN_PARTITION),
-                _text(ev.headers, H_ORIGIN_OFFSET),
+                header_text(ev.headers, H_ORIGIN_TOPIC),
+                header_text(ev.headers, H_ORIGIN_PARTITION),
+                header_text(ev.headers, H_ORIGIN_OFFSET),
             )
         return ev.topic, str(ev.partition), str(ev.offset)
 
@@ -161,7 +159,7 @@ class Pipeline:
             *self._carried(ev),
             (H_ATTEMPT, str(attempts).encode()),
             (H_DUE, str(due_ms).encode()),
-            (H_LAST_ERROR, _one_line(f"{reason}: {error}").encode()),
+            (H_LAST_ERROR, one_line(f"{reason}: {error}").encode()),
             (H_ORIGIN_TOPIC, topic.encode()),
             (H_ORIGIN_PARTITION, partition.encode()),
             (H_ORIGIN_OFFSET, offset.encode()),
@@ -177,31 +175,23 @@ class Pipeline:
     async def dead_letter(
         self, ev: ConsumedEvent, base: str, reason: str, error: str, attempts: int
     ) -> None:
-        topic, partition, offset = self._origin(ev)
-        headers = [
-            *self._carried(ev),
-            (H_DLQ_REASON, reason.encode()),
-            (H_DLQ_ERROR, _one_line(error).encode()),
-            (H_DLQ_ATTEMPTS, str(attempts).encode()),
-            (H_DLQ_SOURCE_TOPIC, topic.encode()),
-            (H_DLQ_SOURCE_PARTITION, partition.encode()),
-            (H_DLQ_SOURCE_OFFSET, offset.encode()),
-            (H_DLQ_TIMESTAMP, str(int(time.time() * 1000)).encode()),
-        ]
+        headers = dead_letter_headers(
+            self._carried(ev), reason=reason, error=error, source=self._origin(ev),
+            attempts=attempts,
+        )  # fmt: skip
         await self._forward(self.topology.dlq_topic(base), ev, headers)
         self.metrics.dead_lettered.labels(base, reason).inc()
         log.warning(
             "dead-lettered",
             extra={"fields": {"topic": ev.topic, "offset": ev.offset, "reason": reason,
-                              "error": _one_line(error), "event_id": ev.event_id}},
+                              "error": one_line(error), "event_id": ev.event_id}},
         )  # fmt: skip
 
     async def _forward(
         self, topic: str, ev: ConsumedEvent, headers: Sequence[tuple[str, bytes]]
     ) -> None:
-        key = ev.key.encode() if ev.key is not None else None
-        ack = await self.producer.send_raw(topic, ev.raw, key=key, headers=headers)
-        await ack  # the source offset is committed only once Kafka has this copy
+        # Returns once Kafka acked the copy: the source offset is committed only after.
+        await forward(self.producer, topic, ev, headers)
 
 
 class StageWorker:
@@ -279,7 +269,7 @@ class StageWorker:
         nxt: int | None = None
         raw = self.consumer.raw
         for ev in events:
-            due = int(_text(ev.headers, H_DUE, "0") or 0) / 1000
+            due = int(header_text(ev.headers, H_DUE, "0") or 0) / 1000
             if due > time.time():
                 # Not yet: park the partition at this record, serve the others meanwhile.
                 raw.seek(tp, ev.offset)

@@ -1,16 +1,13 @@
 """Where a consumed record can go, and what travels with it: the retry stages and the
 dead-letter topic of each event topic (Topology), the headers that carry a record's retry
-and dead-letter bookkeeping (so any instance can continue it), how a decode failure is
-classified (poison or registry away), and the consumer's metrics.
+bookkeeping (so any instance can continue it; the dead-letter headers and the decode
+classification are the runtime's, services/runtime/kafka/dlq.py), and the consumer's metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notification.domain import (
@@ -19,32 +16,20 @@ from services.notification.domain import (
     UndecodableEventError,
     UnknownSchemaError,
 )
+from services.runtime.kafka import dlq
+from services.runtime.kafka.dlq import DLQ_PREFIX
+from services.runtime.kafka.dlq import H_DLQ_SOURCE_TOPIC as H_DLQ_SOURCE_TOPIC  # replay's
+from services.runtime.kafka.dlq import H_DLQ_TIMESTAMP as H_DLQ_TIMESTAMP
 
-# The registry client's own HTTP library: confluent-kafka imports httpx2 under the name
-# httpx when it is installed (schema_registry/common/_httpx_compat.py), so "registry
-# unreachable" arrives as httpx2.ConnectError, which is no httpx.HTTPError.
-try:
-    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
-
-    _HTTP_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, _registry_http.HTTPError)
-except ImportError:  # an older client that used httpx itself
-    _HTTP_ERRORS = (httpx.HTTPError,)
-
-# Headers we add. Retry bookkeeping travels with the record, so any instance can continue.
+# Headers of the retry stages. Retry bookkeeping travels with the record, so any instance
+# can continue it.
 H_ATTEMPT = "x-retry-attempt"  # failed attempts so far
 H_DUE = "x-retry-due-ms"  # epoch ms before which the retry stage must not run it
 H_LAST_ERROR = "x-retry-last-error"
 H_ORIGIN_TOPIC = "x-origin-topic"
 H_ORIGIN_PARTITION = "x-origin-partition"
 H_ORIGIN_OFFSET = "x-origin-offset"
-H_DLQ_REASON = "x-dlq-reason"
-H_DLQ_ERROR = "x-dlq-error"  # one line, no stack trace
-H_DLQ_ATTEMPTS = "x-dlq-attempts"
-H_DLQ_SOURCE_TOPIC = "x-dlq-source-topic"
-H_DLQ_SOURCE_PARTITION = "x-dlq-source-partition"
-H_DLQ_SOURCE_OFFSET = "x-dlq-source-offset"
-H_DLQ_TIMESTAMP = "x-dlq-timestamp-ms"
-OUR_HEADERS = (H_ATTEMPT, H_DUE, H_LAST_ERROR, "x-origin-", "x-dlq-", "x-replayed-")
+OUR_HEADERS = (H_ATTEMPT, H_DUE, H_LAST_ERROR, "x-origin-", DLQ_PREFIX, "x-replayed-")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -101,7 +86,7 @@ class Topology:
         return f"{base}.retry.{stage}"
 
     def dlq_topic(self, base: str) -> str:
-        return f"{base}.dlq"
+        return dlq.dlq_topic(base)
 
     def stage_topics(self, stage: int) -> list[str]:
         if stage == 0:
@@ -119,23 +104,12 @@ class Topology:
         return out + [self.dlq_topic(t) for t in self.topics]
 
 
-def _text(headers: Mapping[str, bytes], name: str, default: str = "") -> str:
-    raw = headers.get(name)
-    return raw.decode(errors="replace") if raw is not None else default
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())[:300]
-
-
 def classify_decode_error(exc: Exception) -> NotificationError:
-    """Why a record did not decode: poison (permanent) or the registry is away (transient)."""
-    if isinstance(exc, SchemaRegistryError):
-        if exc.http_status_code == 404:
-            return UnknownSchemaError(f"schema not in registry: {exc.error_message}")
-        if exc.http_status_code >= 500 or exc.http_status_code <= 0:
-            return DependencyUnavailableError(f"registry: HTTP {exc.http_status_code}")
-        return UnknownSchemaError(f"registry refused: HTTP {exc.http_status_code}")
-    if isinstance(exc, (*_HTTP_ERRORS, OSError, TimeoutError)):
-        return DependencyUnavailableError(f"registry unreachable: {type(exc).__name__}")
-    return UndecodableEventError(f"undecodable value: {type(exc).__name__}: {exc}")
+    """Why a record did not decode (the runtime's classification, dlq.py), as the domain
+    error the pipeline routes: poison (permanent) or the registry is away (transient)."""
+    failure = dlq.classify_decode_error(exc)
+    if failure.transient:
+        return DependencyUnavailableError(failure.message)
+    if failure.kind == "unknown-schema":
+        return UnknownSchemaError(failure.message)
+    return UndecodableEventError(failure.message)
