@@ -1,11 +1,12 @@
 """k8s/generated/ from the manifest: everything in Kubernetes that follows from the service
 list, so adding a service is a manifest entry and no hand edit under k8s/.
 
-- services/<name>.yaml (k8s_service.py): ServiceAccount, Deployment (gRPC probes, a `migrate` init container
-  when it has a PostgreSQL database), Service, HPA, PDB and its NetworkPolicy, which opens
-  exactly its manifest edges: in from Envoy, from the services that declare a call to it
-  and from Prometheus (metrics); out to the services it calls, its stores, Kafka and the
-  registry when it produces or consumes, and SMTP when it sends email;
+- services/<name>.yaml (k8s_service.py): ServiceAccount, Deployment (gRPC probes, a
+  `migrate` init container when it has a PostgreSQL database), Service, HPA, PDB and its
+  NetworkPolicy, which opens exactly its manifest edges: in from Envoy, from the services
+  that declare a call to it and from Prometheus (metrics); out to the services it calls,
+  its stores, Kafka and the registry when it produces or consumes, and SMTP when it sends
+  email;
 - network-policies.yaml: the policies of the shared parts whose peers are services
   (PostgreSQL, Kafka, the MongoDB store, the registry, Envoy, Prometheus);
 - kustomization.yaml: hand-written k8s/base plus the above, the stores' scripts as
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from topology import compose
-from topology.compose import KAFKA, MONGO, POSTGRES
+from topology.compose_infra import KAFKA, KAFKA_CONTROLLER, MONGO, POSTGRES
 from topology.k8s_service import (
     COMPONENT,
     NAME,
@@ -68,9 +69,9 @@ def shared_policies(t: Topology) -> list[dict[str, Any]]:
             _pods("kafka"),
             [
                 _rule("from", [_pods(*kafka, "kafka", "kafka-topics")], KAFKA),
-                _rule("from", [_pods("kafka")], compose.KAFKA_CONTROLLER),
+                _rule("from", [_pods("kafka")], KAFKA_CONTROLLER),
             ],
-            [_rule("to", [_pods("kafka")], KAFKA, compose.KAFKA_CONTROLLER)],
+            [_rule("to", [_pods("kafka")], KAFKA, KAFKA_CONTROLLER)],
         ),
         _policy("mongo", _pods("mongo"), [_rule("from", [_pods(*mongo)], MONGO)], []),
         _policy(
