@@ -23,27 +23,18 @@ Afterwards, within a bounded wait:
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import random
-import re
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
-from motor.motor_asyncio import AsyncIOMotorClient
 
 from services.notification.config import NotificationConfig
-from services.order.repository.claims import CLAIMS
 from shop.order.v1 import order_pb2 as opb
-from stack.model import state_dir
-from stack.testing import StackHandle
 from tests.reliability.harness import (
     ADDRESS,
     FIGURES,
@@ -55,10 +46,16 @@ from tests.reliability.harness import (
     register_many,
     stock_of,
 )
+from tests.reliability.order_books import (
+    confirmation_emails,
+    order_placed_events,
+    store_orders,
+    unsent_claims,
+)
+from tests.reliability.order_faults import FAULTS, restore_all, run_faults
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(SCALE.timeout_s)]
 
-TOPIC = "shop.orders.v1"
 RETRY = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.ABORTED}
 CONTRACT = {  # statuses PlaceOrder may answer (order.proto, runtime/errors.py)
     Status.OK,
@@ -74,7 +71,6 @@ CONTRACT = {  # statuses PlaceOrder may answer (order.proto, runtime/errors.py)
 GIVE_UP_S = 240.0  # a client stops retrying one checkout after this long
 PRODUCTS = 6
 INITIAL_STOCK = 1_000_000
-SUBJECT = re.compile(r"^Order (\S+) confirmed")
 
 
 @dataclass
@@ -139,172 +135,6 @@ async def run_workload(stubs: Stubs, outcomes: list[Outcome], progress: list[int
         progress[0] += 1
 
     await asyncio.gather(*(one(i, o) for i, o in enumerate(outcomes)))
-
-
-# ---------------------------------------------------------------- the faults
-
-
-FAULTS: list[tuple[str, str, float]] = [
-    # (component, how, seconds down)
-    ("kafka", "kill", 4.0),
-    ("postgres-replica", "stop", 4.0),
-    ("notification", "kill", 2.0),
-    ("order", "kill", 1.0),  # the outbox relay runs inside the order service
-    ("ferretdb", "restart", 1.0),
-]
-
-
-def _bring_back(stack: StackHandle, name: str) -> None:
-    """Start a component again unless it is already up (others share this stack)."""
-    if stack.pid(name) is None or not stack.healthy(name):
-        if stack.pid(name) is not None:
-            stack.stop(name)
-        stack.start(name)
-    stack.wait_healthy(name, timeout=120)
-
-
-def mongo_answers(url: str, timeout_s: float = 15.0) -> bool:
-    """FerretDB answers a read on the orders collection within `timeout_s` (a ping is not
-    enough: a wedged FerretDB still answers ping)."""
-    import pymongo
-
-    ms = int(timeout_s * 1000)
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=ms, socketTimeoutMS=ms)
-    try:
-        client["order"]["orders"].find_one({}, {"_id": 1})
-        return True
-    except pymongo.errors.PyMongoError:
-        return False
-    finally:
-        client.close()
-
-
-def restore_all(stack: StackHandle) -> list[str]:
-    """Leave every component this test touches healthy, in dependency order; returns what
-    needed a rescue beyond a plain restart (reported, never hidden)."""
-    rescued = []
-    for name in ("ferretdb", "kafka", "postgres-replica", "order", "notification"):
-        try:
-            _bring_back(stack, name)
-        except Exception:
-            if name != "order":
-                raise
-            # A wedged FerretDB keeps the order service from starting: restart both.
-            rescued.append("ferretdb restarted to let the order service start")
-            stack.restart("ferretdb")
-            _bring_back(stack, "order")
-    if not mongo_answers(stack.mongo_url()):
-        rescued.append("ferretdb wedged after the run: restarted")
-        stack.restart("ferretdb")
-        stack.restart("order")
-    return rescued
-
-
-def inject(stack: StackHandle, name: str, how: str, down_s: float) -> dict:
-    """One fault, always undone (the stack is shared with other engineers)."""
-    began = time.monotonic()
-    try:
-        if how == "kill":
-            if stack.pid(name) is not None:
-                stack.kill(name)
-        else:
-            stack.stop(name)
-        time.sleep(down_s)
-    finally:
-        _bring_back(stack, name)
-    record = {"component": name, "fault": how, "outage_s": round(time.monotonic() - began, 1)}
-    print(f"  restored {name} after {record['outage_s']}s", flush=True)
-    if not mongo_answers(stack.mongo_url()):
-        # Seen with FerretDB v1.24 when a client sent a bulk of more update statements than
-        # its backend pool has connections (stack/README.md): every later command hangs.
-        raise AssertionError(f"FerretDB stopped answering reads after: {how} {name}")
-    return record
-
-
-async def run_faults(stack: StackHandle, progress: list[int], done: asyncio.Event) -> list[dict]:
-    injected = []
-    for k, (name, how, down_s) in enumerate(FAULTS):
-        # Spread over the run: fault k once k+1/(F+1) of the orders are placed.
-        target = SCALE.orders * (k + 1) // (len(FAULTS) + 1)
-        # Polling a plain counter the workload bumps: simpler than an event per threshold.
-        while progress[0] < target and not done.is_set():  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        print(f"fault {k + 1}/{len(FAULTS)}: {how} {name} after {progress[0]} orders", flush=True)
-        record = await asyncio.to_thread(inject, stack, name, how, down_s)
-        record["after_orders"] = progress[0]
-        injected.append(record)
-    return injected
-
-
-# ---------------------------------------------------------------- what the books say
-
-
-async def store_orders(mongo_url: str, user_ids: list[str], run: str) -> list[dict]:
-    client = AsyncIOMotorClient(mongo_url, serverSelectionTimeoutMS=10_000)
-    try:
-        docs = []
-        for uid in user_ids:  # equalities: FerretDB v1 would scan every order for an $in
-            cursor = client["order"]["orders"].find({"user_id": uid}, {"body": 0})
-            docs += [d async for d in cursor if str(d.get("idempotency_key", "")).startswith(run)]
-        return docs
-    finally:
-        client.close()
-
-
-async def unsent_claims(mongo_url: str, order_ids: set[str]) -> set[str]:
-    """Ids of `order_ids` that still have a claim with events in the outbox (services/order/
-    repository/claims.py): an event not yet published, or published and not yet marked.
-    The outbox is read whole: drained, it holds only other tests' in-flight claims."""
-    client = AsyncIOMotorClient(mongo_url, serverSelectionTimeoutMS=10_000)
-    try:
-        cursor = client["order"][CLAIMS].find({}, {"order_id": 1, "events": 1})
-        return {d["order_id"] async for d in cursor if d.get("events")} & order_ids
-    finally:
-        client.close()
-
-
-async def order_placed_events(bootstrap: str, order_ids: set[str], within: float) -> dict:
-    """order id -> Counter(event id -> copies) of OrderPlaced, from the start of the topic."""
-    consumer = AIOKafkaConsumer(
-        TOPIC,
-        bootstrap_servers=bootstrap,
-        group_id=f"reliability-{uuid.uuid4().hex[:8]}",  # fresh group: from the beginning
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    seen: dict[str, Counter] = defaultdict(Counter)
-    deadline = time.monotonic() + within
-    await consumer.start()
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batches.values():
-                for r in records:
-                    key = r.key.decode() if r.key else ""
-                    if key not in order_ids:
-                        continue
-                    headers = dict(r.headers or ())
-                    if headers.get("event_type", b"").decode().endswith("OrderPlaced"):
-                        seen[key][headers.get("event_id", b"?").decode()] += 1
-            if not batches and set(seen) >= order_ids:
-                break
-    finally:
-        await consumer.stop()
-    return seen
-
-
-def confirmation_emails(since_ns: int, order_ids: set[str]) -> dict[str, Counter]:
-    """order id -> Counter(Message-ID -> copies), from the sink's files newer than the run."""
-    found: dict[str, Counter] = defaultdict(Counter)
-    for path in sorted(Path(state_dir(), "mail").glob("*.eml")):
-        if int(path.name.split("-", 1)[0]) < since_ns:
-            continue
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        m = SUBJECT.match(str(msg.get("Subject", "")))
-        if m and m.group(1) in order_ids:
-            found[m.group(1)][str(msg.get("Message-ID", ""))] += 1
-    return found
 
 
 # ---------------------------------------------------------------- the test
