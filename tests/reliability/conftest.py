@@ -5,10 +5,11 @@ runs, under "short" / "soak") and, for the soak run, regenerates REPORT.md."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.reliability import report
-from tests.reliability.harness import FIGURES
+from tests.reliability.harness import FIGURES, PORTS, Stubs
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -27,3 +28,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if FIGURES.tests:
         report.write(FIGURES)
+
+
+# ---------------------------------------------------------------- the security tests' fixtures
+
+
+@pytest.fixture(scope="module")
+def up(stack):
+    return stack.require("nginx", *PORTS)  # every service it calls
+
+
+@pytest.fixture
+async def stubs(up):
+    s = Stubs()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def gw(up):
+    async with httpx.AsyncClient(base_url=up.nginx_url, timeout=15) as c:
+        yield c
