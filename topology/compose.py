@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from services.runtime.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+from topology import demo
 from topology.compose_infra import (
     KAFKA,
     MONGO,
@@ -238,8 +239,6 @@ def _section(title: str, services: dict[str, dict[str, Any]]) -> str:
 
 
 def render(t: Topology) -> str:
-    from topology import demo
-
     services = {s.name: _service(t, s) for s in t.services}
     demo_data = demo.compose_services(t, services)
     volumes = ["pg-primary", "pg-replica", "kafka", "mongo", "mail", "prometheus", "grafana"]

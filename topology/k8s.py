@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology import compose
+from topology import compose, demo
 from topology.compose_infra import KAFKA, KAFKA_CONTROLLER, MONGO, POSTGRES
 from topology.k8s_service import (
     COMPONENT,
@@ -231,8 +231,6 @@ def overlay_component(t: Topology, overlay: str) -> dict[str, str]:
     resources = ""
     files: dict[str, str] = {}
     if overlay == "dev":
-        from topology import demo
-
         own.append(_image(t.infra("mail").image)[0].removeprefix("shopmesh/"))
         files[f"k8s/generated/{overlay}/smtp-sink.yaml"] = (
             HEADER
