@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from topology.compose_infra import POSTGRES
+from topology.k8s_service import COMPONENT, NAME
 from topology.manifest import Service, Topology
 
-NAME = "app.kubernetes.io/name"
-COMPONENT = "app.kubernetes.io/component"
 DEMO = "demo-data"
-POSTGRES = 5432
 
 
 def _not_for_loaders(s: Service) -> set[str]:
