@@ -13,39 +13,17 @@ from typing import Any
 from registry import avro_schema
 from registry.avro_schema import ParsedSchema, Reference
 from registry.compatibility import Level, PreviousSchema, check
+from registry.deletes import RegistryDeletes, parse_version
 from registry.errors import (
     IncompatibleSchema,
     InvalidSchema,
-    InvalidVersion,
     OperationNotPermitted,
-    ReferenceExists,
     SchemaNotFound,
     SubjectNotFound,
-    SubjectNotSoftDeleted,
-    SubjectSoftDeleted,
     VersionNotFound,
-    VersionNotSoftDeleted,
-    VersionSoftDeleted,
 )
 from registry.ports import SchemaRow, Store, StoreTx, VersionRow
 from registry.settings import RegistrySettings
-
-MAX_VERSION = 2**31 - 1
-
-
-def parse_version(raw: str | int) -> int | None:
-    """`latest`/-1 -> None, else a version in [1, 2^31-1] (42202 otherwise)."""
-    if isinstance(raw, str) and raw.lower() == "latest":
-        return None
-    try:
-        version = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidVersion(str(raw)) from None
-    if version == -1:
-        return None
-    if not 1 <= version <= MAX_VERSION:
-        raise InvalidVersion(str(raw))
-    return version
 
 
 @functools.lru_cache(maxsize=512)
@@ -68,7 +46,7 @@ def schema_payload(row: SchemaRow) -> dict[str, Any]:
     return out
 
 
-class Registry(RegistrySettings):
+class Registry(RegistrySettings, RegistryDeletes):
     """The use cases; one instance per process, sharing the store's connection pool."""
 
     def __init__(self, store: Store) -> None:
@@ -273,63 +251,6 @@ class Registry(RegistrySettings):
         async with self.store.read() as tx:
             row = await self._version_row(tx, subject, raw)
             return await tx.referenced_by(subject, row.version)
-
-    async def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
-        async with self.store.write(subject) as tx:
-            await self._require_writable(tx, subject)
-            rows = await tx.versions(subject)
-            if not rows:
-                raise SubjectNotFound(subject)
-            live = [r.version for r in rows if not r.deleted]
-            for version in live:
-                if await tx.referenced_by(subject, version):
-                    raise ReferenceExists(
-                        f"One or more references exist to the schema {{subject={subject},"
-                        f" version={version}}}"
-                    )
-            if permanent:
-                if live:
-                    raise SubjectNotSoftDeleted(subject)
-                versions = [r.version for r in rows]
-                await tx.hard_delete(subject, versions)
-                await tx.set_setting("compatibility", subject, None)
-                await tx.set_setting("mode", subject, None)
-                return versions
-            if not live:
-                raise SubjectSoftDeleted(subject)
-            await tx.soft_delete(subject, live)
-            return live
-
-    async def delete_version(self, subject: str, raw: str | int, *, permanent: bool = False) -> int:
-        async with self.store.write(subject) as tx:
-            await self._require_writable(tx, subject)
-            wanted = parse_version(raw)
-            rows = await tx.versions(subject)
-            if not rows:
-                raise SubjectNotFound(subject)
-            if wanted is None:
-                pool = [r for r in rows if permanent or not r.deleted]
-                if not pool:
-                    raise SubjectNotFound(subject)
-                row = pool[-1]
-            else:
-                row = next((r for r in rows if r.version == wanted), None)
-                if row is None:
-                    raise VersionNotFound(subject, wanted)
-            if await tx.referenced_by(subject, row.version):
-                raise ReferenceExists(
-                    f"One or more references exist to the schema {{subject={subject},"
-                    f" version={row.version}}}"
-                )
-            if permanent:
-                if not row.deleted:
-                    raise VersionNotSoftDeleted(subject, row.version)
-                await tx.hard_delete(subject, [row.version])
-            else:
-                if row.deleted:
-                    raise VersionSoftDeleted(subject, row.version)
-                await tx.soft_delete(subject, [row.version])
-            return row.version
 
     # ---- schemas by id -------------------------------------------------------------
     async def schema_by_id(self, schema_id: int, subject: str | None = None) -> dict[str, Any]:
