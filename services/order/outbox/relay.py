@@ -15,7 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from services.order.metrics import OrderMetrics
-from services.order.outbox.fallback import FallbackRound, _in_version_order
+from services.order.outbox.fallback import (
+    CONCURRENT_READS,
+    FallbackRound,
+    _in_version_order,
+    orders_of,
+)
 from services.order.outbox.producer import BATCH, MEMORY_CAP, TOPIC, LazyProducer
 from services.order.repository import MongoOrders, Verdict, Written, unpack_entry, verdict
 from services.runtime.kafka import EventProducer, TraceContext
@@ -116,7 +121,7 @@ class OutboxRelay(FallbackRound):
 
     async def _check_unsure(self) -> None:
         claims = list(self.unsure.values())
-        orders = await self.repo.orders_of(claims)
+        orders = await orders_of(self.repo, claims)
         now = dt.datetime.now(dt.UTC)
         for c in claims:
             v = verdict(c, orders.get(c["order_id"]), now, self.repo.lock_lease)
@@ -195,8 +200,15 @@ class OutboxRelay(FallbackRound):
         if not self.done:
             return 0
         done, self.done = self.done, []
+        by_bucket: dict[int, list[dict[str, Any]]] = {}
+        for c in done:
+            by_bucket.setdefault(int(c["bucket"]), []).append(c)
+        groups = list(by_bucket.values())
         try:
-            deleted = await self.repo.remove_claims(done)
+            deleted = 0
+            for i in range(0, len(groups), CONCURRENT_READS):  # buckets at once
+                some = groups[i : i + CONCURRENT_READS]
+                deleted += sum(await asyncio.gather(*(self.repo.remove_claims(g) for g in some)))
         except BaseException:
             self.done = done + self.done  # tried again later; sent again after a crash
             raise
