@@ -77,6 +77,82 @@ async def test_one_asker_cancelled_does_not_cancel_the_call_the_others_wait_for(
     assert await second == "U1"
 
 
+class FetchMany:
+    """A batch read: answers every key at once; keys in `missing` get a KeyError each."""
+
+    def __init__(self, missing: set[str] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.missing = missing or set()
+        self.fail: Exception | None = None
+
+    async def __call__(self, keys: list[str]) -> dict[str, str | Exception]:
+        self.batches.append(list(keys))
+        await asyncio.sleep(0.002)
+        if self.fail is not None:
+            raise self.fail
+        return {k: KeyError(k) if k in self.missing else k.upper() for k in keys}
+
+
+async def _unused(key: str) -> str:
+    raise AssertionError("the single-key fetch is not used when fetch_many is given")
+
+
+async def test_ids_asked_in_one_loop_turn_go_out_as_one_batch():
+    many = FetchMany(missing={"gone"})
+    lookups = Lookups(_unused, ttl_s=30, fetch_many=many)
+    keys = [f"u{i % 40}" for i in range(100)] + ["gone"]
+    results = await asyncio.gather(*(lookups.get(k) for k in keys), return_exceptions=True)
+    assert results[:100] == [k.upper() for k in keys[:100]]
+    assert isinstance(results[100], KeyError)  # only the missing one's asker fails
+    assert len(many.batches) == 1 and sorted(many.batches[0]) == sorted({*keys})
+    # Answers are cached (the missing one is not): a later turn asks only for what is new.
+    assert await asyncio.gather(lookups.get("u1"), lookups.get("u77")) == ["U1", "U77"]
+    assert many.batches[1] == ["u77"]
+    assert lookups.calls == 2
+
+
+async def test_askers_woken_together_after_an_await_share_a_batch():
+    """As in the consumer: every record awaits its claim, then they all ask at once."""
+    many = FetchMany()
+    lookups = Lookups(_unused, ttl_s=30, fetch_many=many)
+    claimed = asyncio.get_running_loop().create_future()
+
+    async def record(i: int) -> str:
+        await claimed
+        return await lookups.get(f"u{i}")
+
+    tasks = [asyncio.ensure_future(record(i)) for i in range(30)]
+    await asyncio.sleep(0.001)
+    claimed.set_result(None)
+    assert await asyncio.gather(*tasks) == [f"U{i}" for i in range(30)]
+    assert len(many.batches) == 1
+
+
+async def test_batches_are_split_at_max_batch_and_a_failure_reaches_all_its_askers():
+    many = FetchMany()
+    lookups = Lookups(_unused, ttl_s=30, fetch_many=many, max_batch=10)
+    await asyncio.gather(*(lookups.get(f"a{i}") for i in range(25)))
+    assert [len(b) for b in many.batches] == [10, 10, 5]
+    many.fail = DependencyUnavailableError("user service: UNAVAILABLE")
+    results = await asyncio.gather(
+        *(lookups.get(f"b{i}") for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, DependencyUnavailableError) for r in results)
+    many.fail = None  # failures are not kept
+    assert await lookups.get("b1") == "B1"
+
+
+async def test_a_cancelled_batch_cancels_its_askers_instead_of_leaving_them_waiting():
+    many = FetchMany()
+    lookups = Lookups(_unused, ttl_s=30, fetch_many=many)
+    asker = asyncio.ensure_future(lookups.get("u1"))
+    await asyncio.sleep(0)
+    assert lookups._flusher is not None
+    lookups._flusher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asker, 1)
+
+
 class Flush:
     def __init__(self) -> None:
         self.groups: list[list[int]] = []
