@@ -124,9 +124,10 @@ class Rig:
     """What every throughput and latency round shares: one stand-in user service. Each
     round gets its own private sink of the 'new' code (a fresh mail dir to count)."""
 
-    def __init__(self, tmp: Path, new: Code) -> None:
+    def __init__(self, tmp: Path, new: Code, new_workers: int = 1) -> None:
         self.tmp = tmp
         self.new = new
+        self.new_workers = new_workers  # worker processes of the 'new' side's service
         self.users_port = free_port()
         self.users: subprocess.Popen | None = None
         self.kafka = KafkaConfig(bootstrap_servers=BOOTSTRAP, registry_url=REGISTRY)
@@ -152,7 +153,11 @@ class Rig:
             sink.stop()
 
     def service(self, code: Code, topics: TopicSet, sink: Sink) -> Service:
-        return Service(code, self.tmp, topics, sink.smtp_port, f"127.0.0.1:{self.users_port}")
+        extra = {"NOTIFICATION_WORKERS": str(self.new_workers)} if code.name == "new" else {}
+        return Service(
+            code, self.tmp, topics, sink.smtp_port, f"127.0.0.1:{self.users_port}",
+            extra_env=extra,
+        )  # fmt: skip
 
 
 def _delivered(mailbox: Mailbox, event_ids: set[str]) -> dict[str, list[int]]:

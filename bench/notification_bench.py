@@ -24,6 +24,7 @@ Rounds alternate the side order; ratios are computed within a round, then median
     python -m bench.notification_bench [--base REV] [--sink-base REV] [--new REV|DIR]
         [--rounds 3] [--events 2000] [--messages 2000] [--rate 100] [--seconds 5]
         [--orders 300] [--order-rate 100] [--only sink,throughput,latency,order_to_email]
+        [--workers N]
 Writes bench/results/notification.json.
 """
 
@@ -61,9 +62,15 @@ def headline(res: dict[str, Any]) -> dict[str, str]:
         out["sink: µs CPU per msg new, base"] = (
             f"{_r(new['sink_us_per_msg'], 0)}, {_r(base['sink_us_per_msg'], 0)}"
         )
-    for workload, ab in res.get("throughput_ab", {}).items():
+    throughput = [("", res.get("throughput_ab", {}))] + [
+        (f"{k.removeprefix('throughput_ab_new_').replace('_', ' ')} vs 1: ", v)
+        for k, v in res.items()
+        if k.startswith("throughput_ab_new_")
+    ]
+    for prefix, workload, ab in ((p, w, ab) for p, t in throughput for w, ab in t.items()):
         if not isinstance(ab, dict) or not isinstance(ab.get("new"), dict):
             continue
+        workload = prefix + workload
         new, base = ab["new"], ab["base"]
         out[f"{workload}: emails/s new, base"] = (
             f"{_r(new['emails_per_s'], 0)}, {_r(base['emails_per_s'], 0)}"
@@ -153,9 +160,16 @@ async def run(args: argparse.Namespace, base: Code, new: Code, sides: dict[str, 
             results["sink_ab"] = {**ab, "sides": args.sink_sides}
             _save(results)
         if only & {"throughput", "latency"}:
-            async with Rig(tmp, new) as rig:
+            async with Rig(tmp, new, args.workers) as rig:
                 if "throughput" in only:
                     ab = await throughput_ab(rig, base, new, args.rounds, events)
+                    if args.workers > 1:
+                        # Its own A/B: whether more consumer processes pay (--base = --new).
+                        key = f"throughput_ab_new_{args.workers}_workers"
+                        results[key] = {**ab, "sides": {**sides, "workers_new": args.workers}}
+                        _save(results)
+                        print(json.dumps(headline(results), indent=1))
+                        return
                     results["throughput_ab"] = {**ab, "sides": sides}
                     results["throughput_baseline_bare_consume"] = await bare_consume(rig, events)
                     _save(results)
@@ -188,6 +202,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--order-rate", type=float, default=100.0)
     parser.add_argument("--only", default="sink,throughput,latency,order_to_email")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="NOTIFICATION_WORKERS of the new side; > 1 runs throughput only, results under "
+        "throughput_ab_new_<N>_workers",
+    )  # fmt: skip
     args = parser.parse_args()
     base_rev = _rev(args.base)
     if args.new and Path(args.new).is_dir():  # a checkout prepared by hand

@@ -148,20 +148,29 @@ class Mailbox:
 
 
 def serve_stand_in_users(port: int) -> None:
-    """`python -m bench.notification_rig users PORT`: GetUser for any id (a made-up user
-    whose address is `<id>@bench.test`), in its own process so its CPU is counted apart."""
+    """`python -m bench.notification_rig users PORT`: GetUser and BatchGetUsers for any id (a
+    made-up user whose address is `<id>@bench.test`), in its own process so its CPU is
+    counted apart."""
     from grpclib.server import Server
 
     from bench.common import run_main
     from mesh.stubs import Stub
     from shop.user.v1 import user_pb2
 
+    def user(user_id: str) -> user_pb2.User:
+        return user_pb2.User(id=user_id, email=f"{user_id}@bench.test", display_name="Bench")
+
     def get_user(req: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
-        user = user_pb2.User(id=req.id, email=f"{req.id}@bench.test", display_name="Bench")
-        return user_pb2.GetUserResponse(user=user)
+        return user_pb2.GetUserResponse(user=user(req.id))
+
+    def batch_get_users(req: user_pb2.BatchGetUsersRequest) -> user_pb2.BatchGetUsersResponse:
+        return user_pb2.BatchGetUsersResponse(users=[user(i) for i in dict.fromkeys(req.ids)])
 
     # A stub from the service descriptor (mesh/stubs.py): the other methods UNIMPLEMENTED.
-    users = Stub(user_pb2.DESCRIPTOR.services_by_name["UserService"], {"GetUser": get_user})
+    users = Stub(
+        user_pb2.DESCRIPTOR.services_by_name["UserService"],
+        {"GetUser": get_user, "BatchGetUsers": batch_get_users},
+    )
 
     async def main() -> None:
         server = Server([users])
@@ -198,7 +207,7 @@ class Service:
             "NOTIFICATION_METRICS_PORT": "0",
             # As deployed: INFO logs (one line per email) and every span exported, to files.
             "NOTIFICATION_LOG_LEVEL": "INFO",
-            # One process per side, whatever the runtime's default worker count.
+            # One process per side unless asked (--workers), whatever the runtime's default.
             "NOTIFICATION_WORKERS": "1",
             "SHOPMESH_TRACE_DIR": str(self.tmp / "traces"),
             **self.extra_env,
@@ -293,9 +302,17 @@ def _cpu_ticks(pid: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def _ppid(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class PartCpu:
-    """CPU seconds by part between two snapshots: the named processes (and their children
-    are not included), the Kafka broker, and PostgreSQL backends of the `notification`
+    """CPU seconds by part between two snapshots: the named processes with their children
+    (a service's worker processes), the Kafka broker, and PostgreSQL backends of the `notification`
     database (any client's: the stack's own notification service idles meanwhile). Kafka and
     PostgreSQL are shared with whatever else runs on the machine."""
 
@@ -305,8 +322,12 @@ class PartCpu:
     def snapshot(self) -> dict[str, float]:
         ticks: dict[str, int] = {name: _cpu_ticks(str(pid)) for name, pid in self.pids.items()}
         ticks["kafka"] = ticks["postgres"] = 0
+        part_of = {pid: name for name, pid in self.pids.items()}
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
+                continue
+            if (name := part_of.get(_ppid(pid))) is not None:
+                ticks[name] += _cpu_ticks(pid)  # a worker of a named process
                 continue
             cmd = _cmdline(pid)
             if " kafka.Kafka " in cmd:
