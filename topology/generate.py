@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from topology import compose, constants, docs, k8s
+from topology import constants, docs
 from topology.manifest import ROOT, ManifestError, Topology, load
 
 # Outputs: relative path -> renderer. Directories listed in OWNED hold nothing else.
@@ -34,6 +34,8 @@ def _constants(t: Topology) -> dict[str, str]:
 
 
 def _compose(t: Topology) -> dict[str, str]:
+    from topology import compose  # imports the runtime: see main()
+
     return {"docker-compose.yml": compose.render(t)}
 
 
@@ -41,7 +43,13 @@ def _docs(t: Topology) -> dict[str, str]:
     return {"docs/topology.md": docs.render(t)}
 
 
-RENDERERS: tuple[Renderer, ...] = (_constants, _compose, _docs, k8s.render)
+def _k8s(t: Topology) -> dict[str, str]:
+    from topology import k8s  # imports the runtime: see main()
+
+    return k8s.render(t)
+
+
+RENDERERS: tuple[Renderer, ...] = (_constants, _compose, _docs, _k8s)
 
 
 def render(t: Topology) -> dict[str, str]:
@@ -90,7 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
-        files = render(load())
+        t = load()
+        if not args.check:
+            # compose and k8s read the runtime's auth defaults, and the runtime imports the
+            # constants this writes (shop.topology), which `buf generate` has just removed
+            # with the rest of gen/python in `make gen`: they come first.
+            for rel, text in _constants(t).items():
+                if _read(ROOT / rel) != text:
+                    (ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (ROOT / rel).write_text(text)
+        files = render(t)
     except ManifestError as exc:
         print(f"topology.generate: {exc}", file=sys.stderr)
         return 2
