@@ -3,15 +3,15 @@
 Each test gets private topics (`nt.<hex>.orders` / `.users` with their retry and dead-letter
 topics), its own consumer group and short retry delays, so it never competes with the
 running notification service for the shared topics. Event ids are unique per test, and
-mail is read from the sink's mail dir, only files written after the test started.
+mail is read from the sink's mail dir, only files written after the test started
+(sink_reader.py); real_orders.py places real orders. Both are re-exported here for the test
+modules that import them from conftest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import json
 import os
 import socket
@@ -34,16 +34,15 @@ from services.notification.config import NotificationConfig
 from services.runtime.auth import ServiceIdentity, register_process_identity
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from services.runtime.metrics import Metrics
-from shop.common.v1 import common_pb2
 from shop.events import v1 as events
-from shop.order.v1 import order_pb2
-from shop.order.v1.order_grpc import OrderServiceStub
-from shop.product.v1 import product_pb2
-from shop.product.v1.product_grpc import ProductServiceStub
 from shop.topology import SERVICES
 from shop.user.v1 import user_grpc, user_pb2
-from stack.callers import as_platform
 from stack.model import state_dir
+from tests.integration.notification.real_orders import SHIP_TO as SHIP_TO
+from tests.integration.notification.real_orders import place_real_order as place_real_order
+from tests.integration.notification.sink_reader import Mail as Mail
+from tests.integration.notification.sink_reader import mail_for as mail_for
+from tests.integration.notification.sink_reader import sink_mail as sink_mail
 
 pytestmark = pytest.mark.stack
 
@@ -69,49 +68,6 @@ async def eventually(check: Callable[[], object], within: float = 30, every: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(every)
-
-
-# ---------------------------------------------------------------- mail in the sink
-
-
-@dataclass(frozen=True)
-class Mail:
-    message_id: str
-    to: str
-    subject: str
-    text: str
-    html: str
-
-
-def sink_mail(since_ns: int) -> list[Mail]:
-    """Messages the shared sink stored after `since_ns` (its files are <time_ns>-<id>.eml)."""
-    out = []
-    for path in sorted((state_dir() / "mail").glob("*.eml")):
-        if int(path.name.split("-", 1)[0]) < since_ns:
-            continue
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        text = msg.get_body(("plain",))
-        html = msg.get_body(("html",))
-        out.append(
-            Mail(
-                str(msg["Message-ID"]),
-                str(msg["To"]),
-                str(msg["Subject"]),
-                text.get_content() if text else "",
-                html.get_content() if html else "",
-            )
-        )
-    return out
-
-
-def mail_for(since_ns: int, event_ids: set[str]) -> dict[str, list[Mail]]:
-    """Sink mail of these events, by event id (the deterministic Message-ID names it)."""
-    got: dict[str, list[Mail]] = {}
-    for m in sink_mail(since_ns):
-        eid = m.message_id.strip("<>").split("@", 1)[0]
-        if eid in event_ids:
-            got.setdefault(eid, []).append(m)
-    return got
 
 
 # ---------------------------------------------------------------- topics and events
@@ -334,59 +290,6 @@ async def read_topic(
 
 def event_id_of(record: ConsumerRecord) -> str:
     return dict(record.headers).get("event_id", b"").decode()
-
-
-# ---------------------------------------------------------------- real orders
-
-
-SHIP_TO = common_pb2.Address(
-    recipient_name="Ada", line1="1 Main St", city="Lyon", postal_code="69001", country_code="FR"
-)
-
-
-async def place_real_order(stack, quantity: int = 2) -> tuple[order_pb2.Order, str]:
-    """An order placed through the stack's order service; (order, the buyer's email)."""
-    stack.require("order", "auth")
-    # Setup as the platform: the demo admin creates the product and orders for the buyer.
-    chans = [
-        as_platform(Channel("127.0.0.1", p))
-        for p in (SERVICES["order"].port, SERVICES["product"].port, SERVICES["user"].port)
-    ]
-    try:
-        orders, products = OrderServiceStub(chans[0]), ProductServiceStub(chans[1])
-        address = f"buyer-{uuid.uuid4().hex[:6]}@shop.test"
-        user = (
-            await user_grpc.UserServiceStub(chans[2]).RegisterUser(
-                user_pb2.RegisterUserRequest(
-                    email=address, password="correct horse", display_name="Buyer"
-                )
-            )
-        ).user
-        product = (
-            await products.CreateProduct(
-                product_pb2.CreateProductRequest(
-                    sku=f"NT-{uuid.uuid4().hex[:8]}",
-                    name="Teapot",
-                    category="test",
-                    price=common_pb2.Money(currency_code="USD", units=12, nanos=250_000_000),
-                    stock=50,
-                )
-            )
-        ).product
-        order = (
-            await orders.PlaceOrder(
-                order_pb2.PlaceOrderRequest(
-                    idempotency_key=f"nt-{uuid.uuid4().hex}",
-                    user_id=user.id,
-                    lines=[order_pb2.LineItem(product_id=product.id, quantity=quantity)],
-                    shipping_address=SHIP_TO,
-                )
-            )
-        ).order
-        return order, address
-    finally:
-        for c in chans:
-            c.close()
 
 
 async def cli_replay(topics, users, *args: str) -> dict[str, int]:
