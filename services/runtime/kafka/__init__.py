@@ -19,8 +19,10 @@ acknowledged record survives a leader change. Delivery stays at least once end t
             ...; await c.commit(ev)
 
 Modules: config.py (KafkaConfig, headers, trace context), serde.py (AvroSerde),
-producer.py (EventProducer), consumer.py (EventConsumer, ConsumedEvent), sizes.py (the topic
-size gauge). Imports aiokafka and confluent_kafka; the domain layers never import it.
+producer.py (EventProducer), consumer.py (EventConsumer, ConsumedEvent), dlq.py (the
+dead-letter headers, forwarding, poison versus registry away), pipeline.py (the ordered
+consumer loop of a service with one store), sizes.py (the topic size gauge). Imports aiokafka
+and confluent_kafka; the domain layers never import it.
 """
 
 from services.runtime.kafka.config import (
