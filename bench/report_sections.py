@@ -204,6 +204,13 @@ def relay_ab(r: dict[str, Any]) -> list[str]:
         out += [f"**{name}** ({e.get('when', '')}; {_machine(e)})", "", str(e.get("what", "")), ""]
         if e.get("note"):
             out += [e["note"], ""]
+        if "reply_to_topic_p50_ms" in e:  # bench/relay_latency.py
+            out += ["| figure | median (min-max) |", "|---|---:|"]
+            for k in ("reply_to_topic_p50_ms", "reply_to_topic_p99_ms", "place_p50_ms",
+                      "place_p99_ms", "achieved_per_s"):  # fmt: skip
+                out.append(f"| {k} | {fmt_range(e[k], 1)} |")
+            out.append("")
+            continue
         if "events_per_s_new" not in e:  # an older entry: its figures as they were kept
             out += [
                 f"- {k}: {v}" for k, v in _flatten({k: v for k, v in e.items() if k != "machine"})

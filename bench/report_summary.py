@@ -105,6 +105,14 @@ def summary(results: dict[str, dict[str, Any]]) -> list[str]:
                  f"x{_med(change['ratio_new_vs_base'])}",
                  f"{_med(change['events_per_s_new'])} vs {_med(change['events_per_s_base'])}/s")
             )  # fmt: skip
+        elif "reply_to_topic_p50_ms" in change:
+            rows.append(
+                ("relay_ab", f"{key}: PlaceOrder reply -> event on the topic",
+                 f"p50 {_med(change['reply_to_topic_p50_ms'])} ms, "
+                 f"p99 {_med(change['reply_to_topic_p99_ms'])} ms",
+                 f"at {_med(change['achieved_per_s'])} orders/s achieved; PlaceOrder p50 "
+                 f"{_med(change['place_p50_ms'])} ms")
+            )  # fmt: skip
         elif change.get("events_per_s_new"):
             rows.append(
                 ("relay_ab", f"{key}: relay events/s (new code alone)",
