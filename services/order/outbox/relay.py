@@ -195,8 +195,8 @@ class OutboxRelay(FallbackRound):
 
     async def delete_done(self) -> int:
         """Delete the claims that were sent or dropped (together: one command per bucket
-        they were written in, one after the other: 8 at once drained a 20,000-event backlog
-        x0.87 as fast, bench/results/relay_ab.json relay_outage_20k)."""
+        they were written in, one after the other: 8 at once drained a 20,000-event outage
+        backlog x0.87 as fast in a same-run A/B, 2,600-3,160 vs 3,060-3,510 events/s)."""
         if not self.done:
             return 0
         done, self.done = self.done, []
