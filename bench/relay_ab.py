@@ -395,6 +395,12 @@ def main() -> None:
             if args.mode == "store"
             else "the relay of the writing process, which held its writes while Kafka was "
             "away, drains them (a side without that path: a fresh relay on the store)"
+        )
+        + (
+            "; both sides on a FerretDB of the stack's build started for the run (its own "
+            "process and PostgreSQL database)"
+            if args.private_ferretdb
+            else ""
         ),
         "new": args.new or "working tree",
         "mode": args.mode,
