@@ -58,7 +58,9 @@ class NotificationConfig:
     lookup_cache_s: float = setting(
         30.0, help="a user or order looked up is reused this long (0: every email asks)"
     )
-    max_lookups: int = setting(32, help="user and order lookups in flight at once, each (a BatchGetUsers counts one)")
+    max_lookups: int = setting(
+        32, help="user and order lookups in flight at once, each (a BatchGetUsers counts one)"
+    )
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     db: DatabaseConfig = dataclasses.field(default_factory=DatabaseConfig)
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
