@@ -46,7 +46,12 @@ async def test_order_and_notification_call_product_and_user_through_envoy(stack)
         # The buyer places their own order: their verified token proves the user exists, so
         # order asks the user service nothing; it reserves stock at product.
         want = {"order -> product ReserveStock": "/shop.product.v1.ProductService/ReserveStock"}
-        get_user = "/shop.user.v1.UserService/GetUser"
+        # Notification asks for a poll's recipients in one BatchGetUsers (GetUser against a
+        # user service without it); the batch carries the trace of the record that asked.
+        user_lookups = (
+            "/shop.user.v1.UserService/BatchGetUsers",
+            "/shop.user.v1.UserService/GetUser",
+        )
 
         async def routed() -> list[str]:
             paths = {(e["path"], e["upstream"]) for e in _internal_calls(trace_id)}
@@ -64,7 +69,7 @@ async def test_order_and_notification_call_product_and_user_through_envoy(stack)
 
         # The confirmation email looks the buyer up (notification -> user) in the same trace.
         async def notified() -> bool:
-            return _count(trace_id, get_user) >= 1
+            return sum(_count(trace_id, path) for path in user_lookups) >= 1
 
         assert await eventually(notified, within=60.0, every=1.0), (
             "the notification service's user lookup did not go through Envoy"
