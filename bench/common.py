@@ -24,6 +24,7 @@ import platform
 import shutil
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -338,6 +339,23 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
         out["machine_note"] = own
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return path
+
+
+def git_head() -> str:
+    """The short commit the working tree is on: results name what they measured."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def record_entry(name: str, section: str, key: str, entry: dict[str, Any]) -> Path:
+    """Keep `entry` as bench/results/<name>.json[section][key] (a named A/B or run), every
+    other entry of the file untouched."""
+    path = RESULTS / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"benchmark": name}
+    data.setdefault(section, {})[key] = entry
+    path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
 

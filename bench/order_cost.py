@@ -50,7 +50,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, ROOT, BenchFailed, machine, percentile, run_main
+from bench.common import RESULTS, ROOT, BenchFailed, git_head, machine, percentile, run_main
 from bench.stack_counters import counters, delta, stack_cpu
 from shop.topology import SERVICES
 
@@ -356,9 +356,7 @@ def main() -> None:
         )
     path = RESULTS / "order_cost.json"
     data = json.loads(path.read_text()) if path.exists() else {"benchmark": "order_cost"}
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    head = git_head()
     data.setdefault("runs", {})[args.label] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": head,

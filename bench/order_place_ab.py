@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import time
 import uuid
@@ -45,12 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    RESULTS,
     ROOT,
     BenchFailed,
     Result,
+    git_head,
     machine,
     median_range,
+    record_entry,
     run_main,
 )
 from bench.order_place_sides import (
@@ -252,12 +252,8 @@ def main() -> None:
                     ["git", "worktree", "remove", "--force", str(tree)],
                     cwd=ROOT, check=False, capture_output=True,
                 )  # fmt: skip
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    path = RESULTS / "order_place_ab.json"
-    data = json.loads(path.read_text()) if path.exists() else {"benchmark": "order_place_ab"}
-    data.setdefault("changes", {})[args.change] = {
+    head = git_head()
+    entry = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base": args.base or "working tree",
         "new": f"working tree on {head}",
@@ -283,7 +279,7 @@ def main() -> None:
         "machine": machine(),
         "by_concurrency": cells,
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    record_entry("order_place_ab", "changes", args.change, entry)
     for c, cell in cells.items():
         print(
             f"c={c}: p50 base {cell['base']['p50_ms']['median']}"

@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, ROOT, BenchFailed, machine, median_range
+from bench.common import ROOT, BenchFailed, git_head, machine, median_range, record_entry
 
 MONGO = "mongodb://127.0.0.1:27017/"
 BOOTSTRAP = "127.0.0.1:9092"
@@ -227,12 +227,8 @@ def main() -> None:
             else None
         )
 
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    path = RESULTS / "relay_ab.json"
-    data = json.loads(path.read_text()) if path.exists() else {"benchmark": "relay_ab"}
-    data.setdefault("changes", {})[args.change] = {
+    head = git_head()
+    entry = {
         "what": f"relay draining a backlog of {args.events} order events to a 6-partition "
         f"scratch topic: base {args.base} vs "
         + (args.new if args.new else f"the working tree on {head}")
@@ -274,7 +270,7 @@ def main() -> None:
         "cpu_us_per_event_new": cpu("new"),
         "rounds": rounds,
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path = record_entry("relay_ab", "changes", args.change, entry)
     print(f"wrote {path}")
 
 

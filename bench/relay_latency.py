@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from typing import Any
 
-from bench.common import RESULTS, ROOT, machine, median_range, run_main
+from bench.common import git_head, machine, median_range, record_entry, run_main
 from bench.order_cost import load, make_fixtures
 
 
@@ -46,12 +45,8 @@ def main() -> None:
             f"{got['reply_to_topic']['p50_ms']} p99 {got['reply_to_topic']['p99_ms']} ms",
             flush=True,
         )
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    path = RESULTS / "relay_ab.json"
-    data = json.loads(path.read_text()) if path.exists() else {"benchmark": "relay_ab"}
-    data.setdefault("changes", {})[args.change] = {
+    head = git_head()
+    entry = {
         "what": f"PlaceOrder reply -> OrderPlaced read from shop.orders.v1 at {args.rate:g} "
         f"orders/s for {args.seconds:g} s x {args.rounds} rounds against the stack's order "
         f"service (working tree on {head}, its in-process relay), as the shopper",
@@ -65,7 +60,7 @@ def main() -> None:
         "achieved_per_s": median_range(r["place"]["achieved_per_s"] for r in rounds),
         "rounds": rounds,
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path = record_entry("relay_ab", "changes", args.change, entry)
     print(f"wrote {path}")
 
 
