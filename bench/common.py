@@ -342,6 +342,17 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def core_ticks() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) jiffies from /proc/stat (busy = all but idle and iowait)."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *vals = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in vals]
+            out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))
+    return out
+
+
 def git_head() -> str:
     """The short commit the working tree is on: results name what they measured."""
     return subprocess.run(

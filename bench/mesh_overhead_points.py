@@ -16,9 +16,7 @@ from typing import Any
 import aiohttp
 from grpclib.client import Channel
 
-from bench.common import (
-    closed_loop,
-)
+from bench.common import closed_loop, core_ticks
 from bench.mesh_sides import Gateway, cpu_ns, start_gateway, tree
 from mesh.testing import GRPC_WEB_HEADERS, grpc_web_parse, grpc_web_request
 from shop.product.v1 import product_grpc
@@ -103,17 +101,6 @@ def http_calls(session: aiohttp.ClientSession, base: str) -> dict[str, Call]:
 # ------------------------------------------------------------------ one measured point
 
 Probe = Callable[[], dict[str, int]]
-
-
-def core_ticks() -> dict[int, tuple[int, int]]:
-    """Per core: (busy, total) jiffies from /proc/stat (busy = all but idle and iowait)."""
-    out = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *vals = line.split()
-        if name.startswith("cpu") and name != "cpu":
-            v = [int(x) for x in vals]
-            out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))
-    return out
 
 
 async def point(call: Call, probe: Probe, args: argparse.Namespace, what: str) -> dict[str, Any]:

@@ -45,12 +45,18 @@ import random
 import resource
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import BenchFailed, check_loopback, median_range, percentile, write_result
+from bench.common import (
+    BenchFailed,
+    check_loopback,
+    core_ticks,
+    median_range,
+    percentile,
+    write_result,
+)
 from bench.stack_counters import stack_cpu
 
 GATEWAY = os.environ.get("SHOPMESH_GATEWAY", "http://127.0.0.1:8080")
@@ -254,9 +260,8 @@ async def step(
 
 
 def machine_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    """Busy CPU seconds of the whole machine so far (every core's busy jiffies)."""
+    return sum(busy for busy, _ in core_ticks().values()) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
