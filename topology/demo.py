@@ -54,7 +54,8 @@ def k8s_jobs(t: Topology, env_of: Any, security: dict[str, Any], uid: int) -> li
         # What a loader needs of the service's environment: its stores, not its identity
         # or the token settings. The dev cluster's services run as prod; the loaders of demo
         # accounts refuse that.
-        env = [e for e in env_of(t, s) if e["name"] not in _not_for_loaders(s)]
+        dropped = _not_for_loaders(s)
+        env = [e for e in env_of(t, s) if e["name"] not in dropped]
         env.append({"name": "SHOPMESH_ENV", "value": "dev"})
         labels = {NAME: f"{s.name}-demo", COMPONENT: DEMO}
         docs.append(
