@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 
@@ -13,10 +12,10 @@ from services.order.metrics import OrderMetrics
 from services.order.outbox import LazyProducer, OutboxRelay
 from services.order.pricing import Pricer
 from services.order.repository import MongoOrders
-from services.order.service import OrderService
+from services.order.service import OrderService, SweepReport
 from services.runtime.kafka import AvroSerde, EventProducer
 from services.runtime.metrics import Metrics
-from services.runtime.server import per_process, run, serve
+from services.runtime.server import every, per_process, run, serve
 
 log = logging.getLogger("services.order")
 
@@ -67,18 +66,13 @@ async def main() -> int:
         tasks.append(per_process(relay_task))
     if cfg.sweep_interval_s > 0:
 
-        async def sweeper() -> None:
-            while True:
-                await asyncio.sleep(cfg.sweep_interval_s)
-                try:
-                    report = await service.sweep()
-                except Exception:
-                    log.exception("sweep failed")
-                    continue
-                if report.failed or report.released or report.deleted:
-                    log.info("swept", extra={"fields": vars(report)})
+        def swept(report: SweepReport) -> None:
+            if report.failed or report.released or report.deleted:
+                log.info("swept", extra={"fields": vars(report)})
 
-        tasks.append(sweeper)
+        tasks.append(
+            every(cfg.sweep_interval_s, service.sweep, "sweep", logger=log, on_result=swept)
+        )
     return await serve(cfg.server, [OrderHandlers(service)], resources, tasks, metrics=metrics)
 
 

@@ -97,6 +97,33 @@ def per_process(task: Task) -> Task:
     return each_process
 
 
+def every(
+    period_s: float,
+    job: Callable[[], Awaitable[Any]],
+    what: str,
+    *,
+    logger: logging.Logger = log,
+    on_result: Callable[[Any], None] | None = None,
+) -> Task:
+    """A background task that runs `job` every `period_s` seconds (after the first wait).
+    A failing run is logged ("<what> failed") and the next period tries again: a sweeper
+    or pruner must outlive a store that is briefly away. `on_result` sees each result."""
+
+    async def periodic() -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                result = await job()
+            except Exception:
+                logger.exception("%s failed", what)
+                continue
+            if on_result is not None:
+                on_result(result)
+
+    periodic.__qualname__ = what
+    return periodic
+
+
 # ---------------------------------------------------------------- the application
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 from services.runtime.db import Database
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate
-from services.runtime.server import Resource, Task, run, serve
+from services.runtime.server import Resource, Task, every, run, serve
 from services.shipping.clients import GrpcConverter
 from services.shipping.config import ShippingConfig
 from services.shipping.handlers import ShippingHandlers
@@ -37,18 +36,15 @@ def wire(
     tasks: list[Task] = []
     if config.prune_interval_s > 0:
 
-        async def pruner() -> None:
-            while True:
-                await asyncio.sleep(config.prune_interval_s)
-                try:
-                    deleted = await core.prune()
-                except Exception:
-                    log.exception("quote pruning failed")  # the next period tries again
-                    continue
-                if deleted:
-                    log.info("pruned expired quotes", extra={"fields": {"deleted": deleted}})
+        def pruned(deleted: int) -> None:
+            if deleted:
+                log.info("pruned expired quotes", extra={"fields": {"deleted": deleted}})
 
-        tasks.append(pruner)
+        tasks.append(
+            every(
+                config.prune_interval_s, core.prune, "quote pruning", logger=log, on_result=pruned
+            )
+        )
     return ShippingHandlers(core), [db, converter], tasks
 
 
