@@ -23,8 +23,16 @@ from services.notification.routing import NotificationMetrics, Topology
 from services.notification.service import Notifier
 from services.notification.templates import JinjaRenderer
 from services.runtime.db import Database, HealthCheckFn
-from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer
+from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer, FetchPolicy
 from services.runtime.metrics import Metrics
+
+# Stage 0 sends the emails: a record waits at most 250 ms more on the broker (order -> email
+# p99 stays well under 1 s), and at 5-50 orders/s one fetch, one claim statement and one
+# offset commit serve a quarter second's records instead of each record. The retry stages
+# hold records until due (5 s, 30 s) and are idle almost always: one fetch a second; a due
+# record runs at most that much later. NOTIFICATION_KAFKA_FETCH_* override both.
+STAGE0_FETCH = FetchPolicy(max_wait_ms=250, min_bytes=64 * 1024)
+RETRY_FETCH = FetchPolicy(max_wait_ms=1000, min_bytes=64 * 1024)
 
 
 class NotificationApp:
@@ -95,6 +103,7 @@ class NotificationApp:
             heartbeat_interval_ms=max(500, self.cfg.session_timeout_ms // 4),
             max_poll_records=self.cfg.max_batch,
             metrics=self.runtime_metrics,
+            **(STAGE0_FETCH if stage == 0 else RETRY_FETCH).options(self.cfg.kafka),
         )
 
     async def open(self) -> None:

@@ -13,7 +13,12 @@ from typing import Any, Protocol
 
 from services.runtime.db import Database, DatabaseConfig, HealthCheckFn
 from services.runtime.kafka import AvroSerde, EventConsumer, EventProducer, KafkaConfig
-from services.runtime.kafka.pipeline import ConsumerMetrics, OrderedConsumer, RecordHandler
+from services.runtime.kafka.pipeline import (
+    PIPELINE_FETCH,
+    ConsumerMetrics,
+    OrderedConsumer,
+    RecordHandler,
+)
 from services.runtime.metrics import Metrics
 from services.runtime.migrations import migrate, migrated_database
 
@@ -60,6 +65,7 @@ class ConsumingApp:
                 group_id=cfg.group_id,
                 max_poll_records=cfg.max_batch,
                 metrics=metrics,
+                **PIPELINE_FETCH.options(cfg.kafka),
             ),
             self.producer,
             handler,

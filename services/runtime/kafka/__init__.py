@@ -18,7 +18,7 @@ acknowledged record survives a leader change. Delivery stays at least once end t
         async for ev in c:        # ConsumedEvent: name, value (dict), event_id, trace, ...
             ...; await c.commit(ev)
 
-Modules: config.py (KafkaConfig, headers, trace context), serde.py (AvroSerde),
+Modules: config.py (KafkaConfig, FetchPolicy, headers, trace context), serde.py (AvroSerde),
 producer.py (EventProducer), consumer.py (EventConsumer, ConsumedEvent), dlq.py (the
 dead-letter headers, forwarding, poison versus registry away), pipeline.py (the ordered
 consumer loop of a service with one store), sizes.py (the topic size gauge). Imports aiokafka
@@ -32,6 +32,7 @@ from services.runtime.kafka.config import (
     HEADER_EVENT_TYPE,
     HEADER_TRACEPARENT,
     HEADER_TRACESTATE,
+    FetchPolicy,
     KafkaConfig,
     TraceContext,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "ConsumedEvent",
     "EventConsumer",
     "EventProducer",
+    "FetchPolicy",
     "KafkaConfig",
     "TraceContext",
     "watch_topic_sizes",

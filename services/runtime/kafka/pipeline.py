@@ -29,6 +29,7 @@ from typing import Generic, Protocol, TypeVar
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
+from services.runtime.kafka.config import FetchPolicy
 from services.runtime.kafka.consumer import ConsumedEvent, EventConsumer
 from services.runtime.kafka.dlq import (
     carried_headers,
@@ -43,6 +44,12 @@ from services.runtime.tracing import consume_span
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.2
+
+# The pipeline's consumers (the cart emptied, co-purchases counted) are not latency-critical:
+# a record waits at most 1 s more on the broker, so that at 5-50 records/s a fetch, a pass of
+# the loop and an offset commit serve a second's records instead of each record. 64 KiB is a
+# hundred-odd OrderPlaced records: a backlog is not slowed. <PREFIX>_KAFKA_FETCH_* override it.
+PIPELINE_FETCH = FetchPolicy(max_wait_ms=1000, min_bytes=64 * 1024)
 
 E = TypeVar("E")
 
