@@ -15,6 +15,8 @@ median (min-max) of the per-round ratios.
     python -m bench.order_place_ab --change NAME --base-s2s direct --new-s2s envoy
     python -m bench.order_place_ab --change NAME --product-base REV
     python -m bench.order_place_ab --change NAME --base REV --as-shopper
+    python -m bench.order_place_ab --change NAME --base-env SHOPMESH_TRACE_SAMPLE=1.0 \
+        --new-env SHOPMESH_TRACE_SAMPLE=0.1
 
 `--product-base REV` gives each side a product server of its own (base: REV, new: the working
 tree), to A/B a change of ReserveStock. Each round also records CPU per call of the side's
@@ -157,8 +159,12 @@ def summarize(results: dict[str, list[Result]]) -> dict[str, Any]:
 async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
     product_base = Path(args.product_worktree) if args.product_worktree else None
     sides = {
-        "base": Side("base", base_tree, args.base_mongo, args.base_s2s, product_base),
-        "new": Side("new", ROOT, args.new_mongo, args.new_s2s, ROOT if product_base else None),
+        "base": Side(
+            "base", base_tree, args.base_mongo, args.base_s2s, product_base, args.base_env
+        ),
+        "new": Side(
+            "new", ROOT, args.new_mongo, args.new_s2s, ROOT if product_base else None, args.new_env
+        ),
     }
     try:
         for s in sides.values():
@@ -198,6 +204,13 @@ async def run(args: argparse.Namespace, base_tree: Path) -> dict[str, Any]:
             await s.stop()
 
 
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return name, value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--change", required=True, help="entry name in the results file")
@@ -225,7 +238,17 @@ def main() -> None:
         help="PlaceOrder with the shopper's own access token (as the storefront does), not "
         "as the platform",
     )
+    for side in ("base", "new"):
+        p.add_argument(
+            f"--{side}-env",
+            type=_env_pair,
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"an environment variable of side {side}'s order server (repeatable)",
+        )
     args = p.parse_args()
+    args.base_env, args.new_env = dict(args.base_env), dict(args.new_env)
     args.product_worktree = ""
     for url in (args.base_mongo, args.new_mongo):
         if "127.0.0.1" not in url:
@@ -275,6 +298,7 @@ def main() -> None:
             "concurrency": args.concurrency,
             "transport": "direct gRPC, loopback",
             "caller": "the shopper's token" if args.as_shopper else "the platform (demo admin)",
+            "env": {"base": args.base_env, "new": args.new_env},
         },
         "machine": machine(),
         "by_concurrency": cells,

@@ -37,8 +37,10 @@ class Side:
         mongo_url: str,
         s2s: str = "direct",
         product_tree: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
+        self.env = env or {}  # set for this side's order server only (--base-env/--new-env)
         self.tree = tree
         self.mongo_url = mongo_url
         self.s2s = s2s
@@ -86,6 +88,7 @@ class Side:
             # Each side its own span file: the tree's .stack/traces is shared with the stack's
             # order service (found as a 0.7x handicap of the working-tree side).
             "SHOPMESH_TRACE_DIR": f"/tmp/{self.database}-traces",
+            **self.env,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.order.main"], cwd=self.tree, env=env
