@@ -29,7 +29,25 @@ class CartRepository(CartReader, Protocol):
         ...
 
 
+class CartSwapper(Protocol):
+    """A change without a lock: read the cart as stored, then store the new lines only if
+    it still holds what was read (compare-and-set)."""
+
+    async def current(self, user_id: str) -> Cart:
+        """The cart as committed now (the primary's); an empty one when there is none."""
+        ...
+
+    async def swap(self, before: Cart, after: Cart) -> Cart | None:
+        """Store `after` if the cart still holds `before`'s lines; returns it as stored, or
+        None when another change came first (nothing is written)."""
+        ...
+
+
 class CartUnitOfWork(Protocol):
     def write(self) -> AbstractAsyncContextManager[CartRepository]: ...
+
+    def swap(self) -> AbstractAsyncContextManager[CartSwapper]:
+        """Each statement of the block commits on its own: no transaction round trips."""
+        ...
 
     def read(self) -> AbstractAsyncContextManager[CartReader]: ...

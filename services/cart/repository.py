@@ -2,8 +2,10 @@
 
 A cart is one row: its lines as a small JSON array ([[product_id, quantity], ...], at most
 50) in `items`. A read is one primary-key lookup (on the replica, read-your-writes through
-the caller's x-shop-lsn), a change is a locked read plus one UPDATE of that row: cheaper
-than a row per line, and a cart is never read by anything but its shopper. `cart_events`
+the caller's x-shop-lsn); a shopper's change is a read on the primary plus one
+compare-and-set upsert of that row, each committing on its own (the consumer's is a locked
+read plus one UPDATE in a transaction): cheaper than a row per line, and a cart is never
+read by anything but its shopper. `cart_events`
 holds the ids of the OrderPlaced events already applied (the consumer's dedupe).
 
 Why PostgreSQL and not Redis (as Online Boutique keeps carts): measured side by side
@@ -39,6 +41,16 @@ LOCK_CART = (
 )
 SAVE_CART = (
     "UPDATE carts SET items = $2::jsonb, updated_at = now() WHERE user_id = $1 RETURNING updated_at"
+)
+# The compare-and-set of a shopper's change: the new lines go in only if the row still holds
+# the lines the change was computed from (jsonb equality; '[]' for a cart with no row yet,
+# which also matches a row created empty meanwhile). Read committed re-checks the condition
+# on the newest row version after waiting out a concurrent writer's lock, so no change is
+# lost; no row returned means another change came first.
+SWAP_CART = (
+    "INSERT INTO carts AS c (user_id, items, updated_at) VALUES ($1, $2::jsonb, now()) "
+    "ON CONFLICT (user_id) DO UPDATE SET items = EXCLUDED.items, updated_at = now() "
+    "WHERE c.items = $3::jsonb RETURNING updated_at"
 )
 FIRST_TIME = "INSERT INTO cart_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1"
 PRUNE_EVENTS = "DELETE FROM cart_events WHERE handled_at < now() - make_interval(days => $1)"
@@ -77,6 +89,25 @@ class SqlCartRepository:
 
     async def first_time(self, event_id: str) -> bool:
         return await self._one(FIRST_TIME, event_id) is not None
+
+
+class SqlCartSwapper:
+    """The lock-free change, on a raw primary connection outside any transaction."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def current(self, user_id: str) -> Cart:
+        row = await self.conn.fetchrow(GET_CART, user_id)
+        return cart_of(user_id, *row) if row else Cart(user_id)
+
+    async def swap(self, before: Cart, after: Cart) -> Cart | None:
+        row = await self.conn.fetchrow(
+            SWAP_CART, after.user_id, encode_items(after.items), encode_items(before.items)
+        )
+        return None if row is None else Cart(after.user_id, after.items, row[0])
 
 
 async def prune_events(uow: UnitOfWork, kept_days: int) -> int:
@@ -128,6 +159,11 @@ class SqlCartUnitOfWork:
     async def write(self) -> AsyncIterator[SqlCartRepository]:
         async with self._uow.write_raw() as conn:
             yield SqlCartRepository(conn)
+
+    @asynccontextmanager
+    async def swap(self) -> AsyncIterator[SqlCartSwapper]:
+        async with self._uow.write_raw(transaction=False) as conn:
+            yield SqlCartSwapper(conn)
 
     def read(self) -> _Reading:
         return _Reading(SqlCartReader(self._uow))

@@ -82,15 +82,22 @@ class UnitOfWork:
         self._saw(lsn)
 
     @asynccontextmanager
-    async def write_raw(self) -> AsyncIterator[asyncpg.Connection]:
+    async def write_raw(self, *, transaction: bool = True) -> AsyncIterator[asyncpg.Connection]:
         """Primary transaction on a raw asyncpg connection (`$n` parameters), committed on
         clean exit, rolled back on any exception: the hot write path. Through SQLAlchemy a
         write transaction costs ~2.5 ms of the service's CPU (bench/results/cart_store_ab,
         product_write_ab), most of it the async adapter; asyncpg's statement cache prepares
-        each statement once per connection."""
+        each statement once per connection.
+
+        `transaction=False`: no BEGIN/COMMIT round trips; each statement commits on its own,
+        so it suits a block whose write is one statement (a compare-and-set, say). The
+        commit LSN is read on clean exit all the same (not after an exception)."""
         with tracing.db_span("db.write", "primary"):
             async with self.db.raw_write_connection() as conn:
-                async with conn.transaction():
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
                     yield conn
                 lsn = await conn.fetchval(FLUSH_LSN)  # see write()
         self._saw(lsn)

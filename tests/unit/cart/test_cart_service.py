@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.cart import service
-from services.cart.domain import CartItem, OrderPlaced
+from services.cart.domain import CartItem, LineLimitError, OrderPlaced
 from tests.unit.cart.fakes import MemoryCarts, MemoryUnitOfWork
 
 
@@ -34,3 +34,36 @@ async def test_an_order_placed_event_applies_once() -> None:
     assert (await service.get_cart("u-1", uow)).items == (CartItem("p-1", 1),)
     assert await service.order_placed(event, uow) is False  # redelivered
     assert (await service.get_cart("u-1", uow)).items == (CartItem("p-1", 1),)
+
+
+async def test_a_change_that_loses_a_race_is_recomputed_on_the_newer_cart() -> None:
+    store = MemoryCarts()
+    uow = MemoryUnitOfWork(store)
+    store.races = 1
+    cart = await service.add_item("u-1", "p-1", 2, uow)
+    # The concurrent change's line is kept: the add was applied to the cart it left.
+    assert cart.items == (CartItem("p-race", 1), CartItem("p-1", 2))
+    assert store.lost == 1 and store.locked_writes == 0
+
+
+async def test_a_change_that_keeps_losing_takes_the_lock() -> None:
+    store = MemoryCarts()
+    uow = MemoryUnitOfWork(store)
+    store.races = service.OPTIMISTIC_TRIES
+    cart = await service.add_item("u-1", "p-1", 2, uow)
+    assert store.lost == service.OPTIMISTIC_TRIES and store.locked_writes == 1
+    assert cart.items == (CartItem("p-race", service.OPTIMISTIC_TRIES), CartItem("p-1", 2))
+
+
+async def test_a_limit_is_checked_against_the_cart_a_race_left() -> None:
+    store = MemoryCarts()
+    uow = MemoryUnitOfWork(store)
+    await service.add_item("u-1", "p-race", 99, uow)
+    store.races = 1  # takes p-race to 100 before the add below is stored
+    try:
+        await service.add_item("u-1", "p-race", 1, uow)
+    except LineLimitError:
+        pass
+    else:
+        raise AssertionError("101 units of one product were stored")
+    assert (await service.get_cart("u-1", uow)).items == (CartItem("p-race", 100),)
