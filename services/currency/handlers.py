@@ -43,13 +43,19 @@ def version_proto(v: RateVersion) -> pb.RateVersion:
 class CurrencyHandlers(CurrencyServiceBase):
     def __init__(self, service: CurrencyService) -> None:
         self.service = service
+        # A version never changes, so neither does its listing: built once per version in
+        # effect (the response is only serialized, never changed, after it is returned).
+        self._listing: tuple[RateVersion, pb.ListCurrenciesResponse] | None = None
 
     @unary
     async def ListCurrencies(self, request: pb.ListCurrenciesRequest) -> pb.ListCurrenciesResponse:
         table = await self.service.table()
-        return pb.ListCurrenciesResponse(
-            currency_codes=table.currency_codes, current=version_proto(table)
-        )
+        if self._listing is None or self._listing[0] is not table:
+            reply = pb.ListCurrenciesResponse(
+                currency_codes=table.currency_codes, current=version_proto(table)
+            )
+            self._listing = (table, reply)
+        return self._listing[1]
 
     @unary
     async def Convert(self, request: pb.ConvertRequest) -> pb.ConvertResponse:

@@ -1,13 +1,16 @@
 """Currency use cases: the rates in effect, conversion, publication. Stdlib, domain, ports.
 
-Versions never change once stored, so a version's table is cached for the process's life.
-Which version is in effect now is asked of the store at most once per `current_ttl_s`
-(CURRENCY_CURRENT_TTL_S, 1 s): a version takes effect in this process up to that long after
-its effective time. 0 asks on every call.
+Versions never change once stored, so a version's table is cached for the process's life,
+and so is each conversion computed with it (the storefront converts the same catalog prices
+over and over; bounded at CONVERSIONS_KEPT entries, then started afresh). Which version is
+in effect now is asked of the store at most once per `current_ttl_s` (CURRENCY_CURRENT_TTL_S,
+1 s), by one query however many calls arrive meanwhile: a version takes effect in this
+process up to that long after its effective time. 0 asks on every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -17,11 +20,13 @@ from services.currency.domain import (
     NoRatesError,
     PublishRates,
     RateVersion,
-    convert_all,
+    convert,
     validate_rates,
 )
 from services.currency.ports import RateUnitOfWork
 from services.runtime.errors import InvalidArgument
+
+CONVERSIONS_KEPT = 10_000
 
 
 class CurrencyService:
@@ -36,33 +41,66 @@ class CurrencyService:
         self.clock = clock
         self._versions: dict[int, RateVersion] = {}
         self._current: tuple[float, int] | None = None  # (asked at, version)
+        self._asking: asyncio.Future[RateVersion] | None = None
+        self._converted: dict[tuple[Money, str, int], Money] = {}
 
     async def table(self, version: int = 0) -> RateVersion:
         """Version `version`'s rates, or the version in effect now for 0."""
-        if not version and self._current is not None:
-            asked, current = self._current
-            if self.clock() - asked < self.current_ttl_s:
-                version = current
+        if not version:
+            if self._current is None or self.clock() - self._current[0] >= self.current_ttl_s:
+                return await self._ask_current()
+            version = self._current[1]
         if version in self._versions:
             return self._versions[version]
-        asking_current = not version
         async with self.uow().read() as repo:
-            if asking_current:
-                version = await repo.current_version() or 0
-                if not version:
-                    raise NoRatesError()
+            table = await repo.get(version)
+        if table is None:
+            raise NoRatesError(version)
+        self._versions[version] = table
+        return table
+
+    async def _ask_current(self) -> RateVersion:
+        """One store query for every call that finds the version in effect too old; the
+        calls arriving meanwhile wait for its answer (or its error)."""
+        if self._asking is None:
+            self._asking = asyncio.ensure_future(self._read_current())
+            self._asking.add_done_callback(self._asked)
+        return await asyncio.shield(self._asking)
+
+    def _asked(self, done: asyncio.Future[RateVersion]) -> None:
+        self._asking = None
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter re-raises it
+
+    async def _read_current(self) -> RateVersion:
+        asked = self.clock()  # before the query: the answer is at least this fresh
+        async with self.uow().read() as repo:
+            version = await repo.current_version() or 0
+            if not version:
+                raise NoRatesError()
             table = self._versions.get(version) or await repo.get(version)
         if table is None:
             raise NoRatesError(version)
         self._versions[version] = table
-        if asking_current:
-            self._current = (self.clock(), version)
+        self._current = (asked, version)
         return table
 
     async def convert(self, amounts: tuple[Money, ...], to: str, version: int = 0) -> Conversion:
         if version < 0:
             raise InvalidArgument("rate_version", "must be 0 (now) or a published version")
-        return convert_all(amounts, to, await self.table(version))
+        table = await self.table(version)
+        done = self._converted
+        out = []
+        for i, amount in enumerate(amounts):
+            key = (amount, to, table.version)
+            got = done.get(key)
+            if got is None:
+                got = convert(amount, to, table, f"amounts[{i}]")
+                if len(done) >= CONVERSIONS_KEPT:
+                    done.clear()
+                done[key] = got
+            out.append(got)
+        return Conversion(tuple(out), table.version)
 
     async def publish(self, cmd: PublishRates) -> RateVersion:
         rates = validate_rates(cmd.rates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from services.currency.domain import (
     validate_rates,
 )
 from services.currency.service import CurrencyService
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, NotFound
 
 TABLE = RateVersion(
     3,
@@ -112,3 +113,59 @@ async def test_the_version_in_effect_is_asked_at_most_once_per_ttl():
     await no_cache.table()
     await no_cache.table()
     assert repo.asked == 4
+
+
+class SlowRates(FakeRates):
+    """The version in effect is answered only once `go` is set: calls pile up meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def current_version(self) -> int:
+        self.asked += 1
+        await self.go.wait()
+        return self.current
+
+
+async def test_calls_meanwhile_share_one_query_of_the_version_in_effect():
+    repo = SlowRates()
+    svc = CurrencyService(lambda: FakeUow(repo), current_ttl_s=1.0, clock=lambda: 0.0)
+    calls = [asyncio.ensure_future(svc.table()) for _ in range(10)]
+    await asyncio.sleep(0)
+    repo.go.set()
+    assert {t.version for t in await asyncio.gather(*calls)} == {1}
+    assert repo.asked == 1
+
+
+async def test_a_failed_query_of_the_version_in_effect_fails_its_waiters_and_is_asked_again():
+    repo = SlowRates()
+    repo.current = 0  # nothing published yet
+    svc = CurrencyService(lambda: FakeUow(repo), current_ttl_s=1.0, clock=lambda: 0.0)
+    calls = [asyncio.ensure_future(svc.table()) for _ in range(3)]
+    await asyncio.sleep(0)
+    repo.go.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(o, NotFound) for o in outcomes) and repo.asked == 1
+    repo.current = 1
+    assert (await svc.table()).version == 1 and repo.asked == 2
+
+
+class TwoVersions(FakeRates):
+    async def get(self, version: int) -> RateVersion:
+        eur = Decimal("0.92") if version == 1 else Decimal("0.5")
+        return RateVersion(version, TABLE.effective_at, validate_rates((("EUR", eur),)))
+
+
+async def test_a_remembered_conversion_is_its_rate_versions_own():
+    svc = CurrencyService(lambda: FakeUow(TwoVersions()), current_ttl_s=1.0, clock=lambda: 0.0)
+    page = (Money("USD", 89), Money("USD", 10))
+    for _ in range(2):  # computed, then remembered
+        v1 = await svc.convert(page, "EUR", 1)
+        v2 = await svc.convert(page, "EUR", 2)
+        assert v1.amounts == (Money("EUR", 81, 880_000_000), Money("EUR", 9, 200_000_000))
+        assert v2.amounts == (Money("EUR", 44, 500_000_000), Money("EUR", 5))
+        assert (v1.rate_version, v2.rate_version) == (1, 2)
+    with pytest.raises(InvalidArgument) as err:  # an error is not remembered as a result
+        await svc.convert((Money("USD", 1), Money("XXX", 1)), "EUR", 1)
+    assert err.value.field == "amounts[1].currency_code"
