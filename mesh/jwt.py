@@ -65,6 +65,10 @@ JWKS_PATH = "/.well-known/jwks.json"
 SERVICE_JWKS_PATH = "/api/v1/auth/service-jwks"
 JWKS_CACHE_S = 60
 METADATA_KEY = "jwt_payload"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+RBAC_FILTER = "envoy.filters.http.rbac"
+# jwt_authn requirement_map entry a protected internal route names (any verified token).
+ANY_TOKEN = "any_token"
 JWT_CACHE_SIZE = 1000  # verified tokens remembered per worker (internal listener)
 API_PREFIX = "/api"  # mesh.envoy.API_PREFIX (not imported: envoy imports this module)
 # Admin-only edge route answering 200 (mesh/envoy/): NGINX's auth_request for /api/ops/.
@@ -129,7 +133,7 @@ def jwt_filter(
         "forward_payload_header": PAYLOAD_HEADER,
     }
     return {
-        "name": "envoy.filters.http.jwt_authn",
+        "name": JWT_FILTER,
         "typed_config": {
             "@type": T + "filters.http.jwt_authn.v3.JwtAuthentication",
             "providers": {PROVIDER: provider},
@@ -172,7 +176,7 @@ def rbac_filter(api: Api) -> dict | None:
     if not admin:
         return None
     return {
-        "name": "envoy.filters.http.rbac",
+        "name": RBAC_FILTER,
         "typed_config": {
             "@type": T + "filters.http.rbac.v3.RBAC",
             "rules": {
@@ -222,6 +226,58 @@ def _method_principals(m: Method, issuer: str) -> list[dict]:
     return principals
 
 
+def _method_policy(m: Method, issuer: str) -> dict:
+    return {
+        "permissions": [{"url_path": {"path": {"exact": m.grpc_path}}}],
+        "principals": _method_principals(m, issuer),
+    }
+
+
+# ------------------------------------------------------------------ per route
+#
+# Each method's route says which token checks run for it, so a call runs only the checks
+# its method needs: a public read skips jwt_authn and RBAC altogether (no rule or policy
+# scan, no filter callbacks), a protected internal call meets one requirement and one
+# policy instead of the listener's whole lists. The listener-wide rules stay for every
+# other route (the 404 catch-all, the deny routes, the files) and decide the same
+# (tests/unit/mesh/test_route_authz.py). Envoy skips a filter by the route a request
+# matched first: gRPC and gRPC-Web calls match their method's route at once; a REST call
+# first matches the catch-all (its /api/v1 path) and so keeps both filters, which then
+# decide on its transcoded path as before (tests/integration/auth/test_route_token_checks.py).
+
+DISABLED = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+
+
+def edge_route_filters(m: Method) -> dict[str, dict]:
+    """typed_per_filter_config of an edge method route: the listener-wide jwt_authn rules
+    name only user and admin paths and RBAC only restricts admin ones, so a public method
+    needs neither filter and a user method no RBAC."""
+    if m.access == "public":
+        return {JWT_FILTER: DISABLED, RBAC_FILTER: DISABLED}
+    if m.access == "user":
+        return {RBAC_FILTER: DISABLED}
+    return {}
+
+
+def internal_route_filters(m: Method, issuer: str = DEFAULT_ISSUER) -> dict[str, dict]:
+    """typed_per_filter_config of an internal method route: none for a public method; for
+    a protected one any verified token (ANY_TOKEN), then this method's policy alone."""
+    if m.access == "public":
+        return {JWT_FILTER: DISABLED, RBAC_FILTER: DISABLED}
+    return {
+        JWT_FILTER: {
+            "@type": T + "filters.http.jwt_authn.v3.PerRouteConfig",
+            "requirement_name": ANY_TOKEN,
+        },
+        RBAC_FILTER: {
+            "@type": T + "filters.http.rbac.v3.RBACPerRoute",
+            "rbac": {
+                "rules": {"action": "ALLOW", "policies": {m.grpc_path: _method_policy(m, issuer)}}
+            },
+        },
+    }
+
+
 def internal_filters(
     api: Api,
     edge_port: int,
@@ -246,6 +302,8 @@ def internal_filters(
         provider["jwt_cache_config"] = {"jwt_cache_size": JWT_CACHE_SIZE}
     any_token = {"requires_any": {"requirements": [{"provider_name": name} for name in providers]}}
     protected = [m for m in api.methods if m.access != "public"]
+    # The listener-wide rules and policies decide for a path no method route matches (the
+    # 404 catch-all); each method's route carries its own (internal_route_filters).
     rules = [{"match": {"path": m.grpc_path}, "requires": any_token} for m in protected]
     policies: dict[str, dict] = {
         "unprotected": {
@@ -254,22 +312,20 @@ def internal_filters(
         }
     }
     for m in protected:
-        policies[m.grpc_path] = {
-            "permissions": [{"url_path": {"path": {"exact": m.grpc_path}}}],
-            "principals": _method_principals(m, issuer),
-        }
+        policies[m.grpc_path] = _method_policy(m, issuer)
     return [
         strip_filter(),
         {
-            "name": "envoy.filters.http.jwt_authn",
+            "name": JWT_FILTER,
             "typed_config": {
                 "@type": T + "filters.http.jwt_authn.v3.JwtAuthentication",
                 "providers": providers,
                 "rules": rules,
+                "requirement_map": {ANY_TOKEN: any_token},
             },
         },
         {
-            "name": "envoy.filters.http.rbac",
+            "name": RBAC_FILTER,
             "typed_config": {
                 "@type": T + "filters.http.rbac.v3.RBAC",
                 "rules": {"action": "ALLOW", "policies": policies},

@@ -50,7 +50,7 @@ def build(api: Api, opt: EnvoyOptions | None = None) -> dict:
     edge["typed_config"].update({"use_remote_address": True, "xff_num_trusted_hops": 1})
     internal = _hcm(
         "internal",
-        _internal_routes(api),
+        _internal_routes(api, opt),
         jwt.internal_filters(
             api, opt.edge_port, sorted(SERVICES), opt.jwt_issuer, opt.jwt_audience
         ),

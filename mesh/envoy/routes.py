@@ -38,7 +38,9 @@ def _retry_policy(m: Method) -> dict:
     }
 
 
-def _method_route(svc: Service, m: Method, path: str, rewrite: str | None) -> dict:
+def _method_route(
+    svc: Service, m: Method, path: str, rewrite: str | None, per_filter: dict[str, dict]
+) -> dict:
     action: dict = {
         "cluster": _cluster_name(svc),
         "timeout": _dur(m.timeout_ms),
@@ -49,11 +51,15 @@ def _method_route(svc: Service, m: Method, path: str, rewrite: str | None) -> di
         action["prefix_rewrite"] = rewrite
     if m.idempotent:
         action["retry_policy"] = _retry_policy(m)
-    return {
+    route = {
         "name": f"{svc.short}.{m.name}{'.api' if rewrite else ''}",
         "match": {"path": path},
         "route": action,
     }
+    if per_filter:
+        # Token checks of this method only (mesh/jwt.py, "per route").
+        route["typed_per_filter_config"] = per_filter
+    return route
 
 
 def _deny_routes(m: Method, path: str) -> list[dict]:
@@ -156,14 +162,18 @@ def _edge_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
                     if not connect.get_allowed(m):
                         name = f"get.{svc.short}.{m.name}{'.api' if rewrite else ''}"
                         routes.extend(connect.get_guard_routes(m, path, name))
-                    routes.append(_method_route(svc, m, path, rewrite))
+                    routes.append(_method_route(svc, m, path, rewrite, jwt.edge_route_filters(m)))
                 else:
                     routes.extend(_deny_routes(m, path))
     routes.append(_not_found())
     return routes
 
 
-def _internal_routes(api: Api) -> list[dict]:
-    routes = [_method_route(s, m, m.grpc_path, None) for s in api.services for m in s.methods]
+def _internal_routes(api: Api, opt: EnvoyOptions) -> list[dict]:
+    routes = [
+        _method_route(s, m, m.grpc_path, None, jwt.internal_route_filters(m, opt.jwt_issuer))
+        for s in api.services
+        for m in s.methods
+    ]
     routes.append(_not_found())
     return routes
