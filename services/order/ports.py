@@ -1,7 +1,7 @@
 """What the order use cases need from the outside world, as Protocols.
 
 Stdlib and domain only. Adapters: clients.py (gRPC to user and product), repository.py
-(pymongo / FerretDB), outbox.py (Kafka); unit tests pass in-memory fakes.
+(motor / FerretDB), outbox.py (Kafka); unit tests pass in-memory fakes.
 """
 
 from __future__ import annotations

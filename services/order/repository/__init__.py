@@ -1,4 +1,4 @@
-"""Orders in the MongoDB wire protocol (pymongo's asyncio client against FerretDB v1).
+"""Orders in the MongoDB wire protocol (motor against FerretDB v1).
 
 - mapping.py: document <-> domain mapping and the outbox entry of an event;
 - claims.py: version claims, the write protocol (and outbox) of order documents;

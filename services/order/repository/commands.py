@@ -40,8 +40,8 @@ T = TypeVar("T")
 
 
 def _store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """One store operation: a CLIENT span `db.<operation>` in the caller's trace (one per
-    repository operation, not per wire command: a placed order has two), and
+    """One store operation: a CLIENT span `db.<operation>` in the caller's trace (motor runs
+    pymongo on executor threads, where a command listener would lose the trace context), and
     the store being down (refused, timed out, no server selected) is UNAVAILABLE to callers,
     not an unexpected error: pymongo's ConnectionFailure -> a domain error. Outside a trace
     (the sweeper's idle polls every few seconds) no span: each would be a trace of its own."""

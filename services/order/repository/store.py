@@ -1,5 +1,5 @@
-"""MongoOrders: the OrderRepository on pymongo's asyncio client against FerretDB v1, and the
-outbox the relay drains (services/order/outbox/).
+"""MongoOrders: the OrderRepository on motor against FerretDB v1, and the outbox the relay
+drains (services/order/outbox/).
 
 One order is one document. Why every write claims a version first (claims.py): FerretDB v1
 applies an update as read, modify in Go, write back, without a transaction (FerretDB#3040).
@@ -33,14 +33,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import inspect
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from services.order.domain import Order, OrderStatus
@@ -79,9 +78,7 @@ INTERNAL = {"writes": 0, "pending_events": 0}
 
 
 class MongoOrders(RelayReads):
-    """OrderRepository on pymongo's asyncio client (not motor: motor runs every command on
-    an executor thread, and the hand-offs to and from it were ~1 ms of the order process's
-    CPU per placed order); also the runtime Resource that opens the client.
+    """OrderRepository on motor; also the runtime Resource that opens the client.
     `on_written`, when set (by the relay of this process), gets every claim written here."""
 
     def __init__(
@@ -96,9 +93,9 @@ class MongoOrders(RelayReads):
         self.database = database
         self.lock_lease = lock_lease
         self.max_pool = max_pool
-        self.client: AsyncMongoClient | None = None
-        self._orders: AsyncCollection | None = None
-        self._claims: AsyncCollection | None = None
+        self.client: AsyncIOMotorClient | None = None
+        self._orders: AsyncIOMotorCollection | None = None
+        self._claims: AsyncIOMotorCollection | None = None
         self.on_written: Callable[[Written], None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -107,7 +104,7 @@ class MongoOrders(RelayReads):
         # socketTimeoutMS bounds every operation: a wedged server (FerretDB once stopped
         # answering createIndexes) must fail startup and health checks, not hang them with
         # the port never opened (Envoy then answers 503 "remote connection failure").
-        self.client = AsyncMongoClient(
+        self.client = AsyncIOMotorClient(
             self.url,
             tz_aware=True,
             serverSelectionTimeoutMS=3000,
@@ -119,9 +116,7 @@ class MongoOrders(RelayReads):
 
     async def close(self) -> None:
         if self.client is not None:
-            closed = self.client.close()
-            if inspect.isawaitable(closed):  # a test may have set a motor client (sync close)
-                await closed
+            self.client.close()
 
     def health_checks(self) -> dict[str, tuple[Any, bool]]:
         async def ping() -> bool:
@@ -130,17 +125,17 @@ class MongoOrders(RelayReads):
 
         return {"ferretdb": (ping, True)}
 
-    # Made once per client: the client builds a database and a collection wrapper for every
+    # Made once per client: motor builds a database and a collection wrapper for every
     # `client[db][name]` (~10 us each, several per placed order).
     @property
-    def orders(self) -> AsyncCollection:
+    def orders(self) -> AsyncIOMotorCollection:
         assert self.client is not None, "open() first"
         if self._orders is None or self._orders.database.client is not self.client:
             self._orders = self.client[self.database]["orders"]
         return self._orders
 
     @property
-    def claims(self) -> AsyncCollection:
+    def claims(self) -> AsyncIOMotorCollection:
         """Version claims = the outbox (claims.py)."""
         assert self.client is not None, "open() first"
         if self._claims is None or self._claims.database.client is not self.client:
