@@ -202,19 +202,23 @@ class Order:
 
     @property
     def converted_total(self) -> Money | None:
-        if self.total is None:
-            return None
-        return Money.from_nanos(
-            self.charge_currency,
-            sum(line.converted_line_total.total_nanos for line in self.lines),
-        )
+        return self.charged()[0]
 
     @property
     def grand_total(self) -> Money | None:
-        converted = self.converted_total
-        if converted is None or self.shipping_cost is None:
-            return converted
-        return converted.plus(self.shipping_cost)
+        return self.charged()[1]
+
+    def charged(self) -> tuple[Money | None, Money | None]:
+        """(converted_total, grand_total) from one pass over the lines (a reply needs both)."""
+        if self.total is None:
+            return None, None
+        converted = Money.from_nanos(
+            self.charge_currency,
+            sum(line.converted_line_total.total_nanos for line in self.lines),
+        )
+        if self.shipping_cost is None:
+            return converted, converted
+        return converted, converted.plus(self.shipping_cost)
 
     def confirm(
         self,

@@ -56,6 +56,7 @@ def _ts(t: dt.datetime) -> Timestamp:
 
 
 def to_proto(o: d.Order) -> pb.Order:
+    converted_total, grand_total = o.charged()
     return pb.Order(
         id=o.id,
         user_id=o.user_id,
@@ -75,10 +76,10 @@ def to_proto(o: d.Order) -> pb.Order:
         total=_money(o.total),
         currency_code=o.charge_currency,
         rate_version=o.rate_version,
-        converted_total=_money(o.converted_total),
+        converted_total=_money(converted_total),
         shipping_quote_id=o.shipping_quote_id,
         shipping_cost=_money(o.shipping_cost),
-        grand_total=_money(o.grand_total),
+        grand_total=_money(grand_total),
         shipping_address=to_message(common_pb2.Address, o.shipping_address),
         create_time=_ts(o.created_at),
         update_time=_ts(o.updated_at),
