@@ -10,7 +10,7 @@ from pathlib import Path
 from services.cart.config import CartConfig
 from services.cart.consumer import CartEventMetrics, OrderPlacedHandler
 from services.cart.handlers import CartHandlers
-from services.cart.repository import SqlCartUnitOfWork, prune_events
+from services.cart.repository import CartQueues, SqlCartUnitOfWork, prune_events
 from services.runtime.consuming import ConsumingApp, migrate_only
 from services.runtime.metrics import Metrics
 from services.runtime.server import per_process, run, serve
@@ -31,9 +31,10 @@ class CartApp(ConsumingApp):
             handler=OrderPlacedHandler(self.uow), event_metrics=CartEventMetrics(metrics.registry),
         )  # fmt: skip
         self.cfg: CartConfig = cfg
+        self.queues = CartQueues()
 
     def uow(self) -> SqlCartUnitOfWork:
-        return SqlCartUnitOfWork(self.db.unit_of_work())
+        return SqlCartUnitOfWork(self.db.unit_of_work(), self.queues)
 
     def handlers(self) -> CartHandlers:
         return CartHandlers(self.uow)

@@ -46,8 +46,10 @@ class CartSwapper(Protocol):
 class CartUnitOfWork(Protocol):
     def write(self) -> AbstractAsyncContextManager[CartRepository]: ...
 
-    def swap(self) -> AbstractAsyncContextManager[CartSwapper]:
-        """Each statement of the block commits on its own: no transaction round trips."""
+    def swap(self, user_id: str) -> AbstractAsyncContextManager[CartSwapper]:
+        """Each statement of the block commits on its own: no transaction round trips.
+        Blocks for one cart in one process run one at a time (queued in the process, not
+        in the store), so they lose races only to other processes."""
         ...
 
     def read(self) -> AbstractAsyncContextManager[CartReader]: ...

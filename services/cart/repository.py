@@ -20,6 +20,7 @@ ports allow it as one more adapter (the bench's RedisCarts is one)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -147,13 +148,44 @@ class _Reading:
         return None
 
 
+class CartQueues:
+    """One process's queue per cart: concurrent changes of one cart run one at a time here
+    instead of losing compare-and-set races to each other (a lost race costs two round
+    trips). Shared by every unit of work of the process; a cart's entry lives only while
+    a change of it runs or waits."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, user_id: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(user_id) or self._held.setdefault(
+            user_id, (asyncio.Lock(), [0])
+        )
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._held[user_id]
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 class SqlCartUnitOfWork:
-    """The cart ports over the runtime's read/write router (one per request)."""
+    """The cart ports over the runtime's read/write router (one per request); `queues`
+    is the process's (a unit of work made without one queues nothing)."""
 
-    __slots__ = ("_uow",)
+    __slots__ = ("_queues", "_uow")
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, queues: CartQueues | None = None) -> None:
         self._uow = uow
+        self._queues = queues or CartQueues()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlCartRepository]:
@@ -161,8 +193,8 @@ class SqlCartUnitOfWork:
             yield SqlCartRepository(conn)
 
     @asynccontextmanager
-    async def swap(self) -> AsyncIterator[SqlCartSwapper]:
-        async with self._uow.write_raw(transaction=False) as conn:
+    async def swap(self, user_id: str) -> AsyncIterator[SqlCartSwapper]:
+        async with self._queues.hold(user_id), self._uow.write_raw(transaction=False) as conn:
             yield SqlCartSwapper(conn)
 
     def read(self) -> _Reading:

@@ -3,10 +3,12 @@
 A shopper's change reads the cart, applies the domain operation and stores the result only
 if the cart still holds what was read (compare-and-set), trying again from a fresh read if
 another change came first: the limits hold under concurrent requests for one cart, with
-three round trips and no lock held between them (a locked transaction took five). After
-OPTIMISTIC_TRIES lost races it reads the cart locked and changes it in one transaction,
-which always goes through. The OrderPlaced consumer always takes the lock (its event id
-is recorded in the same transaction)."""
+three round trips and no lock held between them (a locked transaction took five).
+Concurrent changes of one cart in one process queue there (uow.swap), so a race is lost
+only to another process (a second worker, the OrderPlaced consumer); after
+OPTIMISTIC_TRIES lost races the change reads the cart locked and applies in one
+transaction, which always goes through. The OrderPlaced consumer always takes the lock
+(its event id is recorded in the same transaction)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ async def get_cart(user_id: str, uow: CartUnitOfWork) -> Cart:
         return await repo.get(user_id)
 
 
-OPTIMISTIC_TRIES = 3
+OPTIMISTIC_TRIES = 2
 
 
 async def _change(user_id: str, uow: CartUnitOfWork, op: Callable[[Cart], Cart]) -> Cart:
-    async with uow.swap() as carts:
+    async with uow.swap(user_id) as carts:
         for _ in range(OPTIMISTIC_TRIES):
             before = await carts.current(user_id)
             after = op(before)

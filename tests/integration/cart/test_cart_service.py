@@ -12,7 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from grpclib import GRPCError, Status
 
-from services.cart.repository import prune_events
+from services.cart import service
+from services.cart.domain import CartFullError, CartItem
+from services.cart.repository import CartQueues, SqlCartUnitOfWork, prune_events
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from shop.cart.v1 import cart_pb2 as pb
 from shop.events import v1 as events
@@ -262,3 +264,27 @@ async def test_old_applied_event_ids_are_pruned_and_recent_ones_kept(cart_app):
             "SELECT event_id FROM cart_events WHERE event_id IN ($1, $2)", (old, recent)
         )
         assert [r[0] for r in rows] == [recent]
+
+
+async def test_changes_racing_from_two_processes_lose_nothing_and_keep_the_limits(cart_app):
+    """Two processes' queues (a second worker): their changes of one cart race in the
+    store's compare-and-set, and the lock after repeated losses, on the real primary."""
+    db = cart_app.cart.db
+    queues = [CartQueues(), CartQueues()]
+
+    def uow(i: int) -> SqlCartUnitOfWork:
+        return SqlCartUnitOfWork(db.unit_of_work(), queues[i % 2])
+
+    user = f"race-{uuid.uuid4().hex[:8]}"
+    await asyncio.gather(*(service.add_item(user, "same", 1, uow(i)) for i in range(30)))
+    await asyncio.gather(*(service.add_item(user, f"line-{i}", 1, uow(i)) for i in range(40)))
+    outcomes = await asyncio.gather(
+        *(service.add_item(user, f"more-{i}", 1, uow(i)) for i in range(20)),
+        return_exceptions=True,
+    )
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == 11 and all(isinstance(e, CartFullError) for e in errors)  # 50 lines
+    async with uow(0).swap(user) as stored:  # the primary's: no replica lag in the way
+        cart = await stored.current(user)
+    assert len(cart.items) == 50 and cart.items[0] == CartItem("same", 30)
+    assert sum(len(q) for q in queues) == 0  # no queue entry outlives its changes

@@ -70,7 +70,7 @@ class MemoryUnitOfWork:
             raise
 
     @asynccontextmanager
-    async def swap(self) -> AsyncIterator[MemoryCarts]:
+    async def swap(self, user_id: str) -> AsyncIterator[MemoryCarts]:
         yield self.store  # each swap commits on its own
 
     @asynccontextmanager

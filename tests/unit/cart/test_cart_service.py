@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.cart import service
 from services.cart.domain import CartItem, LineLimitError, OrderPlaced
+from services.cart.repository import CartQueues
 from tests.unit.cart.fakes import MemoryCarts, MemoryUnitOfWork
 
 
@@ -67,3 +70,27 @@ async def test_a_limit_is_checked_against_the_cart_a_race_left() -> None:
     else:
         raise AssertionError("101 units of one product were stored")
     assert (await service.get_cart("u-1", uow)).items == (CartItem("p-race", 100),)
+
+
+async def test_one_carts_changes_queue_in_the_process_and_other_carts_do_not_wait() -> None:
+    queues, order = CartQueues(), []
+    a_started = asyncio.Event()
+
+    async def change(user: str, name: str, hold: asyncio.Event | None = None) -> None:
+        async with queues.hold(user):
+            order.append(f"{name} in")
+            if hold is not None:
+                a_started.set()
+                await hold.wait()
+            order.append(f"{name} out")
+
+    release = asyncio.Event()
+    first = asyncio.ensure_future(change("u-1", "a", release))
+    await a_started.wait()
+    second = asyncio.ensure_future(change("u-1", "b"))
+    await change("u-2", "other")  # another cart goes past the held one
+    assert order == ["a in", "other in", "other out"] and len(queues) == 1
+    release.set()
+    await asyncio.gather(first, second)
+    assert order[3:] == ["a out", "b in", "b out"]
+    assert len(queues) == 0
