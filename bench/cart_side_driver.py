@@ -8,11 +8,12 @@ It must only use what both trees have (service.add_item/get_cart, SqlCartUnitOfW
 Database, Metrics, CartConfig). Not imported: it runs when executed.
 
 Phases, after a warm-up: `add` (AddItem, C=1, 50 carts, as in bench/cart_store_ab.py),
-`get` (GetCart, C=1), `contended` (AddItem from 8 concurrent callers on 2 carts: the
-shop mix's shared accounts, where a locked change queues).
+`get` (GetCart, C=1, of the carts `add` filled), `contended` (AddItem from 8 concurrent
+callers on 2 carts: the shop mix's shared accounts, where a locked change queues).
 """
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -56,8 +57,16 @@ async def main() -> dict:
     db = Database(cfg.db, Metrics(APP), service=APP)
     await db.open()
 
+    # A tree whose unit of work takes the process's per-cart queues gets one set, as the
+    # service (CartApp) gives it; the base's takes none.
+    shared = {}
+    if "queues" in inspect.signature(SqlCartUnitOfWork).parameters:
+        from services.cart.repository import CartQueues
+
+        shared["queues"] = CartQueues()
+
     def uow() -> SqlCartUnitOfWork:
-        return SqlCartUnitOfWork(db.unit_of_work())
+        return SqlCartUnitOfWork(db.unit_of_work(), **shared)
 
     async def backends() -> list[int]:
         pids = []
@@ -80,7 +89,10 @@ async def main() -> dict:
         )
 
     async def run(phase: str, ops: int, conc: int, carts: int) -> dict:
-        users = [f"ab-{TAG}-{os.getpid()}-{phase}-{i}" for i in range(carts)]
+        # GetCart reads the carts the add phase filled (20 lines each at 1,000 adds).
+        users = [
+            f"ab-{TAG}-{os.getpid()}-{'add' if phase == 'get' else phase}-{i}" for i in range(carts)
+        ]
         lat: list[float] = []
         done = 0
 
