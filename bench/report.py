@@ -12,6 +12,7 @@ from bench.report_sections import (
     _flatten,
     _machine,
     catalog_cpu,
+    consumer_fetch_ab,
     hot_rpc,
     order_cost,
     order_place_ab,
@@ -75,6 +76,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += order_cost(results[name])
         elif name == "relay_ab":
             out += relay_ab(results[name])
+        elif name == "consumer_fetch_ab":
+            out += consumer_fetch_ab(results[name])
         elif name == "mesh_overhead" and "latest" in results[name]:
             from bench.mesh_overhead_report import report
 

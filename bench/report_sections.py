@@ -234,3 +234,40 @@ def relay_ab(r: dict[str, Any]) -> list[str]:
             out += ["", f"events/s new/base: {fmt_range(e['ratio_new_vs_base'])}"]
         out.append("")
     return out
+
+
+def consumer_fetch_ab(r: dict[str, Any]) -> list[str]:
+    """Each A/B of the OrderPlaced consumers' fetch policy: CPU per order of Kafka and the
+    consumers per side and rate, the same-run ratios, and the idle cost per second."""
+    out = ["## consumer_fetch_ab: what the OrderPlaced consumers and Kafka cost", ""]
+    doc = "bench/consumer_fetch_ab.py: base = aiokafka's fetch defaults, new = FetchPolicy"
+    for name, e in r.get("changes", {}).items():
+        out += [f"**{name}** ({e.get('when', '')}; commit {e.get('commit', '?')}; {_machine(e)})"]
+        out += ["", doc + (f"; {e['note']}" if e.get("note") else ""), ""]
+        rates = [k for k in e if k.endswith("/s") and isinstance(e[k], dict) and "base" in e[k]]
+        for rate in rates:
+            x = e[rate]
+            out += [f"At {rate} (CPU ms per order, net of idle; median (min-max) over rounds):", ""]
+            out += ["| part | base | new | base/new |", "|---|---:|---:|---:|"]
+            ratio = x.get("ratio_base_over_new", {})
+            for p, cell in x["new"]["cpu_ms_per_order"].items():
+                b = x["base"]["cpu_ms_per_order"].get(p)
+                rt = fmt_range(ratio[p]) if p in ratio else ""
+                out.append(f"| {p} | {fmt_range(b) if b else ''} | {fmt_range(cell)} | {rt} |")
+            total = "consumers_and_kafka"
+            out.append(
+                f"| **{total} (sum)** | {fmt_range(x['base'][f'{total}_ms_per_order'])} | "
+                f"{fmt_range(x['new'][f'{total}_ms_per_order'])} | "
+                f"{fmt_range(ratio.get(total, {'median': float('nan')}))} |"
+            )
+            for k in ("commits_per_order", "event_to_email_p50_ms", "event_to_email_p99_ms"):
+                out.append(f"| {k} | {fmt_range(x['base'][k])} | {fmt_range(x['new'][k])} | |")
+            out.append("")
+        idle = e.get("idle_ms_per_s")
+        if idle:
+            out += ["Idle (no load of ours), CPU ms per second:", ""]
+            out += ["| part | base | new |", "|---|---:|---:|"]
+            for p, cell in idle["new"].items():
+                out.append(f"| {p} | {fmt_range(idle['base'].get(p, cell))} | {fmt_range(cell)} |")
+            out.append("")
+    return out

@@ -157,11 +157,14 @@ class EventConsumer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _count(self, tp: TopicPartition, msgs: list[Any]) -> None:
+        """kafka_consumed and the lag's next offset, once per partition's run of records."""
+        if self.metrics is not None and msgs:
+            self.metrics.kafka_consumed.labels(tp.topic).inc(len(msgs))
+            self._next[tp] = msgs[-1].offset + 1
+
     async def _decode(self, msg: Any) -> ConsumedEvent:
         headers = {k: v for k, v in (msg.headers or ())}
-        if self.metrics is not None:
-            self.metrics.kafka_consumed.labels(msg.topic).inc()
-            self._next[TopicPartition(msg.topic, msg.partition)] = msg.offset + 1
         tp = headers.get(HEADER_TRACEPARENT)
         trace = TraceContext(_text(tp), _text(headers.get(HEADER_TRACESTATE, b""))) if tp else None
         event_id = headers.get(HEADER_EVENT_ID)
@@ -187,10 +190,13 @@ class EventConsumer:
 
     async def getmany(self, timeout_ms: int = 1000, max_records: int = 500) -> list[ConsumedEvent]:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        for tp, msgs in batches.items():
+            self._count(tp, msgs)
         return [await self._decode(m) for msgs in batches.values() for m in msgs]
 
     async def __aiter__(self) -> AsyncIterator[ConsumedEvent]:
         async for msg in self._consumer:
+            self._count(TopicPartition(msg.topic, msg.partition), [msg])
             yield await self._decode(msg)
 
     async def commit(self, event: ConsumedEvent | None = None) -> None:
