@@ -67,6 +67,17 @@ def _route_requirement(authn: dict, route: dict, path: str) -> dict | None:
     return authn["requirement_map"][per["requirement_name"]]
 
 
+def _providers(requirement: dict | None) -> frozenset[str] | None:
+    """Whose token satisfies a requirement (the order a requires_any tries them in changes
+    the cost, not the outcome)."""
+    if requirement is None:
+        return None
+    if "provider_name" in requirement:
+        return frozenset([requirement["provider_name"]])
+    assert set(requirement) == {"requires_any"}, requirement
+    return frozenset(r["provider_name"] for r in requirement["requires_any"]["requirements"])
+
+
 def _route_allows(rbac: dict, route: dict, path: str, payload: dict) -> bool:
     per = route.get("typed_per_filter_config", {}).get(RBAC)
     if per is None:
@@ -88,8 +99,8 @@ def test_route_checks_decide_as_the_listener_wide_ones(api, which, listener) -> 
         paths = (m.grpc_path, "/api" + m.grpc_path) if listener == "edge" else (m.grpc_path,)
         for path in paths:
             route = routes[path]
-            want = _listener_requirement(authn, path)
-            assert _route_requirement(authn, route, path) == want, (listener, path)
+            want = _providers(_listener_requirement(authn, path))
+            assert _providers(_route_requirement(authn, route, path)) == want, (listener, path)
             for who, payload in CALLERS.items():
                 got = _route_allows(rbac, route, path, payload)
                 assert got is _allows(rbac, path, payload), (listener, path, who)
@@ -118,7 +129,14 @@ def test_protected_internal_routes_keep_their_own_checks(api, which) -> None:
         if m.access == "public":
             continue
         per = routes[m.grpc_path]["typed_per_filter_config"]
-        assert per[JWT_AUTHN]["requirement_name"] == jwt.ANY_TOKEN
+        required = filters[JWT_AUTHN]["requirement_map"][per[JWT_AUTHN]["requirement_name"]]
+        tried = [r["provider_name"] for r in required["requires_any"]["requirements"]]
+        # The method's legitimate callers are tried first (each provider tried before the
+        # one that verifies re-parses the token), every other provider after them.
+        first = [jwt.service_provider(c) for c in m.callers]
+        first += [jwt.PROVIDER] if m.access in ("user", "admin") else []
+        assert tried[: len(first)] == first, (m.grpc_path, tried)
+        assert sorted(tried) == sorted(filters[JWT_AUTHN]["providers"]), m.grpc_path
         # One policy: this method's callers, never the listener's catch-all "unprotected".
         assert list(per[RBAC]["rbac"]["rules"]["policies"]) == [m.grpc_path]
     # A path no method route matches still meets the listener-wide lists.
