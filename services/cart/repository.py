@@ -173,7 +173,8 @@ class CartQueues:
             if not users[0]:
                 del self._held[user_id]
 
-    def __len__(self) -> int:
+    def carts(self) -> int:
+        """How many carts have a change running or waiting."""
         return len(self._held)
 
 
@@ -185,7 +186,7 @@ class SqlCartUnitOfWork:
 
     def __init__(self, uow: UnitOfWork, queues: CartQueues | None = None) -> None:
         self._uow = uow
-        self._queues = queues or CartQueues()
+        self._queues = CartQueues() if queues is None else queues
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlCartRepository]:

@@ -14,7 +14,12 @@ from grpclib import GRPCError, Status
 
 from services.cart import service
 from services.cart.domain import CartFullError, CartItem
-from services.cart.repository import CartQueues, SqlCartUnitOfWork, prune_events
+from services.cart.repository import (
+    CartQueues,
+    SqlCartSwapper,
+    SqlCartUnitOfWork,
+    prune_events,
+)
 from services.runtime.kafka import AvroSerde, EventProducer, KafkaConfig
 from shop.cart.v1 import cart_pb2 as pb
 from shop.events import v1 as events
@@ -287,4 +292,32 @@ async def test_changes_racing_from_two_processes_lose_nothing_and_keep_the_limit
     async with uow(0).swap(user) as stored:  # the primary's: no replica lag in the way
         cart = await stored.current(user)
     assert len(cart.items) == 50 and cart.items[0] == CartItem("same", 30)
-    assert sum(len(q) for q in queues) == 0  # no queue entry outlives its changes
+    assert sum(q.carts() for q in queues) == 0  # no queue entry outlives its changes
+
+
+async def test_one_processs_concurrent_changes_of_a_cart_queue_and_lose_no_race(
+    cart_app, monkeypatch
+):
+    db, queues, lost = cart_app.cart.db, CartQueues(), []
+    swap = SqlCartSwapper.swap
+
+    async def counted(self, before, after):
+        stored = await swap(self, before, after)
+        if stored is None:
+            lost.append(after)
+        return stored
+
+    monkeypatch.setattr(SqlCartSwapper, "swap", counted)
+    user = f"queued-{uuid.uuid4().hex[:8]}"
+    await asyncio.gather(
+        *(
+            service.add_item(user, f"p-{i % 3}", 1, SqlCartUnitOfWork(db.unit_of_work(), queues))
+            for i in range(24)
+        )
+    )
+    async with SqlCartUnitOfWork(db.unit_of_work()).swap(user) as stored:
+        cart = await stored.current(user)
+    assert sorted((i.product_id, i.quantity) for i in cart.items) == [
+        ("p-0", 8), ("p-1", 8), ("p-2", 8)
+    ]  # fmt: skip
+    assert lost == []

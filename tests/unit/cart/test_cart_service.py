@@ -89,8 +89,8 @@ async def test_one_carts_changes_queue_in_the_process_and_other_carts_do_not_wai
     await a_started.wait()
     second = asyncio.ensure_future(change("u-1", "b"))
     await change("u-2", "other")  # another cart goes past the held one
-    assert order == ["a in", "other in", "other out"] and len(queues) == 1
+    assert order == ["a in", "other in", "other out"] and queues.carts() == 1
     release.set()
     await asyncio.gather(first, second)
     assert order[3:] == ["a out", "b in", "b out"]
-    assert len(queues) == 0
+    assert queues.carts() == 0
