@@ -101,6 +101,31 @@ def order_pid() -> int:
     raise BenchFailed("the stack's order service is not running (python -m stack status)")
 
 
+def report(r: dict[str, Any]) -> list[str]:
+    """bench/README.md section: per run, CPU ms per order of the order process by area."""
+    runs = r.get("runs", {})
+    out = ["## order_profile: where the order service's own CPU per placed order goes", ""]
+    out += [(__doc__ or "").split("\n\n")[0].replace("\n", " "), ""]
+    for label, e in runs.items():
+        place = e.get("place", {})
+        out.append(
+            f"- **{label}** ({e.get('when', '')}, commit {e.get('commit', '')}; "
+            f"{e.get('orders', 0)} orders, {e.get('samples', 0)} samples, PlaceOrder p50 "
+            f"{place.get('p50_ms', '')} / p99 {place.get('p99_ms', '')} ms): {e.get('note', '')}"
+        )
+    names = list(dict.fromkeys(a for e in runs.values() for a in e.get("areas", {})))
+    out += ["", "| area: ms per order (share of samples) | " + " | ".join(runs) + " |",
+            "|---|" + "---:|" * len(runs)]  # fmt: skip
+    for name in names:
+        cells = []
+        for e in runs.values():
+            a = e.get("areas", {}).get(name)
+            cells.append(f"{a['ms_per_order']:.2f} ({a['share_pct']:.1f}%)" if a else "")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    total = " | ".join(f"**{e.get('order_cpu_ms_per_order', 0):.2f}**" for e in runs.values())
+    return [*out, f"| **order process, CPU ms per order** | {total} |", ""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--label", required=True, help="name of this run in the results file")

@@ -78,6 +78,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += relay_ab(results[name])
         elif name == "consumer_fetch_ab":
             out += consumer_fetch_ab(results[name])
+        elif name == "order_profile":
+            from bench.order_profile import report as order_profile
+
+            out += order_profile(results[name])
         elif name == "mesh_overhead" and "latest" in results[name]:
             from bench.mesh_overhead_report import report
 
