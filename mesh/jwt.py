@@ -68,7 +68,7 @@ METADATA_KEY = "jwt_payload"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_FILTER = "envoy.filters.http.rbac"
 
-JWT_CACHE_SIZE = 1000  # verified tokens remembered per worker (internal listener)
+JWT_CACHE_SIZE = 1000  # verified tokens remembered per worker and provider
 API_PREFIX = "/api"  # mesh.envoy.API_PREFIX (not imported: envoy imports this module)
 # Admin-only edge route answering 200 (mesh/envoy/): NGINX's auth_request for /api/ops/.
 OPS_AUTHZ_PATH = API_PREFIX + "/ops/authz"
@@ -130,6 +130,10 @@ def jwt_filter(
     provider = {
         **_user_provider(edge_port, issuer, audience),
         "forward_payload_header": PAYLOAD_HEADER,
+        # A shopper sends the same access token on every call until it expires: its
+        # signature is checked once per worker, then only iss, aud and exp (Envoy checks
+        # those on a cache hit too).
+        "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
     }
     return {
         "name": JWT_FILTER,

@@ -141,3 +141,13 @@ def test_protected_internal_routes_keep_their_own_checks(api, which) -> None:
         assert list(per[RBAC]["rbac"]["rules"]["policies"]) == [m.grpc_path]
     # A path no method route matches still meets the listener-wide lists.
     assert filters[JWT_AUTHN]["rules"] and filters[RBAC]["rules"]["policies"]
+
+
+@pytest.mark.parametrize("which", ["generated", "committed"])
+def test_verified_tokens_are_cached_on_both_listeners(api, which) -> None:
+    cfg = _configs(api)[which]
+    for listener in ("edge", "internal"):
+        filters, _ = _listener(cfg, listener)
+        for name, provider in filters[JWT_AUTHN]["providers"].items():
+            # Envoy still checks iss, aud and exp on a hit; only the signature is remembered.
+            assert provider["jwt_cache_config"]["jwt_cache_size"] > 0, (listener, name)
