@@ -10,18 +10,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.currency.domain import Money, PublishRates, RateVersion, rate_of, rate_parts
 from services.currency.service import CurrencyService
-from services.runtime.errors import InvalidArgument
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.currency.v1 import currency_pb2 as pb
 from shop.currency.v1.currency_grpc import CurrencyServiceBase
 
-
-def to_money(field: str, m: common_pb2.Money) -> Money:
-    try:
-        return Money(m.currency_code, m.units, m.nanos)
-    except ValueError as exc:
-        raise InvalidArgument(field, str(exc)) from None
+MONEY_KEPT = 10_000
 
 
 def money_proto(m: Money) -> common_pb2.Money:
@@ -46,6 +40,7 @@ class CurrencyHandlers(CurrencyServiceBase):
         # A version never changes, so neither does its listing: built once per version in
         # effect (the response is only serialized, never changed, after it is returned).
         self._listing: tuple[RateVersion, pb.ListCurrenciesResponse] | None = None
+        self._money: dict[Money, common_pb2.Money] = {}
 
     @unary
     async def ListCurrencies(self, request: pb.ListCurrenciesRequest) -> pb.ListCurrenciesResponse:
@@ -59,11 +54,25 @@ class CurrencyHandlers(CurrencyServiceBase):
 
     @unary
     async def Convert(self, request: pb.ConvertRequest) -> pb.ConvertResponse:
-        amounts = tuple(to_money(f"amounts[{i}]", a) for i, a in enumerate(request.amounts))
-        result = await self.service.convert(amounts, request.to_currency_code, request.rate_version)
-        return pb.ConvertResponse(
-            amounts=[money_proto(a) for a in result.amounts], rate_version=result.rate_version
+        # The storefront converts the same catalog prices over and over: amounts go to the
+        # service as plain tuples (it checks each one the first time it sees it) and each
+        # converted amount's message is built once (messages are only read after this).
+        result = await self.service.convert_parts(
+            [(a.currency_code, a.units, a.nanos) for a in request.amounts],
+            request.to_currency_code,
+            request.rate_version,
         )
+        built, msgs = self._money, []
+        for m in result.amounts:
+            msg = built.get(m)
+            if msg is None:
+                if len(built) >= MONEY_KEPT:
+                    built.clear()
+                msg = built[m] = money_proto(m)
+            msgs.append(msg)
+        reply = pb.ConvertResponse(rate_version=result.rate_version)
+        reply.amounts.extend(msgs)
+        return reply
 
     @unary
     async def PublishRates(self, request: pb.PublishRatesRequest) -> pb.PublishRatesResponse:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from services.currency.domain import (
     Conversion,
@@ -42,7 +42,7 @@ class CurrencyService:
         self._versions: dict[int, RateVersion] = {}
         self._current: tuple[float, int] | None = None  # (asked at, version)
         self._asking: asyncio.Future[RateVersion] | None = None
-        self._converted: dict[tuple[Money, str, int], Money] = {}
+        self._converted: dict[tuple[str, int, int, str, int], Money] = {}
 
     async def table(self, version: int = 0) -> RateVersion:
         """Version `version`'s rates, or the version in effect now for 0."""
@@ -85,22 +85,36 @@ class CurrencyService:
         self._current = (asked, version)
         return table
 
-    async def convert(self, amounts: tuple[Money, ...], to: str, version: int = 0) -> Conversion:
+    async def convert(self, amounts: Sequence[Money], to: str, version: int = 0) -> Conversion:
+        return await self.convert_parts(
+            [(a.currency_code, a.units, a.nanos) for a in amounts], to, version
+        )
+
+    async def convert_parts(
+        self, parts: Sequence[tuple[str, int, int]], to: str, version: int = 0
+    ) -> Conversion:
+        """Convert amounts given as (currency_code, units, nanos), straight off the wire:
+        one seen before with the same target and version is answered from memory without
+        being built or checked again (it was checked when first converted)."""
         if version < 0:
             raise InvalidArgument("rate_version", "must be 0 (now) or a published version")
         table = await self.table(version)
-        done = self._converted
+        done, v = self._converted, table.version
         out = []
-        for i, amount in enumerate(amounts):
-            key = (amount, to, table.version)
+        for i, (code, units, nanos) in enumerate(parts):
+            key = (code, units, nanos, to, v)
             got = done.get(key)
             if got is None:
+                try:
+                    amount = Money(code, units, nanos)
+                except ValueError as exc:
+                    raise InvalidArgument(f"amounts[{i}]", str(exc)) from None
                 got = convert(amount, to, table, f"amounts[{i}]")
                 if len(done) >= CONVERSIONS_KEPT:
                     done.clear()
                 done[key] = got
             out.append(got)
-        return Conversion(tuple(out), table.version)
+        return Conversion(tuple(out), v)
 
     async def publish(self, cmd: PublishRates) -> RateVersion:
         rates = validate_rates(cmd.rates)

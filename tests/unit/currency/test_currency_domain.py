@@ -169,3 +169,13 @@ async def test_a_remembered_conversion_is_its_rate_versions_own():
     with pytest.raises(InvalidArgument) as err:  # an error is not remembered as a result
         await svc.convert((Money("USD", 1), Money("XXX", 1)), "EUR", 1)
     assert err.value.field == "amounts[1].currency_code"
+
+
+async def test_an_amount_off_the_wire_is_checked_until_it_converts_once():
+    svc = CurrencyService(lambda: FakeUow(TwoVersions()), current_ttl_s=1.0, clock=lambda: 0.0)
+    good, bad = ("USD", 1, 500_000_000), ("USD", 1, -500_000_000)  # mixed signs
+    assert (await svc.convert_parts([good], "EUR", 1)).amounts == (Money("EUR", 1, 380_000_000),)
+    for _ in range(2):  # refused every time: a refusal is never remembered
+        with pytest.raises(InvalidArgument) as err:
+            await svc.convert_parts([good, bad], "EUR", 1)
+        assert err.value.field == "amounts[1]"
