@@ -82,6 +82,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             from bench.order_profile import report as order_profile
 
             out += order_profile(results[name])
+        elif name in ("mesh_shop_ab", "mesh_internal_ab", "mesh_call_cost"):
+            from bench.mesh_ab_report import report as mesh_ab
+
+            out += mesh_ab(name, results[name])
         elif name == "mesh_overhead" and "latest" in results[name]:
             from bench.mesh_overhead_report import report
 
