@@ -13,6 +13,7 @@ from bench.report_sections import (
     _machine,
     catalog_cpu,
     consumer_fetch_ab,
+    consumer_pipeline_ab,
     hot_rpc,
     order_cost,
     order_place_ab,
@@ -78,6 +79,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             out += relay_ab(results[name])
         elif name == "consumer_fetch_ab":
             out += consumer_fetch_ab(results[name])
+        elif name == "consumer_pipeline_ab":
+            out += consumer_pipeline_ab(results[name])
         elif name == "order_profile":
             from bench.order_profile import report as order_profile
 

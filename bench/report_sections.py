@@ -270,4 +270,45 @@ def consumer_fetch_ab(r: dict[str, Any]) -> list[str]:
             for p, cell in idle["new"].items():
                 out.append(f"| {p} | {fmt_range(idle['base'].get(p, cell))} | {fmt_range(cell)} |")
             out.append("")
+    for name, lat in r.get("notification_latency", {}).items():
+        out += [f"**Notification event -> email: {name}**", "", str(lat.get("what", "")), ""]
+        out += ["| figure | base | new |", "|---|---:|---:|"]
+        for k in ("p50_ms", "p99_ms", "max_ms"):
+            out.append(f"| {k} | {fmt_range(lat['base'][k], 0)} | {fmt_range(lat['new'][k], 0)} |")
+        out.append("")
+    return out
+
+
+def consumer_pipeline_ab(r: dict[str, Any]) -> list[str]:
+    """Each private A/B of the pipeline's fetch policy: per rate, both sides' consumer CPU,
+    broker requests, Kafka's net CPU and record age."""
+    out = ["## consumer_pipeline_ab: the ordered pipeline's fetch policy, private A/B", ""]
+    rows = (
+        ("consumer_ms_per_s", "consumer CPU ms/s", 1),
+        ("consumer_us_per_record", "consumer CPU us/record", 0),
+        ("fetches_per_s", "fetch requests/s", 1),
+        ("fetches_per_record", "fetch requests/record", 3),
+        ("commits_per_record", "offset commits/record", 3),
+        ("kafka_ms_per_s", "Kafka CPU ms/s (net of no consumer)", 1),
+        ("kafka_us_per_record", "Kafka CPU us/record (net)", 0),
+        ("age_p50_ms", "record age p50 ms", 0),
+        ("age_p99_ms", "record age p99 ms", 0),
+    )
+    for name, e in r.get("changes", {}).items():
+        out += [f"**{name}** ({e.get('when', '')}; commit {e.get('commit', '?')}; {_machine(e)})"]
+        out += ["", str(e.get("what", "")), ""]
+        if e.get("note"):
+            out += [e["note"], ""]
+        rates = [k for k in e if k.endswith("/s") and isinstance(e[k], dict) and "base" in e[k]]
+        out += ["| figure | " + " | ".join(f"{k} base | {k} new" for k in rates) + " |"]
+        out += ["|---|" + "---:|---:|" * len(rates)]
+        for key, label, digits in rows:
+            cells = []
+            for k in rates:
+                for side in ("base", "new"):
+                    v = e[k][side].get(key)
+                    cells.append(fmt_range(v, digits) if v and v.get("n") else "")
+            if any(cells):
+                out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
     return out
