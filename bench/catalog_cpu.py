@@ -22,6 +22,11 @@ variant up comes first in each round; its rates are subtracted from each loaded 
     python -m bench.catalog_cpu --base REV [--rounds 2] [--get-calls 8000]
         [--list-calls 4000] [--concurrency 16]
 Writes bench/results/catalog_cpu.json.
+
+    python -m bench.catalog_cpu --base REV --name NAME --variants base,cache
+        [--rpcs GetProduct,ListProducts,ListCategories] [--note TEXT]
+A named same-run A/B of chosen variants and RPCs (ListCategories too): kept as
+bench/results/catalog_cpu_ab.json runs[NAME] (catalog_cpu.json untouched).
 """
 
 from __future__ import annotations
@@ -44,10 +49,12 @@ from bench.common import (
     BenchFailed,
     closed_loop,
     free_port,
+    git_head,
     median_range,
     pin_self,
     pinned,
     proc_cpu_s,
+    record_entry,
     wait_grpc_serving,
     write_result,
 )
@@ -58,6 +65,7 @@ from stack import postgres
 TOOL = Path(os.environ.get("CPU_BY_PART", ROOT.parent / "shared" / "tools" / "cpu_by_part.py"))
 DB = "product_cpu"
 VARIANTS = ("base", "sqla", "raw", "cache")
+RPCS = ("GetProduct", "ListProducts", "ListCategories")
 VARIANT_ENV = {
     "base": {},
     "sqla": {"PRODUCT_CACHE_ENABLED": "false", "PRODUCT_DB_RAW_READS": "false"},
@@ -163,6 +171,16 @@ async def load(port: int, rpc: str, calls: int, concurrency: int) -> None:
 
             async def call(w: int, i: int) -> Any:
                 return await client.get(reqs[(w * 7 + i) % len(reqs)], timeout=30)
+        elif rpc == "ListCategories":
+            categories = client.channel.unary_unary(
+                "/shop.product.v1.ProductService/ListCategories",
+                request_serializer=pb.ListCategoriesRequest.SerializeToString,
+                response_deserializer=pb.ListCategoriesResponse.FromString,
+            )
+            creq = pb.ListCategoriesRequest()
+
+            async def call(w: int, i: int) -> Any:
+                return await categories(creq, timeout=30)
         else:
             req = pb.ListProductsRequest(page_size=20)
 
@@ -182,7 +200,7 @@ async def bench(args: argparse.Namespace, tmp: Path, base: Path) -> dict[str, An
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     windows: list[dict[str, Any]] = []
     try:
-        for v in VARIANTS:
+        for v in args.variants:
             procs[v] = start(v, base, tmp)
         for _, port in procs.values():
             await wait_grpc_serving(port, 90)
@@ -200,8 +218,12 @@ async def bench(args: argparse.Namespace, tmp: Path, base: Path) -> dict[str, An
                 idle[f"product:{v}"] = proc_cpu_s(p.pid) - own0[v]
             idle_rate = {k: x / secs for k, x in idle.items()}
             windows.append({"round": rnd, "kind": "idle", "seconds": secs, "cpu_s": idle})
-            order = VARIANTS[rnd % len(VARIANTS) :] + VARIANTS[: rnd % len(VARIANTS)]
-            for rpc, asked in (("GetProduct", args.get_calls), ("ListProducts", args.list_calls)):
+            vs = args.variants
+            order = vs[rnd % len(vs) :] + vs[: rnd % len(vs)]
+            asks = {"GetProduct": args.get_calls, "ListProducts": args.list_calls,
+                    "ListCategories": args.list_calls}  # fmt: skip
+            for rpc in args.rpcs:
+                asked = asks[rpc]
                 for v in order:
                     cmd = [sys.executable, "-m", "bench.catalog_cpu", "load", "--port",
                            str(procs[v][1]), "--rpc", rpc, "--calls", str(asked),
@@ -237,8 +259,8 @@ async def bench(args: argparse.Namespace, tmp: Path, base: Path) -> dict[str, An
 def summarize(windows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     loads = [w for w in windows if w["kind"] == "load"]
     cells = []
-    for rpc in ("GetProduct", "ListProducts"):
-        for v in VARIANTS:
+    for rpc in args.rpcs:
+        for v in args.variants:
             mine = [w for w in loads if (w["rpc"], w["variant"]) == (rpc, v)]
             cell: dict[str, Any] = {"rpc": rpc, "variant": v}
             for part in (*PARTS.values(), "pg_total", "total"):
@@ -301,14 +323,27 @@ def main() -> None:
     ap.add_argument("--list-calls", type=int, default=4000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--idle-s", type=float, default=5.0)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    ap.add_argument("--rpcs", default="GetProduct,ListProducts", help="comma-separated")
+    ap.add_argument("--name", default="", help="keep as catalog_cpu_ab.json runs[NAME]")
+    ap.add_argument("--note", default="")
     args = ap.parse_args()
+    args.variants = tuple(v for v in args.variants.split(",") if v)
+    args.rpcs = tuple(r for r in args.rpcs.split(",") if r)
+    if not set(args.variants) <= set(VARIANTS) or not set(args.rpcs) <= set(RPCS):
+        raise BenchFailed(f"variants among {VARIANTS}, RPCs among {RPCS}")
     started = time.time()
     if not TOOL.exists():
         raise BenchFailed(f"{TOOL} not found (kept beside the repo, in ../shared/tools)")
     base = base_tree(args.base)
     with tempfile.TemporaryDirectory(prefix="catalog-cpu-") as tmp:
         result = asyncio.run(bench(args, Path(tmp), base))
-    path = write_result("catalog_cpu", result)
+    if args.name:
+        result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "base": args.base, "new": git_head(), "note": args.note, **result}  # fmt: skip
+        path = record_entry("catalog_cpu_ab", "runs", args.name, result)
+    else:
+        path = write_result("catalog_cpu", result)
     print(table(result))
     print(f"wrote {path.relative_to(ROOT)} ({time.time() - started:.0f}s)")
 

@@ -1,4 +1,5 @@
-"""Read-through cache of catalog rows (GetProduct by id, ListProducts pages) in each
+"""Read-through cache of catalog rows (GetProduct by id, ListProducts pages, the category
+list with its product counts) in each
 product-service process, kept correct across processes by PostgreSQL LISTEN/NOTIFY.
 
 What it promises:
@@ -29,7 +30,13 @@ What it promises:
   milliseconds of the commit. Reservations never read the cache: they take stock with a
   conditional UPDATE on the primary.
 
-Only rows are cached (never NOT_FOUND); search and category counts are not.
+The category list (ListCategories: each category's product count) is kept like a page:
+a `set:` notice (a product inserted, deleted, or moved to another category) drops it, a
+`row:` notice (stock, description, ...) cannot change a count and leaves it. A category
+row written without any product write (none of our code does: _ensure_category runs in
+the product's own transaction) is seen within `ttl_s`.
+
+Only rows are cached (never NOT_FOUND); search is not.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class CatalogCache:
         # id -> (product, as_of, expires); ListProducts -> (page, as_of, expires, ids)
         self._products: dict[str, tuple[Product, int, float]] = {}
         self._pages: dict[ListProducts, tuple[Page, int, float, frozenset[str]]] = {}
+        self._categories: tuple[list[Category], int, float] | None = None  # as a page
         self.hits = self.misses = self.bypassed = self.expired = 0
         self.stored = self.dropped = self.notices = self.flushes = 0
 
@@ -109,6 +117,22 @@ class CatalogCache:
                 self.hits += 1
                 return entry[0]
             del self._pages[query]
+            self.expired += 1
+        self.misses += 1
+        return None
+
+    def categories(self, need: int) -> list[Category] | None:
+        """The cached category list if it is fresh and includes LSN `need`, else None.
+        The list is shared: callers must not change it."""
+        if not self.serving:
+            self.bypassed += 1
+            return None
+        entry = self._categories
+        if entry is not None and entry[1] >= need:
+            if self._clock() < entry[2]:
+                self.hits += 1
+                return entry[0]
+            self._categories = None
             self.expired += 1
         self.misses += 1
         return None
@@ -169,6 +193,16 @@ class CatalogCache:
         for p in page.products:
             self._store_product(p, as_of, expires)
 
+    def put_categories(self, ticket: Ticket | None, categories: list[Category], seen: int) -> None:
+        """Store the category list unless a notice that may change a count (a `set:` or
+        `all`, as for pages) came after the ticket's fence."""
+        if ticket is not None and self._pages_gen > ticket[2]:
+            ticket = self._drop()
+        if not self._admit(ticket, ()):
+            return
+        assert ticket is not None
+        self._categories = (categories, max(seen, ticket[1]), self._clock() + self.ttl_s)
+
     def _admit(self, ticket: Ticket | None, product_ids: Sequence[str]) -> bool:
         """May a fill of `ticket` holding these products be stored?"""
         if ticket is None:
@@ -214,6 +248,7 @@ class CatalogCache:
             else:
                 self._pages_gen = gen
                 self._pages.clear()
+                self._categories = None
         else:  # "all", or a payload this version does not know: drop everything
             self._touched.clear()
             self._epoch = self._pages_gen = gen
@@ -245,10 +280,11 @@ class CatalogCache:
 
     def flush(self) -> None:
         """Drop every entry (the invalidation state stays as it is)."""
-        if self._products or self._pages:
+        if self._products or self._pages or self._categories:
             self.flushes += 1
         self._products.clear()
         self._pages.clear()
+        self._categories = None
 
     # ------------------------------------------------------------ metrics
 
@@ -290,7 +326,7 @@ class VersionedReads(Protocol):
 
     async def search(self, query: SearchProducts) -> Page: ...
 
-    async def categories(self) -> list[Category]: ...
+    async def categories_at(self, after: int) -> tuple[list[Category], int]: ...
 
 
 class CachedCatalogReader:
@@ -332,4 +368,13 @@ class CachedCatalogReader:
         return await self._reads.search(query)
 
     async def categories(self) -> list[Category]:
-        return await self._reads.categories()
+        cache, need = self._cache, self._need()
+        categories = cache.categories(need)
+        if categories is not None:
+            return categories
+        if cache.unfenced():  # any product's notice may move a count
+            await cache.wait_fenced()
+        ticket = cache.ticket()
+        categories, seen = await self._reads.categories_at(max(need, cache.fence))
+        cache.put_categories(ticket, categories, seen)
+        return categories

@@ -9,9 +9,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.product import service
 from services.product.domain import (
+    Category,
     CreateProduct,
     ListProducts,
     Money,
+    Page,
     Product,
     ProductSort,
     ReservedLine,
@@ -38,6 +40,8 @@ DEFAULT_PAGE_SIZE = 20
 # Protos kept per handler instance (see ProductHandlers.proto): about the catalog cache's
 # product bound; cleared when full.
 PROTO_MEMO_SIZE = 10_000
+# ListProducts replies kept per handler instance: about the cache's page bound.
+LIST_MEMO_SIZE = 1_000
 
 
 def to_money(field: str, m: common_pb2.Money) -> Money:
@@ -82,9 +86,19 @@ def reserved_line_proto(ln: ReservedLine) -> pb.ReservedLine:
 
 
 class ProductHandlers(product_grpc.ProductServiceBase):
+    """The product RPCs. Read replies are built once per value the catalog cache returns:
+    a cache hit hands back the very same Product / Page / category list object, so the
+    reply built from it last time is that value's reply (checked by identity, never by
+    age: a refilled or changed entry is a new object and gets a new reply). The messages
+    are only serialized by grpclib, never mutated."""
+
     def __init__(self, uow: Callable[[], ProductUnitOfWork]) -> None:
         self.uow = uow
         self._protos: dict[Product, pb.Product] = {}
+        # product id -> (the Product, its reply); ListProducts query -> (the Page, its reply)
+        self._get_replies: dict[str, tuple[Product, pb.GetProductResponse]] = {}
+        self._list_replies: dict[ListProducts, tuple[Page, pb.ListProductsResponse]] = {}
+        self._categories_reply: tuple[list[Category], pb.ListCategoriesResponse] | None = None
 
     def proto(self, p: Product) -> pb.Product:
         """product_proto(p), memoised by value: a cached Product comes back as the same
@@ -102,7 +116,14 @@ class ProductHandlers(product_grpc.ProductServiceBase):
     @unary
     async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
         product = await service.get_product(request.id, self.uow())
-        return pb.GetProductResponse(product=self.proto(product))
+        known = self._get_replies.get(product.id)
+        if known is not None and known[0] is product:
+            return known[1]
+        reply = pb.GetProductResponse(product=self.proto(product))
+        if known is None and len(self._get_replies) >= PROTO_MEMO_SIZE:
+            self._get_replies.clear()
+        self._get_replies[product.id] = (product, reply)
+        return reply
 
     @unary
     async def ListProducts(self, request: pb.ListProductsRequest) -> pb.ListProductsResponse:
@@ -119,10 +140,17 @@ class ProductHandlers(product_grpc.ProductServiceBase):
             sort=_SORTS[request.sort],
         )
         page = await service.list_products(query, self.uow())
-        return pb.ListProductsResponse(
+        known = self._list_replies.get(query)
+        if known is not None and known[0] is page:
+            return known[1]
+        reply = pb.ListProductsResponse(
             products=[self.proto(p) for p in page.products],
             next_page_token=page.next_page_token,
         )
+        if known is None and len(self._list_replies) >= LIST_MEMO_SIZE:
+            self._list_replies.clear()
+        self._list_replies[query] = (page, reply)
+        return reply
 
     @unary
     async def SearchProducts(self, request: pb.SearchProductsRequest) -> pb.SearchProductsResponse:
@@ -138,9 +166,14 @@ class ProductHandlers(product_grpc.ProductServiceBase):
     @unary
     async def ListCategories(self, request: pb.ListCategoriesRequest) -> pb.ListCategoriesResponse:
         categories = await service.list_categories(self.uow())
-        return pb.ListCategoriesResponse(
+        known = self._categories_reply
+        if known is not None and known[0] is categories:
+            return known[1]
+        reply = pb.ListCategoriesResponse(
             categories=[pb.Category(slug=c.slug, product_count=c.product_count) for c in categories]
         )
+        self._categories_reply = (categories, reply)
+        return reply
 
     @unary
     async def CreateProduct(self, request: pb.CreateProductRequest) -> pb.CreateProductResponse:

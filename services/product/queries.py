@@ -30,6 +30,10 @@ COLS = (
     "image_urls, stock, created_at, updated_at"
 )
 GET_PRODUCT = f"SELECT {COLS} FROM products WHERE id = $1"
+CATEGORIES = (
+    "SELECT c.slug, count(p.id) AS n FROM categories c "
+    "LEFT JOIN products p ON p.category = c.slug GROUP BY c.slug ORDER BY c.slug"
+)
 
 # sort -> (ORDER BY, keyset comparison with {k}/{i} = the key and id parameters, key column)
 _SORTS: dict[ProductSort, tuple[str, str, str]] = {

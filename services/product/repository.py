@@ -26,6 +26,7 @@ from services.product.domain import (
 )
 from services.product.ports import ProductReader
 from services.product.queries import (
+    CATEGORIES,
     COLS,
     GET_PRODUCT,
     decode_token,
@@ -68,15 +69,6 @@ class SqlProductRepository:
         rows = rows[: q.page_size]
         token = encode_token({"f": fp, "o": offset + len(rows)}) if more else ""
         return Page(tuple(product_of(r) for r in rows), token)
-
-    async def categories(self) -> list[Category]:
-        rows = await self.conn.execute(
-            text(
-                "SELECT c.slug, count(p.id) AS n FROM categories c "
-                "LEFT JOIN products p ON p.category = c.slug GROUP BY c.slug ORDER BY c.slug"
-            )
-        )
-        return [Category(r.slug, r.n) for r in rows]
 
     async def _ensure_category(self, slug: str) -> None:
         await self.conn.execute(
@@ -149,9 +141,9 @@ class SqlProductRepository:
 
 
 class SqlCatalogReader:
-    """The read side, one per request. get and list_page: one prepared statement each on a
-    raw asyncpg connection (UnitOfWork.fetch: replica, or primary if it is behind the
-    caller's LSN); search and categories: one SELECT through SQLAlchemy in autocommit."""
+    """The read side, one per request. get, list_page and categories: one prepared
+    statement each on a raw asyncpg connection (UnitOfWork.fetch: replica, or primary if
+    it is behind the caller's LSN); search: one SELECT through SQLAlchemy in autocommit."""
 
     __slots__ = ("_uow",)
 
@@ -179,8 +171,12 @@ class SqlCatalogReader:
             return await SqlProductRepository(conn).search(q)
 
     async def categories(self) -> list[Category]:
-        async with self._uow.read(single_statement=True) as conn:
-            return await SqlProductRepository(conn).categories()
+        return (await self.categories_at())[0]
+
+    async def categories_at(self, after: int = 0) -> tuple[list[Category], int]:
+        """Every category with its product count, and an LSN the read is known to include."""
+        rows, seen = await self._uow.fetch(CATEGORIES, after=after)
+        return [Category(r[0], r[1]) for r in rows], seen
 
 
 class _Reading:

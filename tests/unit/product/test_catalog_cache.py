@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from services.product.cache import CachedCatalogReader, CatalogCache
-from services.product.domain import ListProducts, Money, Page, Product, ProductSort
+from services.product.domain import Category, ListProducts, Money, Page, Product, ProductSort
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def product(pid: str, stock: int = 5, name: str = "") -> Product:
-    return Product(pid, f"SKU-{pid}", name or f"name {pid}", "", "kitchen",
+def product(pid: str, stock: int = 5, name: str = "", category: str = "kitchen") -> Product:
+    return Product(pid, f"SKU-{pid}", name or f"name {pid}", "", category,
                    Money("USD", 3), (), stock, NOW, NOW)  # fmt: skip
 
 
@@ -52,8 +52,14 @@ class FakeReads:
     async def search(self, query):
         return Page((), "")
 
-    async def categories(self):
-        return []
+    async def categories_at(self, after):
+        self.afters.append(after)
+        for hook in self.during:
+            hook()
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row.category] = counts.get(row.category, 0) + 1
+        return [Category(slug, n) for slug, n in sorted(counts.items())], self.seen
 
 
 @pytest.fixture
@@ -275,3 +281,62 @@ async def test_without_a_fence_the_miss_reads_through_after_a_bounded_wait(cache
     cache.changed("row:p-1")
     await reader(cache, reads).get("p-1")  # no fence ever comes (and no hang)
     assert reads.afters == [5] and cache.product("p-1", 0) is None
+
+
+async def test_categories_are_served_from_the_cache_until_a_set_notice(cache):
+    reads = FakeReads()
+    assert await reader(cache, reads).categories() == [Category("kitchen", 2)]
+    reads.rows["p-3"] = product("p-3", category="garden")  # inserted: a set notice follows
+    assert await reader(cache, reads).categories() == [Category("kitchen", 2)]
+    assert len(reads.afters) == 1
+    cache.changed("set:p-3")
+    cache.fenced(40)
+    assert await reader(cache, reads).categories() == [
+        Category("garden", 1),
+        Category("kitchen", 2),
+    ]
+    assert reads.afters[-1] == 40
+
+
+async def test_a_row_notice_keeps_the_category_counts(cache):
+    reads = FakeReads()
+    await reader(cache, reads).categories()
+    cache.changed("row:p-1")  # stock or description: no count moves
+    cache.fenced(40)
+    await reader(cache, reads).categories()
+    assert len(reads.afters) == 1
+
+
+async def test_a_set_notice_during_the_category_read_keeps_its_result_out(cache):
+    reads = FakeReads()
+    reads.during.append(lambda: cache.changed("set:p-9"))
+    await reader(cache, reads).categories()
+    reads.during.clear()
+    cache.fenced(30)
+    reads.rows["p-9"] = product("p-9", category="garden")
+    assert await reader(cache, reads).categories() == [
+        Category("garden", 1),
+        Category("kitchen", 2),
+    ]
+    assert cache.dropped == 1
+
+
+async def test_categories_older_than_the_callers_lsn_or_the_ttl_are_read_again(cache, clock):
+    reads = FakeReads(seen=10)
+    await reader(cache, reads).categories()
+    reads.rows["p-3"] = product("p-3", category="garden")  # its notice lost
+    reads.seen = 20
+    assert len(await reader(cache, reads, need=15).categories()) == 2
+    assert reads.afters[-1] == 15
+    reads.rows["p-4"] = product("p-4", category="toys")  # lost again
+    clock.now += 2.1
+    assert len(await reader(cache, reads).categories()) == 3
+    assert cache.expired == 1
+
+
+async def test_categories_are_not_cached_without_the_listener(cache):
+    reads = FakeReads()
+    cache.lost()
+    await reader(cache, reads).categories()
+    await reader(cache, reads).categories()
+    assert len(reads.afters) == 2 and cache.bypassed == 2
