@@ -66,6 +66,25 @@ async def test_write_rolls_back_on_error(db):
         assert row.first() is None
 
 
+async def test_write_raw_without_a_transaction_commits_each_statement_and_keeps_the_lsn(db):
+    key = uuid.uuid4().hex
+    uow = db.unit_of_work()
+    with pytest.raises(RuntimeError):
+        async with uow.write_raw(transaction=False) as conn:
+            await conn.execute(f"INSERT INTO {SCHEMA}.kv (k, v) VALUES ($1, 1)", key)
+            raise RuntimeError("after the statement")
+    assert uow.last_lsn == 0  # not read after an exception
+    async with db.primary.connect() as conn:  # no transaction rolled the insert back
+        got = await conn.execute(text(f"SELECT v FROM {SCHEMA}.kv WHERE k = :k"), {"k": key})
+        assert got.scalar_one() == 1
+    async with uow.write_raw(transaction=False) as conn:
+        await conn.execute(f"UPDATE {SCHEMA}.kv SET v = 2 WHERE k = $1", key)
+        assert not conn.is_in_transaction()
+    assert uow.last_lsn > 0
+    rows, _ = await uow.fetch(f"SELECT v FROM {SCHEMA}.kv WHERE k = $1", key)
+    assert rows[0][0] == 2  # read-your-writes from the kept LSN
+
+
 async def test_read_your_writes_right_after_each_update(db):
     key = uuid.uuid4().hex
     for value in range(20):
