@@ -50,6 +50,7 @@ from bench.common import (
     closed_loop,
     free_port,
     git_head,
+    machine,
     median_range,
     pin_self,
     pinned,
@@ -305,6 +306,21 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ab_cells(r: dict[str, Any]) -> dict[str, str]:
+    """One line per RPC and variant (the report shows a named run's figures flat)."""
+    from bench.common import fmt_range
+
+    return {
+        f"{c['rpc']} {c['variant']}": (
+            f"product {fmt_range(c['product_us_per_call'], 0)} us/call, PG primary "
+            f"{fmt_range(c['pg_primary_us_per_call'], 0)}, PG replica "
+            f"{fmt_range(c['pg_replica_us_per_call'], 0)}; product CPU base/this "
+            f"{fmt_range(c['product_cpu_ratio_base_over_this'])}"
+        )
+        for c in r["cells"]
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "load":
         ap = argparse.ArgumentParser()
@@ -336,11 +352,13 @@ def main() -> None:
     if not TOOL.exists():
         raise BenchFailed(f"{TOOL} not found (kept beside the repo, in ../shared/tools)")
     base = base_tree(args.base)
+    head = git_head()  # the tree measured (commit your change before the run)
     with tempfile.TemporaryDirectory(prefix="catalog-cpu-") as tmp:
         result = asyncio.run(bench(args, Path(tmp), base))
     if args.name:
         result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "base": args.base, "new": git_head(), "note": args.note, **result}  # fmt: skip
+                  "base": args.base, "new": head, "note": args.note,
+                  "per_call": ab_cells(result), "machine": machine(), **result}  # fmt: skip
         path = record_entry("catalog_cpu_ab", "runs", args.name, result)
     else:
         path = write_result("catalog_cpu", result)
