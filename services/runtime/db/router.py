@@ -253,6 +253,13 @@ class Database:
         except asyncpg.PostgresError:
             broken = conn.is_closed()  # the statement's own error: the session is fine
             raise
+        except (asyncpg.InterfaceError, TimeoutError):
+            raise  # lost, or a statement timed out mid-flight: its state is unknown
+        except Exception:
+            # The caller's own error between statements (a domain rule refused the change):
+            # the transaction block rolled back, so the session is clean and goes back.
+            broken = conn.is_closed() or conn.is_in_transaction()
+            raise
         finally:
             self._raw_writes.release(conn, broken)
 

@@ -85,6 +85,38 @@ async def test_write_raw_without_a_transaction_commits_each_statement_and_keeps_
     assert rows[0][0] == 2  # read-your-writes from the kept LSN
 
 
+async def test_write_raw_gives_the_connection_back_after_the_callers_own_error(db):
+    """A domain rule refusing a change inside write_raw (raised between statements) rolls
+    the transaction back and returns the connection to the pool: the next write gets the
+    same session, no new connection is opened. A cancelled block still drops its own."""
+    key = uuid.uuid4().hex
+    uow = db.unit_of_work()
+    async with uow.write_raw() as conn:
+        pid = conn.get_server_pid()
+    opened = db._raw_writes.open_connections
+    with pytest.raises(ValueError):
+        async with uow.write_raw() as conn:
+            assert conn.get_server_pid() == pid
+            await conn.execute(f"INSERT INTO {SCHEMA}.kv (k, v) VALUES ($1, 1)", key)
+            raise ValueError("too many lines")
+    async with uow.write_raw() as conn:
+        assert conn.get_server_pid() == pid  # the same session, back in the pool
+        assert await conn.fetchval(f"SELECT v FROM {SCHEMA}.kv WHERE k = $1", key) is None
+    assert db._raw_writes.open_connections == opened
+
+    async def cancelled() -> None:
+        async with uow.write_raw() as conn:
+            await conn.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(cancelled())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with uow.write_raw() as conn:
+        assert conn.get_server_pid() != pid  # the cancelled one was dropped, not reused
+
+
 async def test_read_your_writes_right_after_each_update(db):
     key = uuid.uuid4().hex
     for value in range(20):
