@@ -6,6 +6,8 @@ Used by tests/unit/mesh, tests/e2e and bench/mesh_overhead.py; never by the stac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import shutil
 import socket
@@ -13,7 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -318,3 +322,43 @@ if __name__ == "__main__":
     import sys
 
     asyncio.run(_serve_counting_product(int(sys.argv[1])))
+
+
+@contextlib.asynccontextmanager
+async def private_gateway(
+    servables: list[Any], workdir: Path, services: tuple[str, ...] = ("auth", "user", "product")
+) -> AsyncIterator[tuple[int, int, PrivateEnvoy]]:
+    """A private Envoy built by the same generator as mesh/out (only ports and endpoints
+    differ) in front of a grpclib server of `servables` (with health) standing in for
+    `services`. Yields (edge port, internal port, the Envoy); Envoy is stopped and the server closed
+    on exit."""
+    from grpclib.health.service import Health
+    from grpclib.server import Server
+
+    from mesh import envoy
+    from mesh.api import load
+    from mesh.generate import DESCRIPTOR, OUT
+
+    upstream = free_port()
+    server = Server([*servables, Health()])
+    await server.start("127.0.0.1", upstream)
+    edge, internal, admin = free_port(), free_port(), free_port()
+    opt = envoy.EnvoyOptions(
+        edge_port=edge,
+        internal_port=internal,
+        admin_port=admin,
+        descriptor_path=str(OUT / "envoy" / "descriptor.binpb"),
+        openapi_path=str(OUT / "openapi" / "openapi.json"),
+        docs_path=str(OUT / "openapi" / "docs.html"),
+        endpoints={s: [("127.0.0.1", upstream)] for s in services},
+        health_check_interval_s=1,
+        access_log=False,
+    )
+    proxy = PrivateEnvoy(envoy.build(load(DESCRIPTOR), opt), workdir, admin)
+    await asyncio.to_thread(proxy.__enter__)
+    try:
+        yield edge, internal, proxy
+    finally:
+        await asyncio.to_thread(proxy.__exit__)
+        server.close()
+        await server.wait_closed()

@@ -29,14 +29,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib.client import Channel
-from grpclib.health.service import Health
-from grpclib.server import Server
 
-from mesh import envoy
-from mesh.api import load
-from mesh.generate import DESCRIPTOR, OUT
 from mesh.stubs import Stub
-from mesh.testing import PrivateEnvoy, free_port
+from mesh.testing import private_gateway
 from services.runtime.auth import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
@@ -113,31 +108,10 @@ class Edge:
 @pytest.fixture
 async def edge(tmp_path) -> AsyncIterator[Edge]:
     recorder = Recorder(Ed25519PrivateKey.generate())
-    upstream = free_port()
-    server = Server([*recorder.servables(), Health()])
-    await server.start("127.0.0.1", upstream)
-    port, internal, admin = free_port(), free_port(), free_port()
-    opt = envoy.EnvoyOptions(
-        edge_port=port,
-        internal_port=internal,
-        admin_port=admin,
-        descriptor_path=str(OUT / "envoy" / "descriptor.binpb"),
-        openapi_path=str(OUT / "openapi" / "openapi.json"),
-        docs_path=str(OUT / "openapi" / "docs.html"),
-        endpoints={s: [("127.0.0.1", upstream)] for s in ("auth", "user", "product")},
-        health_check_interval_s=1,
-        access_log=False,
-    )
-    proxy = PrivateEnvoy(envoy.build(load(DESCRIPTOR), opt), tmp_path / "envoy", admin)
-    await asyncio.to_thread(proxy.__enter__)
-    try:
+    async with private_gateway(recorder.servables(), tmp_path / "envoy") as (port, _, _):
         e = Edge(f"http://127.0.0.1:{port}", port, recorder)
         await _wait_for_jwks(e)
         yield e
-    finally:
-        await asyncio.to_thread(proxy.__exit__)
-        server.close()
-        await server.wait_closed()
 
 
 async def _wait_for_jwks(e: Edge) -> None:

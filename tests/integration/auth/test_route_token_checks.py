@@ -34,14 +34,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib import GRPCError, Status
 from grpclib.client import Channel
-from grpclib.health.service import Health
-from grpclib.server import Server
 
-from mesh import envoy
-from mesh.api import load
-from mesh.generate import DESCRIPTOR, OUT
 from mesh.stubs import Stub
-from mesh.testing import PrivateEnvoy, free_port
+from mesh.testing import PrivateEnvoy, private_gateway
 from services.runtime.auth import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
@@ -130,33 +125,12 @@ def _stubs(key: Ed25519PrivateKey, calls: list[str]) -> list[Stub]:
 @pytest.fixture
 async def mesh(tmp_path) -> AsyncIterator[Mesh]:
     key = Ed25519PrivateKey.generate()
-    m = Mesh(free_port(), free_port(), key)
-    upstream = free_port()
-    server = Server([*_stubs(key, m.calls), Health()])
-    await server.start("127.0.0.1", upstream)
-    admin = free_port()
-    opt = envoy.EnvoyOptions(
-        edge_port=m.edge,
-        internal_port=m.internal,
-        admin_port=admin,
-        descriptor_path=str(OUT / "envoy" / "descriptor.binpb"),
-        openapi_path=str(OUT / "openapi" / "openapi.json"),
-        docs_path=str(OUT / "openapi" / "docs.html"),
-        endpoints={s: [("127.0.0.1", upstream)] for s in ("auth", "user", "product")},
-        health_check_interval_s=1,
-        access_log=False,
-    )
-    proxy = PrivateEnvoy(envoy.build(load(DESCRIPTOR), opt), tmp_path / "envoy", admin)
-    await asyncio.to_thread(proxy.__enter__)
-    m.proxy = proxy
-    try:
+    calls: list[str] = []
+    async with private_gateway(_stubs(key, calls), tmp_path / "envoy") as (edge, internal, proxy):
+        m = Mesh(edge, internal, key, calls, proxy)
         await _until_keys_fetched(m)
         m.calls.clear()
         yield m
-    finally:
-        await asyncio.to_thread(proxy.__exit__)
-        server.close()
-        await server.wait_closed()
 
 
 async def _until_keys_fetched(m: Mesh) -> None:
