@@ -29,10 +29,12 @@ from services.runtime.metrics import Metrics
 # Stage 0 sends the emails: a record waits at most 250 ms more on the broker (order -> email
 # p99 stays well under 1 s), and at 5-50 orders/s one fetch, one claim statement and one
 # offset commit serve a quarter second's records instead of each record. The retry stages
-# hold records until due (5 s, 30 s) and are idle almost always: one fetch a second; a due
-# record runs at most that much later. NOTIFICATION_KAFKA_FETCH_* override both.
+# keep aiokafka's defaults: a retry record is rare (nothing to batch), it must be seen at
+# once to be parked until due, and a parked partition resumes only when the fetch in
+# flight returns, so a longer wait would delay every due record by it.
+# NOTIFICATION_KAFKA_FETCH_* override both.
 STAGE0_FETCH = FetchPolicy(max_wait_ms=250, min_bytes=64 * 1024)
-RETRY_FETCH = FetchPolicy(max_wait_ms=1000, min_bytes=64 * 1024)
+RETRY_FETCH = FetchPolicy(max_wait_ms=500, min_bytes=1)
 
 
 class NotificationApp:
