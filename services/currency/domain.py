@@ -109,13 +109,6 @@ def convert(amount: Money, to: str, table: RateVersion, field: str = "amounts") 
     return Money.from_decimal(to, rounded)
 
 
-def convert_all(amounts: tuple[Money, ...], to: str, table: RateVersion) -> Conversion:
-    return Conversion(
-        tuple(convert(a, to, table, f"amounts[{i}]") for i, a in enumerate(amounts)),
-        table.version,
-    )
-
-
 def validate_rates(rates: tuple[tuple[str, Decimal], ...]) -> dict[str, Decimal]:
     """A publication's rates, checked, with the base currency at exactly 1."""
     bad: list[FieldViolation] = []

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.currency.domain import Money, PublishRates, RateVersion, rate_of, rate_parts
 from services.currency.service import CurrencyService
+from services.runtime.memo import BoundedMemo
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.currency.v1 import currency_pb2 as pb
@@ -40,7 +41,7 @@ class CurrencyHandlers(CurrencyServiceBase):
         # A version never changes, so neither does its listing: built once per version in
         # effect (the response is only serialized, never changed, after it is returned).
         self._listing: tuple[RateVersion, pb.ListCurrenciesResponse] | None = None
-        self._money: dict[Money, common_pb2.Money] = {}
+        self._money: BoundedMemo[Money, common_pb2.Money] = BoundedMemo(MONEY_KEPT)
 
     @unary
     async def ListCurrencies(self, request: pb.ListCurrenciesRequest) -> pb.ListCurrenciesResponse:
@@ -65,11 +66,7 @@ class CurrencyHandlers(CurrencyServiceBase):
         built, msgs = self._money, []
         for m in result.amounts:
             msg = built.get(m)
-            if msg is None:
-                if len(built) >= MONEY_KEPT:
-                    built.clear()
-                msg = built[m] = money_proto(m)
-            msgs.append(msg)
+            msgs.append(msg if msg is not None else built.keep(m, money_proto(m)))
         reply = pb.ConvertResponse(rate_version=result.rate_version)
         reply.amounts.extend(msgs)
         return reply

@@ -25,6 +25,7 @@ from services.currency.domain import (
 )
 from services.currency.ports import RateUnitOfWork
 from services.runtime.errors import InvalidArgument
+from services.runtime.memo import BoundedMemo
 
 CONVERSIONS_KEPT = 10_000
 
@@ -42,7 +43,9 @@ class CurrencyService:
         self._versions: dict[int, RateVersion] = {}
         self._current: tuple[float, int] | None = None  # (asked at, version)
         self._asking: asyncio.Future[RateVersion] | None = None
-        self._converted: dict[tuple[str, int, int, str, int], Money] = {}
+        self._converted: BoundedMemo[tuple[str, int, int, str, int], Money] = BoundedMemo(
+            CONVERSIONS_KEPT
+        )
 
     async def table(self, version: int = 0) -> RateVersion:
         """Version `version`'s rates, or the version in effect now for 0."""
@@ -109,10 +112,7 @@ class CurrencyService:
                     amount = Money(code, units, nanos)
                 except ValueError as exc:
                     raise InvalidArgument(f"amounts[{i}]", str(exc)) from None
-                got = convert(amount, to, table, f"amounts[{i}]")
-                if len(done) >= CONVERSIONS_KEPT:
-                    done.clear()
-                done[key] = got
+                got = done.keep(key, convert(amount, to, table, f"amounts[{i}]"))
             out.append(got)
         return Conversion(tuple(out), v)
 

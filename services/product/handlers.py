@@ -24,6 +24,7 @@ from services.product.domain import (
 )
 from services.product.ports import ProductUnitOfWork
 from services.runtime.errors import InvalidArgument
+from services.runtime.memo import BoundedMemo
 from services.runtime.rpc import unary
 from shop.common.v1 import common_pb2
 from shop.product.v1 import product_grpc
@@ -94,10 +95,14 @@ class ProductHandlers(product_grpc.ProductServiceBase):
 
     def __init__(self, uow: Callable[[], ProductUnitOfWork]) -> None:
         self.uow = uow
-        self._protos: dict[Product, pb.Product] = {}
+        self._protos: BoundedMemo[Product, pb.Product] = BoundedMemo(PROTO_MEMO_SIZE)
         # product id -> (the Product, its reply); ListProducts query -> (the Page, its reply)
-        self._get_replies: dict[str, tuple[Product, pb.GetProductResponse]] = {}
-        self._list_replies: dict[ListProducts, tuple[Page, pb.ListProductsResponse]] = {}
+        self._get_replies: BoundedMemo[str, tuple[Product, pb.GetProductResponse]] = BoundedMemo(
+            PROTO_MEMO_SIZE
+        )
+        self._list_replies: BoundedMemo[ListProducts, tuple[Page, pb.ListProductsResponse]] = (
+            BoundedMemo(LIST_MEMO_SIZE)
+        )
         self._categories_reply: tuple[list[Category], pb.ListCategoriesResponse] | None = None
 
     def proto(self, p: Product) -> pb.Product:
@@ -107,11 +112,7 @@ class ProductHandlers(product_grpc.ProductServiceBase):
         Product itself, so a changed product is a new key, never an old message. The
         message is copied into each response, never mutated."""
         msg = self._protos.get(p)
-        if msg is None:
-            if len(self._protos) >= PROTO_MEMO_SIZE:
-                self._protos.clear()
-            msg = self._protos[p] = product_proto(p)
-        return msg
+        return msg if msg is not None else self._protos.keep(p, product_proto(p))
 
     @unary
     async def GetProduct(self, request: pb.GetProductRequest) -> pb.GetProductResponse:
@@ -120,9 +121,7 @@ class ProductHandlers(product_grpc.ProductServiceBase):
         if known is not None and known[0] is product:
             return known[1]
         reply = pb.GetProductResponse(product=self.proto(product))
-        if known is None and len(self._get_replies) >= PROTO_MEMO_SIZE:
-            self._get_replies.clear()
-        self._get_replies[product.id] = (product, reply)
+        self._get_replies.keep(product.id, (product, reply))
         return reply
 
     @unary
@@ -147,9 +146,7 @@ class ProductHandlers(product_grpc.ProductServiceBase):
             products=[self.proto(p) for p in page.products],
             next_page_token=page.next_page_token,
         )
-        if known is None and len(self._list_replies) >= LIST_MEMO_SIZE:
-            self._list_replies.clear()
-        self._list_replies[query] = (page, reply)
+        self._list_replies.keep(query, (page, reply))
         return reply
 
     @unary

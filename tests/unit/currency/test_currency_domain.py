@@ -14,7 +14,6 @@ from services.currency.domain import (
     Money,
     RateVersion,
     convert,
-    convert_all,
     validate_rates,
 )
 from services.currency.service import CurrencyService
@@ -46,7 +45,7 @@ def test_conversion_is_exact_and_rounds_once_half_to_even(amount, to, expected):
 
 def test_a_currency_without_a_rate_names_the_field():
     with pytest.raises(InvalidArgument) as err:
-        convert_all((Money("USD", 1), Money("XXX", 1)), "EUR", TABLE)
+        convert(Money("XXX", 1), "EUR", TABLE, "amounts[1]")
     assert err.value.field == "amounts[1].currency_code"
     with pytest.raises(InvalidArgument) as err:
         convert(Money("USD", 1), "CHF", TABLE)
